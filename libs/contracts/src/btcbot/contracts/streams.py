@@ -1,0 +1,145 @@
+"""JetStream streams and durable consumers: names, subjects, limits, redelivery policy.
+
+Provisioning (create or update at every start) lives in the runtime; the definitions live here so that
+every service, the CLI and the tests agree on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One stream: its subjects and retention limits (durations in seconds)."""
+
+    name: str
+    subjects: tuple[str, ...]
+    description: str
+    max_age: float = 0.0
+    max_msgs_per_subject: int = -1
+    duplicate_window: float = 120.0
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer with explicit ack, bounded redelivery and backoff."""
+
+    durable: str
+    stream: str
+    filter_subjects: tuple[str, ...]
+    max_deliver: int = 5
+    backoff: tuple[float, ...] = (0.5, 2.0, 5.0, 15.0)
+    max_ack_pending: int = 1000
+    deliver: str = "all"  # all | new | last_per_subject
+    description: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+MARKET = StreamSpec(
+    "MARKET", ("md.book.*", "md.trade.*"), "order books and trades; replay source", max_age=7 * DAY
+)
+INTENTS = StreamSpec("INTENTS", ("intent.*",), "every strategy decision, for audit", max_age=30 * DAY)
+ORDERS = StreamSpec(
+    "ORDERS",
+    ("order.submit.*", "order.cancel.*", "order.denied.*"),
+    "execution input and risk decisions",
+    max_age=30 * DAY,
+)
+EXECUTION = StreamSpec("EXECUTION", ("exec.*.*",), "what happened at the exchange", max_age=365 * DAY)
+PORTFOLIO = StreamSpec(
+    "PORTFOLIO", ("portfolio.*",), "latest ledger state per account", max_msgs_per_subject=1
+)
+CONTROL = StreamSpec("CONTROL", ("control.*",), "trading mode and kill switch", max_msgs_per_subject=1)
+DLQ = StreamSpec("DLQ", ("dlq.>",), "messages a service could not process, with the reason", max_age=90 * DAY)
+
+ALL_STREAMS: tuple[StreamSpec, ...] = (MARKET, INTENTS, ORDERS, EXECUTION, PORTFOLIO, CONTROL, DLQ)
+
+# Inputs of each service. A service may have several consumers; replicas of a service share each durable.
+STRATEGY_BOOKS = ConsumerSpec(
+    "strategy-books",
+    MARKET.name,
+    ("md.book.*",),
+    deliver="new",
+    max_deliver=3,
+    backoff=(0.2, 1.0),
+    description="books the strategy decides on",
+)
+STRATEGY_EXECUTION = ConsumerSpec(
+    "strategy-execution",
+    EXECUTION.name,
+    ("exec.*.*",),
+    description="order outcomes, so a strategy knows what it has in flight",
+)
+STRATEGY_PORTFOLIO = ConsumerSpec(
+    "strategy-portfolio",
+    PORTFOLIO.name,
+    ("portfolio.*",),
+    deliver="last_per_subject",
+    description="latest positions and cost basis",
+)
+RISK_INTENTS = ConsumerSpec(
+    "risk-intents", INTENTS.name, ("intent.*",), description="intents to approve or deny"
+)
+RISK_CONTROL = ConsumerSpec(
+    "risk-control",
+    CONTROL.name,
+    ("control.*",),
+    deliver="last_per_subject",
+    description="mode and kill switch",
+)
+RISK_PORTFOLIO = ConsumerSpec(
+    "risk-portfolio",
+    PORTFOLIO.name,
+    ("portfolio.*",),
+    deliver="last_per_subject",
+    description="exposure for portfolio limits",
+)
+EXECUTION_ORDERS = ConsumerSpec(
+    "execution-orders",
+    ORDERS.name,
+    ("order.submit.*", "order.cancel.*"),
+    max_deliver=8,
+    backoff=(1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0),
+    description="orders to place or cancel at the exchange",
+)
+LEDGER_EXECUTION = ConsumerSpec(
+    "ledger-execution",
+    EXECUTION.name,
+    ("exec.*.*",),
+    max_deliver=10,
+    backoff=(1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 60.0, 60.0),
+    description="fills and order events to book",
+)
+LEDGER_MARKS = ConsumerSpec(
+    "ledger-marks",
+    MARKET.name,
+    ("md.book.*",),
+    deliver="new",
+    max_deliver=2,
+    backoff=(0.5,),
+    description="book mids for unrealized PnL",
+)
+
+ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (
+    STRATEGY_BOOKS,
+    STRATEGY_EXECUTION,
+    STRATEGY_PORTFOLIO,
+    RISK_INTENTS,
+    RISK_CONTROL,
+    RISK_PORTFOLIO,
+    EXECUTION_ORDERS,
+    LEDGER_EXECUTION,
+    LEDGER_MARKS,
+)
+
+
+def stream_for_subject(subject: str) -> StreamSpec:
+    """The stream that stores a subject (first token match); raises KeyError if none does."""
+    head = subject.split(".", 1)[0]
+    for spec in ALL_STREAMS:
+        if any(s.split(".", 1)[0] == head for s in spec.subjects):
+            return spec
+    raise KeyError(f"no stream stores subject {subject!r}")
