@@ -25,12 +25,17 @@ class StreamSpec:
 
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """A durable pull consumer with explicit ack, bounded redelivery and backoff."""
+    """A durable pull consumer with explicit ack, bounded redelivery and backoff.
+
+    `backoff[i]` is the delay before delivery i+2 after a failure (the last value repeats); `ack_wait` is how
+    long a delivery may stay unacknowledged (a crashed replica's messages come back after it).
+    """
 
     durable: str
     stream: str
     filter_subjects: tuple[str, ...]
     max_deliver: int = 5
+    ack_wait: float = 30.0
     backoff: tuple[float, ...] = (0.5, 2.0, 5.0, 15.0)
     max_ack_pending: int = 1000
     deliver: str = "all"  # all | new | last_per_subject
@@ -38,9 +43,7 @@ class ConsumerSpec:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-MARKET = StreamSpec(
-    "MARKET", ("md.book.*", "md.trade.*"), "order books and trades; replay source", max_age=7 * DAY
-)
+MARKET = StreamSpec("MARKET", ("md.book.*", "md.trade.*"), "order books and trades; replay source", max_age=7 * DAY)
 INTENTS = StreamSpec("INTENTS", ("intent.*",), "every strategy decision, for audit", max_age=30 * DAY)
 ORDERS = StreamSpec(
     "ORDERS",
@@ -49,9 +52,7 @@ ORDERS = StreamSpec(
     max_age=30 * DAY,
 )
 EXECUTION = StreamSpec("EXECUTION", ("exec.*.*",), "what happened at the exchange", max_age=365 * DAY)
-PORTFOLIO = StreamSpec(
-    "PORTFOLIO", ("portfolio.*",), "latest ledger state per account", max_msgs_per_subject=1
-)
+PORTFOLIO = StreamSpec("PORTFOLIO", ("portfolio.*",), "latest ledger state per account", max_msgs_per_subject=1)
 CONTROL = StreamSpec("CONTROL", ("control.*",), "trading mode and kill switch", max_msgs_per_subject=1)
 DLQ = StreamSpec("DLQ", ("dlq.>",), "messages a service could not process, with the reason", max_age=90 * DAY)
 
@@ -80,9 +81,7 @@ STRATEGY_PORTFOLIO = ConsumerSpec(
     deliver="last_per_subject",
     description="latest positions and cost basis",
 )
-RISK_INTENTS = ConsumerSpec(
-    "risk-intents", INTENTS.name, ("intent.*",), description="intents to approve or deny"
-)
+RISK_INTENTS = ConsumerSpec("risk-intents", INTENTS.name, ("intent.*",), description="intents to approve or deny")
 RISK_CONTROL = ConsumerSpec(
     "risk-control",
     CONTROL.name,

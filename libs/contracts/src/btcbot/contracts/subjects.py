@@ -18,9 +18,7 @@ CONTROL_KILL = "control.kill"
 
 def _symbol(symbol: str) -> str:
     if not _SYMBOL.match(symbol):
-        raise ValueError(
-            f"not a symbol token: {symbol!r} (expected upper-case letters and digits, e.g. BTCTRY)"
-        )
+        raise ValueError(f"not a symbol token: {symbol!r} (expected upper-case letters and digits, e.g. BTCTRY)")
     return symbol
 
 

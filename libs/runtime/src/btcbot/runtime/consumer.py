@@ -1,0 +1,209 @@
+"""The consumer loop: fetch, decode, handle inside a span continuing the producer's trace, then ack, nak or dead-letter.
+
+Error mapping (STYLE.md): undecodable input -> DeadLetter + term; Poison -> DeadLetter + term; Retry or any other
+exception -> nak with backoff, and on the last delivery DeadLetter + term. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+import msgspec
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from btcbot.contracts import ids, subjects
+from btcbot.contracts.codec import Codec
+from btcbot.contracts.messages import DeadLetter, Message
+from btcbot.contracts.streams import ConsumerSpec
+from btcbot.runtime.bus import Delivery, Handler, Publisher
+from btcbot.runtime.errors import DependencyUnavailable, Poison, Retry
+from btcbot.runtime.logging import get_logger
+from btcbot.runtime.metrics import instruments
+from btcbot.runtime.telemetry import extract
+
+M = TypeVar("M", bound=Message)
+log = get_logger(__name__)
+
+
+def backoff_delay(spec: ConsumerSpec, deliveries: int) -> float:
+    """Delay before the next delivery after `deliveries` failed ones."""
+    if not spec.backoff:
+        return 1.0
+    return spec.backoff[min(deliveries - 1, len(spec.backoff) - 1)]
+
+
+class Consumer(Generic[M]):
+    """One durable pull consumer bound to a handler; `run` loops until `stop` is set."""
+
+    def __init__(
+        self,
+        service: str,
+        js: JetStreamContext,
+        publisher: Publisher,
+        spec: ConsumerSpec,
+        codec: Codec[M],
+        handler: Handler[M],
+        now_ns: Callable[[], int] = time.time_ns,
+        batch: int = 50,
+    ) -> None:
+        self.service = service
+        self.spec = spec
+        self._js = js
+        self._publisher = publisher
+        self._codec = codec
+        self._handler = handler
+        self._now_ns = now_ns
+        self._batch = batch
+        self._tracer = trace.get_tracer("btcbot.runtime")
+        self._sub: Any = None
+        self.in_flight = 0
+        self.last_fetch_ns = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch and process batches until stop is set; the batch in hand is always finished."""
+        self._sub = await self._js.pull_subscribe_bind(self.spec.durable, stream=self.spec.stream)
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await self._sub.fetch(batch=self._batch, timeout=1.0)
+                except nats.errors.TimeoutError:
+                    self.last_fetch_ns = self._now_ns()
+                    continue
+                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+                    log.warning("consumer.fetch_failed", consumer=self.spec.durable, error=repr(exc))
+                    await _sleep_or_stop(stop, 1.0)
+                    continue
+                self.last_fetch_ns = self._now_ns()
+                for msg in msgs:
+                    self.in_flight += 1
+                    try:
+                        await self.process(msg)
+                    finally:
+                        self.in_flight -= 1
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Unsubscribe (a pull subscription left open makes drain hang for its whole timeout)."""
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:
+                log.debug("consumer.unsubscribe_failed", error=repr(exc))
+
+    async def process(self, msg: Msg) -> str:
+        """Handle one message; returns the outcome: ack, nak or dead."""
+        meta = msg.metadata
+        delivery = Delivery(
+            subject=msg.subject,
+            deliveries=meta.num_delivered,
+            stream=meta.stream,
+            sequence=meta.sequence.stream,
+            headers=dict(msg.headers or {}),
+        )
+        attrs: dict[str, str | bool | int] = {
+            "messaging.system": "nats",
+            "messaging.destination": msg.subject,
+            "messaging.consumer": self.spec.durable,
+            "messaging.redelivered": delivery.deliveries > 1,
+            "messaging.stream_sequence": delivery.sequence,
+        }
+        started = time.perf_counter()
+        with self._tracer.start_as_current_span(
+            f"consume {self.spec.durable}",
+            context=extract(msg.headers),
+            kind=SpanKind.CONSUMER,
+            attributes=attrs,
+        ) as span:
+            outcome = await self._dispatch(msg, delivery, span)
+        instruments().handled.add(1, {"consumer": self.spec.durable, "outcome": outcome})
+        instruments().handle_seconds.record(time.perf_counter() - started, {"consumer": self.spec.durable})
+        return outcome
+
+    async def _dispatch(self, msg: Msg, delivery: Delivery, span: trace.Span) -> str:
+        try:
+            message = self._codec.decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            span.set_status(Status(StatusCode.ERROR, "undecodable"))
+            return await self._dead_letter(msg, delivery, f"undecodable: {exc}")
+        span.set_attribute("messaging.message.id", message.id)
+        span.set_attribute("btcbot.message_type", type(message).__name__)
+        try:
+            await self._handler(message, delivery)
+        except Poison as exc:
+            span.set_status(Status(StatusCode.ERROR, exc.reason))
+            return await self._dead_letter(msg, delivery, f"poison: {exc.reason}")
+        except Exception as exc:
+            reason = exc.reason if isinstance(exc, Retry) else f"{type(exc).__name__}: {exc}"
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, reason))
+            if delivery.deliveries >= self.spec.max_deliver:
+                return await self._dead_letter(msg, delivery, f"failed {delivery.deliveries} times; last: {reason}")
+            delay = (
+                exc.delay
+                if isinstance(exc, Retry) and exc.delay is not None
+                else backoff_delay(self.spec, delivery.deliveries)
+            )
+            level = "warning" if isinstance(exc, Retry) else "error"
+            getattr(log, level)(
+                "message.retry",
+                consumer=self.spec.durable,
+                subject=msg.subject,
+                deliveries=delivery.deliveries,
+                delay=delay,
+                reason=reason,
+                exc_info=not isinstance(exc, Retry),
+            )
+            await msg.nak(delay=delay)
+            return "nak"
+        await msg.ack()
+        return "ack"
+
+    async def _dead_letter(self, msg: Msg, delivery: Delivery, reason: str) -> str:
+        letter = DeadLetter(
+            id=ids.dead_letter_id(delivery.stream, delivery.sequence),
+            ts_ns=self._now_ns(),
+            original_subject=msg.subject,
+            original_stream=delivery.stream,
+            original_sequence=delivery.sequence,
+            headers=dict(delivery.headers),
+            payload=msg.data,
+            error=reason,
+            service=self.service,
+            deliveries=delivery.deliveries,
+        )
+        try:
+            await self._publisher.publish(subjects.dead_letter(self.service, msg.subject), letter)
+        except DependencyUnavailable as exc:
+            # The dead letter is not stored: keep the message and try again rather than lose it.
+            log.error("dead_letter.publish_failed", subject=msg.subject, error=exc.reason)
+            await msg.nak(delay=5.0)
+            return "nak"
+        log.error(
+            "message.dead_lettered",
+            consumer=self.spec.durable,
+            subject=msg.subject,
+            reason=reason,
+            stream_seq=delivery.sequence,
+            deliveries=delivery.deliveries,
+        )
+        instruments().dead_letters.add(1, {"consumer": self.spec.durable})
+        await msg.term()
+        return "dead"
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+Runner = Callable[[asyncio.Event], Awaitable[None]]

@@ -1,0 +1,205 @@
+"""Service lifecycle: settings, logging, telemetry, NATS, provisioning, health, consumers and tasks, graceful stop.
+
+Stop sequence on SIGTERM/SIGINT (arq/saq style): stop fetching, let in-flight work finish within the grace
+period, cancel what is left, run close hooks, unsubscribe and drain NATS. `stop()` is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from nats.aio.client import Client as NatsClient
+
+from btcbot.contracts.codec import Codec
+from btcbot.contracts.messages import Message
+from btcbot.contracts.streams import ALL_STREAMS, ConsumerSpec
+from btcbot.runtime.bus import Handler, Publisher
+from btcbot.runtime.consumer import Consumer
+from btcbot.runtime.errors import DependencyUnavailable, SettingsError
+from btcbot.runtime.health import HealthServer
+from btcbot.runtime.jetstream import NatsPublisher, connect, provision
+from btcbot.runtime.logging import configure_logging, get_logger
+from btcbot.runtime.settings import CommonSettings, load_settings
+from btcbot.runtime.telemetry import configure_telemetry, shutdown_telemetry
+
+M = TypeVar("M", bound=Message)
+S = TypeVar("S", bound=CommonSettings)
+
+TaskFn = Callable[[asyncio.Event], Awaitable[None]]
+
+
+class Service:
+    """What a service's `setup` gets: the bus, Redis, the clock, and places to register work."""
+
+    def __init__(self, name: str, settings: CommonSettings, nc: NatsClient) -> None:
+        self.name = name
+        self.settings = settings
+        self.nc = nc
+        self.js = nc.jetstream(timeout=10)
+        self.bus: Publisher = NatsPublisher(self.js)
+        self.log = get_logger(f"btcbot.{name}")
+        self.stopping = asyncio.Event()
+        self.health = HealthServer(settings.health_host, settings.health_port)
+        self._consumers: list[Consumer[Any]] = []
+        self._tasks: list[tuple[str, TaskFn]] = []
+        self._running: list[asyncio.Task[None]] = []
+        self._close_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._redis: aioredis.Redis | None = None
+        self._stopped = False
+        self.health.add_check("nats", lambda: self.nc.is_connected)
+
+    def now_ns(self) -> int:
+        """Wall-clock time in ns: the one clock of a service, passed into pure code."""
+        return time.time_ns()
+
+    def consume(self, spec: ConsumerSpec, codec: Codec[M], handler: Handler[M]) -> None:
+        """Run a durable pull consumer with this handler once the service starts."""
+        self._consumers.append(Consumer(self.name, self.js, self.bus, spec, codec, handler, now_ns=self.now_ns))
+
+    def task(self, name: str, fn: TaskFn) -> None:
+        """Run a background loop; it gets the stop event and should return soon after it is set."""
+        self._tasks.append((name, fn))
+
+    def readiness(self, name: str, check: Callable[[], bool]) -> None:
+        """Add a readiness check (/readyz answers 503 while any is false)."""
+        self.health.add_check(name, check)
+
+    def on_close(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run fn at shutdown, after work has stopped (close clients and pools here)."""
+        self._close_hooks.append(fn)
+
+    async def redis(self) -> aioredis.Redis:
+        """The shared Redis client (created on first use; readiness then includes a Redis ping)."""
+        if self._redis is None:
+            client = aioredis.from_url(
+                self.settings.redis_url,
+                socket_timeout=2.0,
+                socket_connect_timeout=2.0,
+                health_check_interval=5,
+            )
+            self._redis = client
+            state = {"ok": True}
+
+            async def ping_loop(stop: asyncio.Event) -> None:
+                while not stop.is_set():
+                    try:
+                        state["ok"] = bool(await client.ping())
+                    except Exception:
+                        state["ok"] = False
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 1.0)
+
+            self.readiness("redis", lambda: state["ok"])
+            self._start_task("redis-ping", ping_loop)
+            self.on_close(client.aclose)
+        return self._redis
+
+    def _start_task(self, name: str, fn: TaskFn) -> None:
+        async def guarded() -> None:
+            try:
+                await fn(self.stopping)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A bug in a core loop: crash the process and let the orchestrator restart it.
+                self.log.exception("task.crashed", task=name)
+                self.crashed = True
+                self.stopping.set()
+
+        self._running.append(asyncio.create_task(guarded(), name=name))
+
+    crashed = False
+
+    async def start(self) -> None:
+        """Start health, consumers and tasks."""
+        await self.health.start()
+        for consumer in self._consumers:
+            self._start_task(f"consumer:{consumer.spec.durable}", consumer.run)
+        for name, fn in self._tasks:
+            self._start_task(name, fn)
+        self.log.info(
+            "service.started",
+            consumers=[c.spec.durable for c in self._consumers],
+            tasks=[n for n, _ in self._tasks],
+            health_port=self.health.port,
+        )
+
+    async def stop(self) -> None:
+        """Graceful stop; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stopping.set()
+        grace = self.settings.shutdown_grace
+        done, pending = await asyncio.wait(self._running, timeout=grace) if self._running else (set(), set())
+        for task in pending:
+            self.log.warning("task.cancelled_at_deadline", task=task.get_name(), grace=grace)
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        for hook in reversed(self._close_hooks):
+            try:
+                await hook()
+            except Exception:
+                self.log.exception("close_hook.failed")
+        await self.health.stop()
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+        self.log.info("service.stopped", finished=len(done), cancelled=len(pending))
+
+
+Setup = Callable[[Service, S], Awaitable[None]]
+
+
+async def _main(name: str, settings: S, setup: Setup[S], consumers: tuple[ConsumerSpec, ...] | None) -> int:
+    log = get_logger(f"btcbot.{name}")
+    try:
+        nc = await connect(settings.nats_url, f"{name}-{settings.instance}", settings.connect_timeout)
+    except DependencyUnavailable as exc:
+        log.error("service.start_failed", reason=exc.reason)
+        return 3
+    service = Service(name, settings, nc)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.stopping.set)
+    try:
+        await setup(service, settings)
+        specs = [c.spec for c in service._consumers]
+        await provision(service.js, ALL_STREAMS, specs if consumers is None else consumers)
+        await service.start()
+        await service.stopping.wait()
+    except SettingsError as exc:
+        log.error("service.bad_settings", reason=str(exc))
+        await service.stop()
+        return 2
+    finally:
+        await service.stop()
+        shutdown_telemetry()
+    return 1 if service.crashed else 0
+
+
+def run_service(
+    name: str, settings_cls: type[S], setup: Setup[S], consumers: tuple[ConsumerSpec, ...] | None = None
+) -> int:
+    """Run a service process to completion and return its exit code (2 = bad settings, 3 = NATS unreachable)."""
+    try:
+        settings = load_settings(settings_cls)
+    except SettingsError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)  # noqa: T201  (logging is not configured yet)
+        return 2
+    configure_logging(name, settings.instance, settings.log_level, settings.log_format)
+    configure_telemetry(name, settings.instance, settings.trace_file, settings.otlp_endpoint)
+    try:
+        import uvloop
+
+        runner: Callable[[Awaitable[int]], int] = uvloop.run  # type: ignore[assignment]
+    except ImportError:  # pragma: no cover  (uvloop is not built for every platform)
+        runner = asyncio.run  # type: ignore[assignment]
+    return runner(_main(name, settings, setup, consumers))
