@@ -73,9 +73,6 @@ class IdempotencyStore:
             return
         try:
             mapping: dict[FieldT, EncodableT] = dict(fields.items())
-                str | bytes | bytearray | memoryview[int] | int | float,
-                str | bytes | bytearray | memoryview[int] | int | float,
-            ] = dict(fields.items())
             await self._redis.hset(self._key(key), mapping=mapping)
         except RedisError as exc:
             raise DependencyUnavailable(f"redis: record {key}: {exc!r}") from exc
