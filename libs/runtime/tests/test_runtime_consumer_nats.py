@@ -1,0 +1,166 @@
+"""The consumer loop against a real nats-server: ack, retry, poison, undecodable input, trace continuation."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from decimal import Decimal
+
+import msgspec
+import pytest
+from opentelemetry import trace
+
+from btcbot.contracts import ids
+from btcbot.contracts.codec import Codec
+from btcbot.contracts.messages import DeadLetter, OrderIntent
+from btcbot.contracts.streams import DLQ, ConsumerSpec, StreamSpec
+from btcbot.runtime.bus import Delivery
+from btcbot.runtime.consumer import Consumer
+from btcbot.runtime.errors import Poison, Retry
+from btcbot.runtime.jetstream import NatsPublisher, connect, provision
+
+pytestmark = pytest.mark.integration
+
+
+def intent(n: int) -> OrderIntent:
+    return OrderIntent(
+        id=f"intent-{n}",
+        ts_ns=1,
+        strategy="s",
+        symbol="BTCTRY",
+        side="buy",
+        order_type="limit",
+        price=Decimal("100"),
+        quantity=Decimal("1"),
+        reason="test",
+        book_id="b",
+    )
+
+
+@pytest.fixture
+async def env(nats_url: str):
+    nc = await connect(nats_url, "runtime-test", 5, reconnect_forever=False)
+    js = nc.jetstream()
+    tag = secrets.token_hex(3).upper()
+    stream = StreamSpec(f"T{tag}", (f"t{tag}.*",), "test stream")
+    spec = ConsumerSpec(f"c{tag}", stream.name, (f"t{tag}.*",), max_deliver=3, backoff=(0.05, 0.05))
+    await provision(js, [stream, DLQ], [spec])
+    await provision(js, [stream, DLQ], [spec])  # idempotent at every start
+    yield nc, js, stream, spec, f"t{tag}.BTCTRY"
+    await js.delete_stream(stream.name)
+    await nc.close()
+
+
+async def run_until(consumer: Consumer[OrderIntent], done: asyncio.Event, timeout: float = 10.0) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await asyncio.wait_for(done.wait(), timeout)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def dead_letters(js, subject_filter: str) -> list[DeadLetter]:
+    sub = await js.pull_subscribe(subject_filter, stream=DLQ.name)
+    try:
+        msgs = await sub.fetch(batch=10, timeout=2)
+    except Exception:
+        return []
+    finally:
+        await sub.unsubscribe()
+    return [msgspec.msgpack.decode(m.data, type=DeadLetter) for m in msgs]
+
+
+async def test_handler_gets_the_message_once_and_a_duplicate_publish_is_dropped(env) -> None:
+    nc, js, _stream, spec, subject = env
+    publisher = NatsPublisher(js)
+    tracer = trace.get_tracer("test")
+    seen: list[tuple[OrderIntent, Delivery]] = []
+    done = asyncio.Event()
+
+    async def handler(message: OrderIntent, delivery: Delivery) -> None:
+        seen.append((message, delivery))
+        done.set()
+
+    with tracer.start_as_current_span("producer"):
+        await publisher.publish(subject, intent(1))
+        await publisher.publish(subject, intent(1))  # same id: JetStream drops it
+    assert publisher.duplicates == 1
+    consumer = Consumer("svc", js, publisher, spec, Codec(OrderIntent), handler)
+    await run_until(consumer, done)
+    await asyncio.sleep(0.3)
+    assert len(seen) == 1
+    message, delivery = seen[0]
+    assert message == intent(1)
+    assert delivery.deliveries == 1
+    assert delivery.headers["Nats-Msg-Id"] == "intent-1"
+    info = await js.consumer_info(spec.stream, spec.durable)
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0
+
+
+async def test_traceparent_continues_the_producer_trace(env) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider()
+    _nc, js, _stream, spec, subject = env
+    publisher = NatsPublisher(js)
+    done = asyncio.Event()
+    got: list[str] = []
+
+    async def handler(message: OrderIntent, delivery: Delivery) -> None:
+        got.append(delivery.headers["traceparent"].split("-")[1])
+        done.set()
+
+    with provider.get_tracer("test").start_as_current_span("producer") as span:
+        expected = f"{span.get_span_context().trace_id:032x}"
+        await publisher.publish(subject, intent(2))
+    await run_until(Consumer("svc", js, publisher, spec, Codec(OrderIntent), handler), done)
+    assert got == [expected]
+
+
+async def test_retry_redelivers_then_dead_letters_after_max_deliver(env) -> None:
+    _nc, js, _stream, spec, subject = env
+    publisher = NatsPublisher(js)
+    attempts: list[int] = []
+    done = asyncio.Event()
+
+    async def handler(message: OrderIntent, delivery: Delivery) -> None:
+        attempts.append(delivery.deliveries)
+        if delivery.deliveries >= spec.max_deliver:
+            done.set()
+        raise Retry("exchange busy", delay=0.05)
+
+    await publisher.publish(subject, intent(3))
+    await run_until(Consumer("svc", js, publisher, spec, Codec(OrderIntent), handler), done)
+    assert attempts == [1, 2, 3]
+    letters = [d for d in await dead_letters(js, f"dlq.svc.{subject}") if d.original_subject == subject]
+    assert letters
+    assert "exchange busy" in letters[-1].error
+    assert letters[-1].deliveries == 3
+    assert msgspec.msgpack.decode(letters[-1].payload, type=OrderIntent) == intent(3)
+
+
+async def test_garbage_and_poison_go_to_the_dead_letter_stream_at_once(env) -> None:
+    _nc, js, _stream, spec, subject = env
+    publisher = NatsPublisher(js)
+    handled: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(message: OrderIntent, delivery: Delivery) -> None:
+        handled.append(message.id)
+        done.set()
+        raise Poison("price is not on the tick")
+
+    await js.publish(subject, b"\xc1 definitely not msgpack", headers={"Nats-Msg-Id": "garbage-1"})
+    await publisher.publish(subject, intent(4))
+    await run_until(Consumer("svc", js, publisher, spec, Codec(OrderIntent), handler), done)
+    await asyncio.sleep(0.2)
+    letters = {d.original_sequence: d for d in await dead_letters(js, f"dlq.svc.{subject}")}
+    errors = sorted(d.error.split(":")[0] for d in letters.values())
+    assert errors == ["poison", "undecodable"]
+    assert handled == ["intent-4"]
+    garbage = next(d for d in letters.values() if d.error.startswith("undecodable"))
+    assert garbage.payload == b"\xc1 definitely not msgpack"
+    assert garbage.id == ids.dead_letter_id(garbage.original_stream, garbage.original_sequence)
