@@ -73,7 +73,7 @@ async def dead_letters(js, subject_filter: str) -> list[DeadLetter]:
 
 
 async def test_handler_gets_the_message_once_and_a_duplicate_publish_is_dropped(env) -> None:
-    nc, js, _stream, spec, subject = env
+    _nc, js, _stream, spec, subject = env
     publisher = NatsPublisher(js)
     tracer = trace.get_tracer("test")
     seen: list[tuple[OrderIntent, Delivery]] = []
