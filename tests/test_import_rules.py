@@ -36,6 +36,7 @@ SHELL_MODULES = {
     "feed",
     "poller",
     "tasks",
+    "journal",
     "edge",
     "client",
     "gateway",
