@@ -1,0 +1,64 @@
+"""The `btcbot` command: run the whole system, one part of it, or check its dependencies."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+SERVICES = ("marketdata", "strategy", "risk", "execution", "ledger")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands and their options."""
+    parser = argparse.ArgumentParser(prog="btcbot", description="BTCTurk trading system")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the simulator and the five services on this machine")
+    up.add_argument("--duration", type=float, help="stop by itself after this many seconds")
+    up.add_argument("--state-dir", type=Path, default=Path(".state/up"), help="logs, traces and embedded servers")
+    up.add_argument("--symbols", default="BTCTRY,ETHTRY", help="comma-separated pair symbols")
+    up.add_argument("--seed", type=int, default=7, help="the simulated market's random seed")
+    up.add_argument("--keep-state", action="store_true", help="keep embedded servers' data and the ledger")
+
+    sim = sub.add_parser("sim", help="the BTCTurk simulator alone (options: btcbot sim -- --help)", add_help=False)
+    sim.add_argument("args", nargs=argparse.REMAINDER)
+
+    service = sub.add_parser("service", help="run one service in the foreground")
+    service.add_argument("name", choices=SERVICES)
+
+    sub.add_parser("doctor", help="check NATS, Redis, Postgres, the streams and the exchange")
+    sub.add_parser("migrate", help="apply the ledger's database migrations (DATABASE_URL)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "up":
+        from btcbot.cli.up import UpOptions, run_up
+
+        symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
+        if args.duration is not None and args.duration <= 0:
+            raise SystemExit("btcbot up: --duration must be positive")
+        opts = UpOptions(args.duration, args.state_dir, symbols, args.seed, args.keep_state)
+        raise SystemExit(asyncio.run(run_up(opts)))
+    if args.command == "sim":
+        forwarded = [a for a in args.args if a != "--"]
+        os.execv(sys.executable, [sys.executable, "-m", "btcbot.sim", *forwarded])  # noqa: S606
+    if args.command == "service":
+        os.execv(sys.executable, [sys.executable, "-m", f"btcbot.{args.name}"])  # noqa: S606
+    if args.command == "doctor":
+        from btcbot.cli.doctor import run_doctor
+
+        raise SystemExit(asyncio.run(run_doctor(os.environ)))
+    if args.command == "migrate":
+        from btcbot.cli.doctor import run_migrate
+
+        raise SystemExit(asyncio.run(run_migrate(os.environ)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""What a run did, counted from the streams, the ledger and the trace file."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+PIPELINE = ("marketdata", "strategy", "risk", "execution", "ledger")
+
+
+@dataclass(frozen=True)
+class TraceCheck:
+    """Whether some filled order has one trace from its book to its ledger row."""
+
+    complete: bool
+    trace_id: str | None
+    services_seen: tuple[str, ...]
+    traces_with_fills: int
+
+
+def check_traces(lines: Iterable[str]) -> TraceCheck:
+    """Find a trace in which the ledger booked an OrderFilled and every pipeline service has a span."""
+    services: dict[str, set[str]] = defaultdict(set)
+    fill_traces: set[str] = set()
+    for raw in lines:
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            span = json.loads(text)
+        except ValueError:
+            continue
+        trace_id = span.get("trace_id")
+        service = span.get("service")
+        if not trace_id or not service:
+            continue
+        services[trace_id].add(service)
+        attrs = span.get("attributes") or {}
+        if service == "ledger" and attrs.get("btcbot.message_type") == "OrderFilled":
+            fill_traces.add(trace_id)
+    best: tuple[str, ...] = ()
+    for trace_id in sorted(fill_traces):
+        seen = services[trace_id]
+        if set(PIPELINE) <= seen:
+            return TraceCheck(True, trace_id, tuple(s for s in PIPELINE if s in seen), len(fill_traces))
+        if len(seen) > len(best):
+            best = tuple(s for s in PIPELINE if s in seen)
+    return TraceCheck(False, None, best, len(fill_traces))
+
+
+def check_trace_file(path: Path) -> TraceCheck:
+    """check_traces over a JSON-lines span file (missing file: not complete)."""
+    if not path.exists():
+        return TraceCheck(False, None, (), 0)
+    with path.open(encoding="utf-8") as fh:
+        return check_traces(fh)
+
+
+def count_subjects(subjects: Iterable[str]) -> Counter[str]:
+    """Messages per subject family (`md.book`, `exec.filled` ...): the subject without its symbol."""
+    counts: Counter[str] = Counter()
+    for subject in subjects:
+        head, _, _ = subject.rpartition(".")
+        counts[head or subject] += 1
+    return counts

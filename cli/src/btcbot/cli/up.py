@@ -1,0 +1,238 @@
+"""`btcbot up`: the whole system on one machine, against the simulator.
+
+Order of events: resolve NATS, Redis and Postgres (or start embedded ones), provision streams, start the
+simulator, then ledger, execution, risk, strategy and marketdata as separate processes. At the end (the
+`--duration` elapsed, or Ctrl-C) the pipeline is drained from the front: marketdata and strategy stop first,
+execution stops once risk's and its own inputs are consumed, the ledger stops once it has booked every fill.
+The last line printed is one JSON object that says what the run did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from btcbot.cli.endpoints import with_database
+from btcbot.cli.infra import Infra, InfraError, resolve_infra
+from btcbot.cli.probes import drop_database, ensure_database
+from btcbot.cli.summary import check_trace_file, count_subjects
+from btcbot.cli.supervisor import Supervisor
+from btcbot.contracts.streams import ALL_STREAMS, EXECUTION_ORDERS, LEDGER_EXECUTION, RISK_INTENTS
+from btcbot.runtime.inspect import last_sequence, read_stream
+from btcbot.runtime.jetstream import connect, provision
+
+SERVICES_IN_START_ORDER = ("ledger", "execution", "risk", "strategy", "marketdata")
+DEFAULT_FUNDS = "TRY=1000000,BTC=1,ETH=20,USDT=10000"
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    """What `btcbot up` was asked to do."""
+
+    duration: float | None
+    state_dir: Path
+    symbols: tuple[str, ...]
+    seed: int
+    keep_state: bool
+    funds: str = DEFAULT_FUNDS
+
+
+def say(text: str) -> None:
+    """Progress for the operator (stderr, so stdout's last line stays the JSON summary)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+async def run_up(opts: UpOptions) -> int:
+    """Run the system; returns the process exit code."""
+    state = opts.state_dir.resolve()
+    if not opts.keep_state:
+        for sub in ("infra", "logs", "sim.port", "traces.jsonl"):
+            target = state / sub
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    (state / "infra").mkdir(parents=True, exist_ok=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    try:
+        infra = await resolve_infra(state / "infra", os.environ)
+    except InfraError as exc:
+        say(f"btcbot up: {exc}")
+        return 2
+    supervisor = Supervisor(state / "logs")
+    try:
+        return await _run(opts, state, infra, supervisor, stop)
+    finally:
+        await supervisor.close()
+        infra.stop()
+
+
+async def _fresh_database(infra: Infra, keep: bool) -> None:
+    if keep or os.environ.get("DATABASE_URL") or infra.postgres.embedded:
+        return
+    # A server we chose ourselves: give the demo a clean ledger each run.
+    admin = with_database(infra.database_url, "postgres")
+    name = infra.database_url.rsplit("/", 1)[-1].split("?", 1)[0]
+    await drop_database(admin, name)
+    await ensure_database(admin, name)
+
+
+async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop: asyncio.Event) -> int:
+    for line in infra.describe():
+        say(f"   {line}")
+    await _fresh_database(infra, opts.keep_state)
+    nc = await connect(infra.nats_url, "btcbot-up", 10, reconnect_forever=False)
+    js = nc.jetstream()
+    await provision(js, ALL_STREAMS)
+    start_seqs = {spec.name: await last_sequence(js, spec.name) for spec in ALL_STREAMS}
+
+    api_key = "btcbot-demo"
+    api_secret = base64.b64encode(secrets.token_bytes(32)).decode()
+    trace_file = state / "traces.jsonl"
+    port_file = state / "sim.port"
+    symbols = ",".join(opts.symbols)
+    sup.add(
+        "sim",
+        "btcbot.sim",
+        {"SIM_API_KEY": api_key, "SIM_API_SECRET": api_secret},
+        [
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            "--seed",
+            str(opts.seed),
+            "--symbols",
+            symbols,
+            "--fund",
+            opts.funds,
+        ],
+        health=False,
+    )
+    await sup.start("sim")
+    sim_port = await _wait_for_port(port_file, sup, 30)
+    base_url = f"http://127.0.0.1:{sim_port}"
+    say(f"   simulator: {base_url} (seed {opts.seed}, symbols {symbols})")
+
+    common = {
+        **infra.env(),
+        "BTCBOT_KEY_PREFIX": f"btcbot-up-{secrets.token_hex(4)}",
+        "BTCBOT_SYMBOLS": symbols,
+        "BTCBOT_TRACE_FILE": str(trace_file),
+        "BTCTURK_BASE_URL": base_url,
+        "BTCTURK_WS_URL": f"ws://127.0.0.1:{sim_port}/ws",
+        "BTCTURK_API_KEY": api_key,
+        "BTCTURK_API_SECRET": api_secret,
+        "LEDGER_OPENING_BALANCES": opts.funds,
+        "BTCBOT_SHUTDOWN_GRACE": "5",
+    }
+    for name in SERVICES_IN_START_ORDER:
+        sup.add(name, f"btcbot.{name}", common)
+    started = time.monotonic()
+    try:
+        for name in SERVICES_IN_START_ORDER:
+            await sup.start(name)
+        for name in SERVICES_IN_START_ORDER:
+            await sup.wait_ready(name)
+    except RuntimeError as exc:
+        say(f"btcbot up: {exc}")
+        await nc.close()
+        return 1
+    say(f"   services ready in {time.monotonic() - started:.1f}s: {', '.join(SERVICES_IN_START_ORDER)}")
+    say(f"   logs: {sup.log_dir}/<name>.log   traces: {trace_file}")
+    say("   running" + (f" for {opts.duration:.0f}s" if opts.duration else "; Ctrl-C stops") + " ...")
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), opts.duration)
+    say("   stopping: draining the pipeline from the front")
+    await sup.stop("marketdata")
+    await sup.stop("strategy")
+    await _drain(js, RISK_INTENTS.stream, RISK_INTENTS.durable, 20)
+    await _drain(js, EXECUTION_ORDERS.stream, EXECUTION_ORDERS.durable, 30)
+    # Execution books fills by polling the exchange; give it one more poll round before stopping it.
+    await asyncio.sleep(2.0)
+    await sup.stop("execution")
+    await _drain(js, LEDGER_EXECUTION.stream, LEDGER_EXECUTION.durable, 30)
+    await asyncio.sleep(1.0)  # span exporters flush on their schedule
+    summary = await _summarize(js, start_seqs, infra.database_url, trace_file)
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    summary["restarts"] = {c.name: c.restarts for c in sup.children.values() if c.restarts}
+    summary["events"] = sup.events
+    await sup.close()
+    await nc.close()
+    print(json.dumps(summary, sort_keys=False), flush=True)
+    return 0
+
+
+async def _wait_for_port(port_file: Path, sup: Supervisor, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_file.exists() and port_file.read_text().strip():
+            return int(port_file.read_text().strip())
+        if not sup.children["sim"].running:
+            raise RuntimeError("the simulator exited during start-up; see its log")
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the simulator did not report its port")
+
+
+async def _drain(js: Any, stream: str, durable: str, timeout: float) -> bool:
+    """Wait until a durable consumer has nothing pending or unacknowledged."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = await js.consumer_info(stream, durable)
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            return True
+        await asyncio.sleep(0.2)
+    say(f"   warning: {durable} still had work after {timeout:.0f}s")
+    return False
+
+
+async def _summarize(js: Any, start_seqs: dict[str, int], database_url: str, trace_file: Path) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for stream, start in start_seqs.items():
+        subjects = [m.subject async for m in read_stream(js, stream, start + 1)]
+        for family, n in count_subjects(subjects).items():
+            counts[family] = counts.get(family, 0) + n
+        counts[f"stream:{stream}"] = len(subjects)
+    ledger_fills = await _ledger_fills(database_url)
+    traces = check_trace_file(trace_file)
+    return {
+        "books": counts.get("md.book", 0),
+        "trades": counts.get("md.trade", 0),
+        "intents": counts.get("intent", 0),
+        "orders": counts.get("order.submit", 0),
+        "denied": counts.get("order.denied", 0),
+        "accepted": counts.get("exec.accepted", 0),
+        "rejected": counts.get("exec.rejected", 0),
+        "canceled": counts.get("exec.canceled", 0),
+        "fills": counts.get("exec.filled", 0),
+        "ledger_fills": ledger_fills,
+        "dead_letters": counts.get("stream:DLQ", 0),
+        "trace_complete": traces.complete,
+        "trace_id": traces.trace_id,
+    }
+
+
+async def _ledger_fills(database_url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM fills"))
+    finally:
+        await conn.close()

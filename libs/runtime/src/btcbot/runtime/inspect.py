@@ -1,0 +1,61 @@
+"""Read-only views of streams for operators and tools: last sequences, and messages from a sequence on."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message as the stream holds it."""
+
+    stream: str
+    sequence: int
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+
+
+async def last_sequence(js: JetStreamContext, stream: str) -> int:
+    """The stream's last sequence (0 when empty or missing)."""
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return 0
+    return int(info.state.last_seq or 0)
+
+
+async def read_stream(
+    js: JetStreamContext, stream: str, start_seq: int = 1, subject: str = ">", batch: int = 500
+) -> AsyncIterator[StoredMessage]:
+    """Every message of a stream from start_seq to the current end, with an ephemeral no-ack consumer."""
+    end = await last_sequence(js, stream)
+    if end < start_seq:
+        return
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=max(1, start_seq),
+        ack_policy=AckPolicy.NONE,
+        mem_storage=True,
+        inactive_threshold=30,
+    )
+    sub = await js.pull_subscribe(subject, stream=stream, config=config)
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(batch=batch, timeout=2)
+            except nats.errors.TimeoutError:
+                return
+            for msg in msgs:
+                seq = msg.metadata.sequence.stream
+                yield StoredMessage(stream, seq, msg.subject, msg.data, dict(msg.headers or {}))
+                if seq >= end:
+                    return
+    finally:
+        await sub.unsubscribe()
