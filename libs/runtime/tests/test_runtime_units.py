@@ -109,3 +109,19 @@ async def test_in_memory_bus_mirrors_ack_semantics() -> None:
     assert await bus.deliver(transient, msg) == "nak"
     assert await bus.deliver(transient, msg, deliveries=5) == "dead"
     assert await bus.deliver(poison, msg) == "dead"
+
+
+def test_a_stored_traceparent_continues_its_trace() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from btcbot.runtime.telemetry import continue_trace, current_traceparent
+
+    provider = TracerProvider()
+    with provider.get_tracer("t").start_as_current_span("submit") as span:
+        stored = current_traceparent()
+        trace_id = span.get_span_context().trace_id
+    assert stored.split("-")[1] == f"{trace_id:032x}"
+    with continue_trace(stored, "fill found") as later:
+        assert later.get_span_context().trace_id == trace_id
+    with continue_trace("", "no parent") as orphan:
+        assert orphan is not None

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from opentelemetry import metrics, propagate, trace
@@ -106,3 +107,17 @@ def extract(headers: Mapping[str, str] | None) -> Context:
     """The trace context carried by a message's headers (keys matched case-insensitively)."""
     carrier = {k.lower(): v for k, v in (headers or {}).items()}
     return propagate.extract(carrier)
+
+
+def current_traceparent() -> str:
+    """The current span's `traceparent`, to store beside state whose later effects belong to this trace."""
+    return inject({}).get("traceparent", "")
+
+
+@contextmanager
+def continue_trace(traceparent: str, name: str, **attributes: str) -> Iterator[trace.Span]:
+    """Run a block in a new span under a stored `traceparent` (e.g. a fill found by polling, under its order's trace)."""
+    ctx = extract({"traceparent": traceparent}) if traceparent else None
+    tracer = trace.get_tracer("btcbot.runtime")
+    with tracer.start_as_current_span(name, context=ctx, attributes=attributes) as span:
+        yield span
