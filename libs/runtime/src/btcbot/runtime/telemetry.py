@@ -116,7 +116,7 @@ def current_traceparent() -> str:
 
 @contextmanager
 def continue_trace(traceparent: str, name: str, **attributes: str) -> Iterator[trace.Span]:
-    """Run a block in a new span under a stored `traceparent` (e.g. a fill found by polling, under its order's trace)."""
+    """Run a block in a new span under a stored `traceparent` (a fill found by polling joins its order's trace)."""
     ctx = extract({"traceparent": traceparent}) if traceparent else None
     tracer = trace.get_tracer("btcbot.runtime")
     with tracer.start_as_current_span(name, context=ctx, attributes=attributes) as span:
