@@ -1,0 +1,197 @@
+"""Shared session fixtures for integration and e2e tests: NATS, Redis and Postgres.
+
+A server is found or started only when a test requests its fixture, and heavy imports happen
+inside the fixtures, so unit tests pay nothing.
+
+- `nats_server` / `nats_url`: always a private nats-server (JetStream) for the session.
+- `redis_url` / `redis_prefix`: TEST_REDIS_URL or REDIS_URL if usable, else 127.0.0.1:6379, else a
+  testcontainers Redis when a Docker engine answers, else an embedded redis-server, else skip.
+  Tests keep their keys under `redis_prefix` (`t-<hex>`); those keys are deleted at the end.
+- `pg_admin_url` / `database_url`: TEST_DATABASE_URL or DATABASE_URL if usable, else
+  127.0.0.1:5432 as user postgres, else testcontainers, else an embedded Postgres, else skip.
+  `database_url` is a fresh database `btcbot_t_<hex>` dropped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import pytest_asyncio
+
+if TYPE_CHECKING:
+    from btcbot.cli.infra import EmbeddedServer
+
+_LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+_LOCAL_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """A nats-server with JetStream for this test session, stopped at the end."""
+    from btcbot.cli.infra import start_nats
+
+    server = start_nats(tmp_path_factory.mktemp("nats"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_server: EmbeddedServer) -> str:
+    """URL of the session's private nats-server."""
+    return nats_server.url
+
+
+async def _first_usable(
+    candidates: list[tuple[str, str | None]], probe: Callable[[str], Awaitable[str | None]], reasons: list[str]
+) -> str | None:
+    for label, url in candidates:
+        if not url:
+            continue
+        problem = await probe(url)
+        if problem is None:
+            return url
+        reasons.append(f"{label}: {problem}")
+    return None
+
+
+def _docker_problem() -> str | None:
+    """None if a Docker engine answers, else why testcontainers cannot be used."""
+    try:
+        import docker  # type: ignore[import-untyped]
+    except ImportError:
+        return "docker SDK not installed"
+    try:
+        client = docker.from_env(timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # the SDK raises DockerException, requests or OS errors alike
+        return f"no Docker engine: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _embedded_state_dir(stack: ExitStack, name: str) -> Path:
+    # Not tmp_path_factory: its base is mode 0700, which the `postgres` user (used when running as
+    # root) cannot traverse.
+    path = Path(tempfile.mkdtemp(prefix=f"btcbot-{name}-"))
+    path.chmod(0o711)
+    stack.callback(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def redis_url() -> AsyncIterator[str]:
+    """A usable Redis URL for the session (see the module docstring for the search order)."""
+    from btcbot.cli.infra import InfraError, redis_usable, start_redis
+
+    reasons: list[str] = []
+    candidates = [(var, os.environ.get(var)) for var in ("TEST_REDIS_URL", "REDIS_URL")]
+    candidates.append(("local", _LOCAL_REDIS_URL))
+    with ExitStack() as stack:
+        url = await _first_usable(candidates, redis_usable, reasons)
+        if url is None:
+            docker_problem = _docker_problem()
+            if docker_problem is None:
+                from testcontainers.community.redis import RedisContainer
+
+                try:
+                    container = RedisContainer("redis:7-alpine").start()
+                except Exception as exc:  # image pull or start failure: fall through to embedded
+                    reasons.append(f"testcontainers: {type(exc).__name__}: {exc}")
+                else:
+                    stack.callback(container.stop)
+                    host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+                    url = f"redis://{host}:{port}/0"
+            else:
+                reasons.append(docker_problem)
+        if url is None:
+            try:
+                server = start_redis(_embedded_state_dir(stack, "redis"))
+            except InfraError as exc:
+                reasons.append(f"embedded: {exc}")
+            else:
+                stack.callback(server.stop)
+                url = server.url
+        if url is None:
+            pytest.skip("no usable Redis: " + "; ".join(reasons))
+        yield url
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix unique to this session (`t-<hex>`); every key under it is deleted at the end."""
+    from redis.asyncio import Redis
+
+    prefix = f"t-{secrets.token_hex(6)}"
+    yield prefix
+    client = Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=500)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def pg_admin_url() -> AsyncIterator[str]:
+    """A Postgres URL allowed to create databases (see the module docstring for the search order)."""
+    from btcbot.cli.infra import InfraError, pg_usable, start_postgres
+
+    reasons: list[str] = []
+    candidates = [(var, os.environ.get(var)) for var in ("TEST_DATABASE_URL", "DATABASE_URL")]
+    candidates.append(("local", _LOCAL_PG_ADMIN_URL))
+    with ExitStack() as stack:
+        url = await _first_usable(candidates, pg_usable, reasons)
+        if url is None:
+            docker_problem = _docker_problem()
+            if docker_problem is None:
+                from testcontainers.community.postgres import PostgresContainer
+
+                image = PostgresContainer(
+                    "postgres:16-alpine",
+                    username="postgres",
+                    password="postgres",  # noqa: S106 (a throwaway container that only this session sees)
+                    dbname="postgres",
+                    driver=None,
+                )
+                try:
+                    container = image.start()
+                except Exception as exc:  # image pull or start failure: fall through to embedded
+                    reasons.append(f"testcontainers: {type(exc).__name__}: {exc}")
+                else:
+                    stack.callback(container.stop)
+                    url = container.get_connection_url()
+            else:
+                reasons.append(docker_problem)
+        if url is None:
+            try:
+                server = start_postgres(_embedded_state_dir(stack, "pg"))
+            except InfraError as exc:
+                reasons.append(f"embedded: {exc}")
+            else:
+                stack.callback(server.stop)
+                url = server.url
+        if url is None:
+            pytest.skip("no usable Postgres: " + "; ".join(reasons))
+        yield url
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
+    """URL of a fresh database `btcbot_t_<hex>` for this session, dropped at the end."""
+    from btcbot.cli.infra import drop_database, ensure_database
+
+    name = f"btcbot_t_{secrets.token_hex(6)}"
+    url = await ensure_database(pg_admin_url, name)
+    yield url
+    await drop_database(pg_admin_url, name)
