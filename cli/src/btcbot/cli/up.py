@@ -57,7 +57,7 @@ async def run_up(opts: UpOptions) -> int:
     """Run the system; returns the process exit code."""
     state = opts.state_dir.resolve()
     if not opts.keep_state:
-        for sub in ("infra", "logs", "sim.port", "traces.jsonl"):
+        for sub in ("infra", "logs", "sim.port", "traces.jsonl", "run.json"):
             target = state / sub
             if target.is_dir():
                 shutil.rmtree(target)
@@ -154,6 +154,22 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
         await nc.close()
         return 1
     say(f"   services ready in {time.monotonic() - started:.1f}s: {', '.join(SERVICES_IN_START_ORDER)}")
+    _write_run_file(
+        state / "run.json",
+        {
+            "pid": os.getpid(),
+            "sim_url": base_url,
+            "api_key": api_key,
+            "api_secret": api_secret,
+            "nats_url": infra.nats_url,
+            "redis_url": infra.redis_url,
+            "database_url": infra.database_url,
+            "key_prefix": common["BTCBOT_KEY_PREFIX"],
+            "trace_file": str(trace_file),
+            "logs": str(sup.log_dir),
+            "health_ports": {c.name: c.health_port for c in sup.children.values() if c.health_port},
+        },
+    )
     say(f"   logs: {sup.log_dir}/<name>.log   traces: {trace_file}")
     say("   running" + (f" for {opts.duration:.0f}s" if opts.duration else "; Ctrl-C stops") + " ...")
 
@@ -177,6 +193,14 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     await nc.close()
     print(json.dumps(summary, sort_keys=False), flush=True)
     return 0
+
+
+def _write_run_file(path: Path, data: dict[str, Any]) -> None:
+    """Where everything of this run is, for tools and tests (it holds the simulator's throwaway secret: 0600)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(path)
 
 
 async def _wait_for_port(port_file: Path, sup: Supervisor, timeout: float) -> int:

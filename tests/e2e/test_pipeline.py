@@ -1,0 +1,134 @@
+"""End to end: real processes for the simulator and all five services on real NATS, Redis and Postgres.
+
+The tests run in file order against one system; the last one stops it and checks the run's summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from btcbot.contracts import subjects
+from btcbot.contracts.codec import Codec, encode
+from btcbot.contracts.messages import DeadLetter, OrderAccepted, SubmitOrder
+from btcbot.runtime.inspect import read_stream
+from btcbot.runtime.jetstream import connect
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+GARBAGE_INPUTS = {
+    # subject -> the services whose consumers read it
+    "md.book.BTCTRY": {"strategy", "ledger"},
+    "intent.BTCTRY": {"risk"},
+    "order.submit.BTCTRY": {"execution"},
+}
+
+
+async def sim_state(system: Any) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=system.run["sim_url"], timeout=5) as client:
+        response = await client.get("/sim/state", params={"apiKey": system.run["api_key"]})
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
+
+
+async def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await predicate()
+        if last:
+            return last
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+async def ready(system: Any, service: str) -> bool:
+    port = system.run["health_ports"][service]
+    async with httpx.AsyncClient(timeout=2) as client:
+        try:
+            return (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+async def test_orders_fill_at_the_simulator(system) -> None:
+    async def filled() -> list[Any]:
+        return (await sim_state(system))["trades"]
+
+    trades = await wait_for(filled, 90, "a trade of our account at the simulator")
+    assert trades
+
+
+async def test_a_redelivered_submit_order_does_not_place_a_second_order(system) -> None:
+    nc = await connect(system.run["nats_url"], "e2e-redeliver", 5, reconnect_forever=False)
+    js = nc.jetstream()
+    try:
+        accepted = {
+            m.client_order_id
+            for m in [
+                Codec(OrderAccepted).decode(s.data) async for s in read_stream(js, "EXECUTION", 1, "exec.accepted.*")
+            ]
+        }
+        submits = [Codec(SubmitOrder).decode(s.data) async for s in read_stream(js, "ORDERS", 1, "order.submit.*")]
+        target = next(s for s in submits if s.client_order_id in accepted)
+        # A new Nats-Msg-Id gets past JetStream's duplicate window, exactly like a redelivery after a crash would.
+        await js.publish(subjects.submit(target.symbol), encode(target), headers={"Nats-Msg-Id": f"{target.id}:again"})
+
+        async def consumed() -> bool:
+            info = await js.consumer_info("ORDERS", "execution-orders")
+            return info.num_pending == 0 and info.num_ack_pending == 0
+
+        await wait_for(consumed, 30, "execution to consume the redelivered SubmitOrder")
+        await asyncio.sleep(1.0)
+    finally:
+        await nc.close()
+    orders = (await sim_state(system))["orders"]
+    placed = Counter(o["clientId"] for o in orders)
+    assert placed[target.client_order_id] == 1
+    assert all(n == 1 for n in placed.values()), f"client order ids placed twice: {placed.most_common(3)}"
+
+
+async def test_garbage_on_each_input_lands_in_the_dead_letter_stream(system) -> None:
+    nc = await connect(system.run["nats_url"], "e2e-garbage", 5, reconnect_forever=False)
+    js = nc.jetstream()
+    try:
+        for n, subject in enumerate(GARBAGE_INPUTS):
+            payload = f"\xc1 garbage #{n} for {subject}".encode()
+            system.injected_dead_letters.append(payload)
+            await js.publish(subject, payload, headers={"Nats-Msg-Id": f"garbage-{n}"})
+        expected = {(svc, subject) for subject, svcs in GARBAGE_INPUTS.items() for svc in svcs}
+
+        async def parked() -> set[tuple[str, str]]:
+            got = set()
+            async for stored in read_stream(js, "DLQ", 1):
+                letter = msgspec.msgpack.decode(stored.data, type=DeadLetter)
+                if letter.payload in system.injected_dead_letters:
+                    got.add((letter.service, letter.original_subject))
+                    assert letter.error.startswith("undecodable")
+            return got if got >= expected else set()
+
+        await wait_for(parked, 30, f"dead letters from {sorted(expected)}")
+    finally:
+        await nc.close()
+    for service in ("marketdata", "strategy", "risk", "execution", "ledger"):
+        assert await ready(system, service), f"{service} is not ready after garbage input"
+
+
+async def test_the_run_summary_holds_the_pipeline_facts(system) -> None:
+    summary = await system.stop()
+    assert summary["books"] > 0
+    assert summary["intents"] > 0
+    assert summary["orders"] > 0
+    assert summary["fills"] > 0, summary
+    assert summary["ledger_fills"] == summary["fills"], summary
+    # The only dead letters are the garbage injected above: one per consuming service.
+    assert summary["dead_letters"] == sum(len(s) for s in GARBAGE_INPUTS.values()), summary
+    assert summary["trace_complete"] is True, summary
+    assert not summary["restarts"], summary
