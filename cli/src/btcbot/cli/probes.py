@@ -10,13 +10,12 @@ import asyncio
 import contextlib
 
 import asyncpg
-import nats.errors
-import nats.js.errors
-from nats.aio.client import Client as NatsClient
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from btcbot.cli.endpoints import Version, check_database_name, redact_url, version_reason, with_database
+from btcbot.runtime.errors import DependencyUnavailable
+from btcbot.runtime.jetstream import server_facts
 
 # Consumer create/update via add_consumer, message TTLs and multi-filter consumers need 2.10+.
 MIN_NATS_VERSION: Version = (2, 10, 0)
@@ -29,44 +28,18 @@ _ADMIN_TIMEOUT = 10.0
 _PG_CONNECT_ERRORS = (OSError, TimeoutError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
-async def _ignore_error(_: Exception) -> None:
-    """nats-py logs every failed connect attempt unless given an error callback; a probe reports instead."""
-
-
 async def nats_usable(url: str, timeout: float = 2.0) -> str | None:
     """None if `url` is a NATS >= 2.10 server with JetStream enabled, else the reason it is not usable."""
-    nc = NatsClient()
     try:
-        # max_reconnect_attempts=0 would mean "forever", and nats.connect can outlive its own
-        # connect_timeout, hence the outer wait_for (nats-notes 2.7).
-        await asyncio.wait_for(
-            nc.connect(
-                url,
-                name="btcbot-probe",
-                connect_timeout=max(1, round(timeout)),
-                max_reconnect_attempts=1,
-                reconnect_time_wait=0,
-                allow_reconnect=False,
-                error_cb=_ignore_error,
-            ),
-            timeout,
-        )
-    except (TimeoutError, OSError, nats.errors.Error) as exc:
-        await nc.close()
-        return f"cannot connect to NATS at {redact_url(url)}: {_describe(exc)}"
-    try:
-        server = nc.connected_server_version
-        version = f"{server.major}.{server.minor}.{server.patch}"
-        too_old = version_reason("NATS server", version, MIN_NATS_VERSION)
-        if too_old is not None:
-            return f"{too_old} (at {redact_url(url)})"
-        try:
-            await asyncio.wait_for(nc.jetstream(timeout=timeout).account_info(), timeout)
-        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
-            return f"JetStream is not available at {redact_url(url)}: {_describe(exc)}"
-        return None
-    finally:
-        await nc.close()
+        version, problem = await server_facts(url, timeout)
+    except DependencyUnavailable as exc:
+        return f"cannot connect to NATS at {redact_url(url)}: {exc.reason}"
+    too_old = version_reason("NATS server", version, MIN_NATS_VERSION)
+    if too_old is not None:
+        return f"{too_old} (at {redact_url(url)})"
+    if problem is not None:
+        return f"JetStream is not available at {redact_url(url)}: {problem}"
+    return None
 
 
 async def redis_usable(url: str, timeout: float = 2.0) -> str | None:

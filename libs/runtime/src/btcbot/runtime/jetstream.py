@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import nats
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -160,3 +162,39 @@ class NatsPublisher:
                 raise DependencyUnavailable(f"publish to {subject} not acknowledged: {exc!r}") from exc
             if ack.duplicate:
                 self.duplicates += 1
+
+
+async def _quiet(_: Exception) -> None:
+    """nats-py logs every failed connect attempt unless given an error callback; a probe reports instead."""
+
+
+async def server_facts(url: str, timeout: float = 2.0) -> tuple[str, str | None]:
+    """(version, None) if JetStream answers, else (version, reason); DependencyUnavailable if unreachable."""
+    nc = NatsClient()
+    try:
+        # max_reconnect_attempts=0 would mean "forever", and connect can outlive its own timeout (nats-notes 2.7).
+        await asyncio.wait_for(
+            nc.connect(
+                url,
+                name="btcbot-probe",
+                connect_timeout=max(1, round(timeout)),
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0,
+                allow_reconnect=False,
+                error_cb=_quiet,
+            ),
+            timeout,
+        )
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        await nc.close()
+        raise DependencyUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+    try:
+        server = nc.connected_server_version
+        version = f"{server.major}.{server.minor}.{server.patch}"
+        try:
+            await asyncio.wait_for(nc.jetstream(timeout=timeout).account_info(), timeout)
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            return version, f"{type(exc).__name__}: {exc}".rstrip(": ")
+        return version, None
+    finally:
+        await nc.close()
