@@ -1,0 +1,363 @@
+"""Order handlers: claim, lock, ask or tell the exchange, run the state machine, publish, record.
+
+Exactly-once placement rests on three records kept in this order: the claim (taken before any exchange
+call), the phase "sending" (written before the POST) and "sent" (after the answer). A redelivered command
+whose claim exists never posts again unless its record proves nothing was sent; otherwise the exchange is
+asked by client order id and only the missing events are emitted. Events are published before the record
+is updated, so a crash in between republishes the same deterministic ids, which JetStream drops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import structlog
+
+from btcbot.btcturk.errors import BtcTurkError, NotFound, OutcomeUnknown, RateLimited, Rejected
+from btcbot.contracts import subjects
+from btcbot.contracts.messages import (
+    CancelOrder,
+    Message,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    SubmitOrder,
+)
+from btcbot.execution import orders
+from btcbot.execution.exchange import Exchange
+from btcbot.execution.journal import Journal
+from btcbot.execution.orders import IllegalTransition, Status
+from btcbot.execution.reconcile import ExchangeStatus, Verdict, reconcile
+from btcbot.execution.record import CorruptRecord, Phase, Record
+from btcbot.runtime.bus import Delivery, Publisher
+from btcbot.runtime.errors import Poison, Retry, StaleToken
+from btcbot.runtime.locks import Lease
+from btcbot.runtime.telemetry import current_traceparent
+
+_KINDS: dict[type[Message], str] = {
+    OrderAccepted: "accepted",
+    OrderRejected: "rejected",
+    OrderCanceled: "canceled",
+    OrderFilled: "filled",
+}
+
+
+class Locks(Protocol):
+    """The fenced lock (``btcbot.runtime.locks.FencedLock``)."""
+
+    async def acquire(self, name: str, owner: str, ttl_s: float, wait_s: float = 0.0) -> Lease | None:
+        """Take the lock or return None."""
+
+    async def validate(self, lease: Lease) -> None:
+        """Raise StaleToken unless the lease is current."""
+
+    async def release(self, lease: Lease) -> None:
+        """Release a lease still held."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Timing and patience of the handlers."""
+
+    lock_ttl_s: float = 15.0
+    lock_wait_s: float = 2.0
+    lookups: int = 3  # times an order stuck in "sending" is looked for before it counts as never sent
+    lookup_delay_s: float = 2.0
+    max_order_age_s: float = 120.0  # 0 disables; an older command is rejected instead of placed late
+    cancel_confirm_delay_s: float = 1.0
+
+
+class Execution:
+    """The execution engine's I/O shell: one instance per process, shared by handlers and the fill poller."""
+
+    def __init__(
+        self,
+        *,
+        bus: Publisher,
+        journal: Journal,
+        locks: Locks,
+        exchange: Exchange,
+        account: str,
+        owner: str,
+        clock: Callable[[], int],
+        policy: Policy | None = None,
+        log: structlog.stdlib.BoundLogger | None = None,
+    ) -> None:
+        self.bus = bus
+        self.journal = journal
+        self.locks = locks
+        self.exchange = exchange
+        self.account = account
+        self.owner = owner
+        self.clock = clock
+        self.policy = policy or Policy()
+        self.log: structlog.stdlib.BoundLogger = log or structlog.stdlib.get_logger("btcbot.execution")
+
+    # ---- entry points ------------------------------------------------------------------------
+
+    async def on_order(self, message: SubmitOrder | CancelOrder, delivery: Delivery) -> None:
+        """Handler of the execution-orders consumer."""
+        try:
+            if isinstance(message, SubmitOrder):
+                await self.on_submit(message, delivery)
+            else:
+                await self.on_cancel(message, delivery)
+        except IllegalTransition as exc:
+            # Our record and the exchange disagree in a way no retry fixes: park it for a human.
+            self.log.error("reconcile.conflict", client_order_id=message.client_order_id, error=str(exc))
+            raise Poison(f"reconcile conflict: {exc}") from exc
+        except CorruptRecord as exc:
+            self.log.error("record.corrupt", client_order_id=message.client_order_id, error=str(exc))
+            raise Poison(f"corrupt order record: {exc}") from exc
+
+    async def on_submit(self, cmd: SubmitOrder, delivery: Delivery) -> None:
+        """Place an order exactly once, or find out what became of it."""
+        coid = cmd.client_order_id
+        log = self.log.bind(client_order_id=coid, symbol=cmd.symbol, deliveries=delivery.deliveries)
+        first = await self.journal.claim(coid)
+        log.info("submit.claim", taken=first, owner=self.owner)
+        async with self._locked(cmd.symbol, log) as lease:
+            record = await self.journal.load(coid)
+            if record is None:
+                # First claim, or a claim whose owner died before writing the order: nothing was sent.
+                record = Record(orders.from_submit(cmd), Phase.CLAIMED)
+                await self.journal.save(record)
+                await self.journal.remember_trace(coid, current_traceparent())
+            await self._drive(record, cmd.ts_ns, lease, log)
+
+    async def on_cancel(self, cmd: CancelOrder, delivery: Delivery) -> None:
+        """Cancel an order we placed and emit OrderCanceled once the exchange confirms it."""
+        coid = cmd.client_order_id
+        log = self.log.bind(client_order_id=coid, symbol=cmd.symbol, deliveries=delivery.deliveries)
+        async with self._locked(cmd.symbol, log) as lease:
+            record = await self.journal.load(coid)
+            if record is None:
+                log.warning("cancel.unknown_order")
+                return
+            if record.phase == Phase.CLAIMED and not record.order.is_terminal:
+                # Never sent (the submit is waiting for a retry): it must now never be placed.
+                log.info("cancel.before_send")
+                step = orders.reject(record.order, "CANCELED", f"canceled before sending: {cmd.reason}",
+                                     self.clock())  # fmt: skip
+                await self.commit(Record(step.order, Phase.SENT), step.events, log)
+                return
+            if record.phase == Phase.SENDING:
+                record = await self._resolve(record, None, lease, log, why="cancel requested", place=False)
+            order = record.order
+            if order.is_terminal:
+                log.info("cancel.already_final", status=order.status.value)
+                return
+            if order.status == Status.SUBMITTING or not order.exchange_order_id:
+                raise Retry("order outcome not known yet; cancel later", self.policy.lookup_delay_s)
+            if order.status == Status.CANCEL_PENDING:
+                # A DELETE went out before: it may have been lost, so check first and re-send if still open.
+                if await self._confirm_cancel(coid, cmd.reason, log):
+                    return
+                record = await self._reload(coid)
+                log.info("cancel.resend")
+            await self._cancel_at_exchange(record, lease, log)
+            if not await self._confirm_cancel(coid, cmd.reason, log):
+                raise Retry("cancel not confirmed yet", self.policy.cancel_confirm_delay_s)
+
+    # ---- submit ------------------------------------------------------------------------------
+
+    async def _drive(
+        self, record: Record, sent_ns: int | None, lease: Lease, log: structlog.stdlib.BoundLogger
+    ) -> Record:
+        """Move a claimed order forward from whatever phase it is in."""
+        order = record.order
+        if record.phase == Phase.CLAIMED:
+            if order.is_terminal:
+                log.info("submit.already_final", status=order.status.value)
+                return record
+            return await self._place(record, sent_ns, lease, log)
+        if record.phase == Phase.SENDING:
+            return await self._resolve(record, sent_ns, lease, log, why="redelivered while sending")
+        if order.is_terminal:
+            log.info("submit.already_final", status=order.status.value)
+            return record
+        # Sent: the exchange answered before; catch up on whatever happened since.
+        return await self._sync(record, log)
+
+    async def _place(
+        self, record: Record, sent_ns: int | None, lease: Lease, log: structlog.stdlib.BoundLogger
+    ) -> Record:
+        order = record.order
+        now = self.clock()
+        age_s = (now - sent_ns) / 1e9 if sent_ns is not None else 0.0
+        if self.policy.max_order_age_s and age_s > self.policy.max_order_age_s:
+            log.warning("submit.expired", age_s=round(age_s, 3))
+            step = orders.reject(order, "EXPIRED", f"command {age_s:.1f}s old, not placed", now)
+            return await self.commit(Record(step.order, Phase.SENT), step.events, log)
+        sending = Record(orders.submitting(order).order, Phase.SENDING)
+        await self.journal.save(sending)
+        try:
+            await self.locks.validate(lease)
+        except StaleToken as exc:
+            # Refused before the POST: nothing was sent, so the record goes back to "claimed".
+            await self.journal.save(record)
+            log.warning("submit.stale_token", token=lease.token)
+            raise Retry(f"lost the order lock: {exc}") from exc
+        log.info("submit.post", token=lease.token, side=order.side, order_type=order.order_type,
+                 price=str(order.price), quantity=str(order.quantity))  # fmt: skip
+        try:
+            exchange_order_id = await self.exchange.submit(sending.order)
+        except OutcomeUnknown as exc:
+            log.warning("submit.outcome_unknown", error=str(exc))
+            return await self._resolve(sending, sent_ns, lease, log, why="response lost")
+        except Rejected as exc:
+            log.info("submit.rejected", code=exc.message_code, error=str(exc))
+            step = orders.reject(sending.order, exc.message_code, exc.message, self.clock())
+            return await self.commit(Record(step.order, Phase.SENT), step.events, log)
+        except BtcTurkError as exc:
+            # Retryable (429, 5xx, not sent) or refused before processing (401): nothing was placed.
+            await self.journal.save(record)
+            log.warning("submit.not_sent", error=str(exc), retryable=exc.retryable)
+            delay = exc.retry_after if isinstance(exc, RateLimited) else None
+            raise Retry(f"exchange: {exc}", delay) from exc
+        step = orders.accept(sending.order, exchange_order_id, self.clock())
+        log.info("submit.accepted", exchange_order_id=exchange_order_id)
+        result = await self.commit(Record(step.order, Phase.SENT), step.events, log)
+        await self.journal.index(result.order)
+        return result
+
+    async def _resolve(
+        self,
+        record: Record,
+        sent_ns: int | None,
+        lease: Lease,
+        log: structlog.stdlib.BoundLogger,
+        *,
+        why: str,
+        place: bool = True,
+    ) -> Record:
+        """The POST may or may not have arrived: ask the exchange by client order id, never resend blindly."""
+        order = record.order
+        seen = await self.exchange.find(order.symbol, order.client_order_id)
+        if seen is None:
+            lookups = record.lookups + 1
+            if lookups <= self.policy.lookups:
+                await self.journal.save(replace(record, lookups=lookups))
+                log.warning("reconcile.not_found", why=why, lookups=lookups, of=self.policy.lookups)
+                raise Retry(f"order {order.client_order_id} not at the exchange yet ({why})",
+                            self.policy.lookup_delay_s)  # fmt: skip
+            # Looked long enough: the POST never arrived. Back to "claimed", then place it for real.
+            log.warning("reconcile.never_arrived", lookups=record.lookups, place=place)
+            if not place:
+                step = orders.reject(order, "CANCELED", "canceled before the exchange had it", self.clock())
+                return await self.commit(Record(step.order, Phase.SENT), step.events, log)
+            claimed = Record(replace(order, status=Status.PENDING), Phase.CLAIMED)
+            await self.journal.save(claimed)
+            return await self._place(claimed, sent_ns, lease, log)
+        trades = await self.exchange.order_trades(seen.exchange_order_id)
+        result = reconcile(order, seen, trades, self.clock())
+        log.info("reconcile.found", why=why, exchange_order_id=seen.exchange_order_id,
+                 exchange_status=seen.status.value, verdict=result.verdict.value,
+                 events=[m.id for m in result.events])  # fmt: skip
+        committed = await self.commit(Record(result.order, Phase.SENT), result.events, log)
+        await self.journal.index(committed.order)
+        return committed
+
+    async def _sync(self, record: Record, log: structlog.stdlib.BoundLogger) -> Record:
+        """Catch a sent order up with the exchange (fills, cancel, close)."""
+        order = record.order
+        seen = await self.exchange.get(order.exchange_order_id) if order.exchange_order_id else None
+        if seen is None:
+            seen = await self.exchange.find(order.symbol, order.client_order_id)
+        if seen is None:
+            log.error("reconcile.sent_order_missing", exchange_order_id=order.exchange_order_id)
+            return record
+        trades = await self.exchange.order_trades(seen.exchange_order_id)
+        result = reconcile(order, seen, trades, self.clock())
+        log.info("reconcile.synced", verdict=result.verdict.value, events=[m.id for m in result.events],
+                 status=result.order.status.value)  # fmt: skip
+        return await self.commit(Record(result.order, Phase.SENT), result.events, log)
+
+    # ---- cancel ------------------------------------------------------------------------------
+
+    async def _cancel_at_exchange(self, record: Record, lease: Lease, log: structlog.stdlib.BoundLogger) -> None:
+        order = record.order
+        pending = Record(orders.request_cancel(order).order, record.phase, record.lookups)
+        await self.journal.save(pending)
+        await self.locks.validate(lease)
+        log.info("cancel.delete", exchange_order_id=order.exchange_order_id, token=lease.token)
+        try:
+            await self.exchange.cancel(order.exchange_order_id)
+        except NotFound:
+            log.info("cancel.not_open")  # already gone: the confirmation below reads what happened
+        except Rejected as exc:
+            # ORDER_COULD_NOT_BE_CANCELED (closed already) or ORDER_CANCEL_BLOCKED (maintenance): the order
+            # rests on as far as we know; the read-back below settles which.
+            log.info("cancel.refused", code=exc.message_code)
+            await self.journal.save(replace(pending, order=orders.cancel_refused(pending.order).order))
+        except OutcomeUnknown as exc:
+            log.warning("cancel.outcome_unknown", error=str(exc))
+        except BtcTurkError as exc:
+            await self.journal.save(record)
+            log.warning("cancel.not_sent", error=str(exc))
+            raise Retry(f"exchange: {exc}", exc.retry_after if isinstance(exc, RateLimited) else None) from exc
+
+    async def _confirm_cancel(self, coid: str, reason: str, log: structlog.stdlib.BoundLogger) -> bool:
+        """Read the order back; True once it is final (canceled, or filled after all) and its events are out."""
+        record = await self._reload(coid)
+        order = record.order
+        seen = await self.exchange.get(order.exchange_order_id)
+        if seen is None:
+            raise Retry("exchange does not show the order yet", self.policy.cancel_confirm_delay_s)
+        trades = await self.exchange.order_trades(seen.exchange_order_id)
+        result = reconcile(order, seen, trades, self.clock(), reason=reason)
+        await self.commit(Record(result.order, Phase.SENT), result.events, log)
+        if result.verdict == Verdict.INCOMPLETE:
+            raise Retry("exchange reports fills not visible yet", self.policy.cancel_confirm_delay_s)
+        done = seen.status != ExchangeStatus.OPEN
+        log.info("cancel.result", confirmed=done, status=result.order.status.value,
+                 events=[m.id for m in result.events])  # fmt: skip
+        return done
+
+    async def _reload(self, coid: str) -> Record:
+        record = await self.journal.load(coid)
+        if record is None:  # written under the same lock moments ago; only an expired claim gets here
+            raise Retry(f"order record {coid} vanished")
+        return record
+
+    # ---- shared ------------------------------------------------------------------------------
+
+    async def commit(self, record: Record, events: tuple[Message, ...], log: structlog.stdlib.BoundLogger) -> Record:
+        """Publish the events, then record the state they lead to."""
+        for event in events:
+            await self.bus.publish(subjects.execution(_KINDS[type(event)], record.order.symbol), event)
+            log.info("event.published", kind=type(event).__name__, id=event.id)
+        await self.journal.save(record)
+        return record
+
+    def _locked(self, symbol: str, log: structlog.stdlib.BoundLogger) -> _Held:
+        return _Held(self, f"orders:{self.account}:{symbol}", log)
+
+
+class _Held:
+    """``async with``: hold the per account+symbol order lock, or ask for a retry."""
+
+    def __init__(self, execution: Execution, name: str, log: structlog.stdlib.BoundLogger) -> None:
+        self._execution = execution
+        self._name = name
+        self._log = log
+        self._lease: Lease | None = None
+
+    async def __aenter__(self) -> Lease:
+        policy = self._execution.policy
+        lease = await self._execution.locks.acquire(
+            self._name, self._execution.owner, policy.lock_ttl_s, policy.lock_wait_s
+        )
+        if lease is None:
+            self._log.info("lock.busy", lock=self._name)
+            raise Retry(f"lock {self._name} busy", policy.lock_wait_s)
+        self._log.debug("lock.taken", lock=self._name, token=lease.token)
+        self._lease = lease
+        return lease
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._lease is not None:
+            await self._execution.locks.release(self._lease)

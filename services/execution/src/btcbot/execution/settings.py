@@ -1,0 +1,61 @@
+"""Execution settings (EXECUTION_* variables) and the arming check that guards live trading."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pydantic import Field
+
+from btcbot.runtime.errors import SettingsError
+from btcbot.runtime.settings import CommonSettings, ExchangeSettings, service_config
+
+LIVE_ACK_PHRASE = "I understand this places real orders"
+LIVE_HOST = "api.btcturk.com"
+
+
+class ExecutionSettings(CommonSettings, ExchangeSettings):
+    """How execution talks to the exchange and how patient it is."""
+
+    model_config = service_config("EXECUTION_")
+
+    live: bool = False
+    live_ack: str = ""
+    fill_poll_interval: float = Field(0.5, gt=0)
+    # On start, fills this far back are re-read (and deduplicated) to cover the time we were down.
+    fill_lookback: float = Field(6 * 3600.0, gt=0)
+    claim_ttl: float = Field(7 * 24 * 3600.0, gt=0)
+    lock_ttl: float = Field(15.0, gt=0)
+    lock_wait: float = Field(2.0, ge=0)
+    unknown_lookups: int = Field(3, ge=1)
+    lookup_delay: float = Field(2.0, gt=0)
+    max_order_age: float = Field(120.0, ge=0)
+
+
+def is_real_exchange(base_url: str) -> bool:
+    """True if the URL points at BTCTurk's production API."""
+    host = (urlsplit(base_url).hostname or "").lower().rstrip(".")
+    return host == LIVE_HOST
+
+
+def arming(settings: ExecutionSettings) -> str:
+    """Say whether orders go to the real exchange ("live") or a simulator ("dry-run").
+
+    Raises SettingsError naming the setting when the combination is not a deliberate, complete choice.
+    """
+    real = is_real_exchange(settings.btcturk_base_url)
+    if not settings.live:
+        if real:
+            raise SettingsError(
+                f"BTCTURK_BASE_URL={settings.btcturk_base_url} is the real exchange but EXECUTION_LIVE is not"
+                " true; point it at the simulator or arm live trading deliberately"
+            )
+        return "dry-run"
+    if settings.live_ack != LIVE_ACK_PHRASE:
+        raise SettingsError(f'EXECUTION_LIVE=true needs EXECUTION_LIVE_ACK="{LIVE_ACK_PHRASE}"')
+    if not settings.btcturk_api_key or not settings.btcturk_api_secret.get_secret_value():
+        raise SettingsError("EXECUTION_LIVE=true needs BTCTURK_API_KEY and BTCTURK_API_SECRET")
+    if not real or urlsplit(settings.btcturk_base_url).scheme != "https":
+        raise SettingsError(
+            f"EXECUTION_LIVE=true needs BTCTURK_BASE_URL=https://{LIVE_HOST}, not {settings.btcturk_base_url}"
+        )
+    return "live"
