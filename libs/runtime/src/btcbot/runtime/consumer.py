@@ -74,7 +74,8 @@ class Consumer(Generic[M]):
             while not stop.is_set():
                 try:
                     msgs = await self._sub.fetch(batch=self._batch, timeout=1.0)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, TimeoutError):
+                    # nats-py raises its own TimeoutError or, from inside fetch, asyncio's: both mean "idle".
                     self.last_fetch_ns = self._now_ns()
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:

@@ -50,7 +50,7 @@ async def read_stream(
         while True:
             try:
                 msgs = await sub.fetch(batch=batch, timeout=2)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):
                 return
             for msg in msgs:
                 seq = msg.metadata.sequence.stream

@@ -1,0 +1,370 @@
+"""Fills to positions, balances and PnL at weighted average cost: pure accounting, no I/O.
+
+The ledger's state must be a function of the SET of fills, whatever order or how many times they were
+delivered. So the model deduplicates fills by (symbol, exchange trade id) and folds them in one canonical
+order: exchange time, then trade id. A position keeps its total cost basis (not only the average) so
+that a full close leaves exactly zero cost and no rounding residue.
+
+Conventions:
+- Fees and taxes are costs whatever their sign on the wire (BTCTurk reports them negative).
+- The tax is charged in the fee asset (BTCTurk: a tax on the fee).
+- A fee in the quote asset is part of the cost basis of a buy and reduces the proceeds of a sell, so
+  realized PnL is net of every fee of the closed quantity.
+- A fee in the base asset reduces the quantity received on a buy (or adds to what a sell delivers) and is
+  valued at the fill price. A fee in any other asset is debited from that balance but has no quote value
+  here (it shows in balances, not in PnL).
+- A sell of more than the position holds is an integrity error (`Oversell`), never capped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Literal
+
+from btcbot.contracts.messages import OrderFilled
+
+Side = Literal["buy", "sell"]
+
+ZERO = Decimal(0)
+KNOWN_QUOTES: tuple[str, ...] = ("USDT", "USDC", "TRY", "EUR", "USD", "BTC", "ETH")
+
+SortKey = tuple[int, int, str]
+
+
+class Oversell(Exception):  # noqa: N818  (names the integrity error itself, as store.py reports it)
+    """A sell (with any base-asset fee) larger than the position it sells from."""
+
+    def __init__(self, symbol: str, trade_id: str, held: Decimal, delivered: Decimal) -> None:
+        super().__init__(f"{symbol} trade {trade_id}: sells {delivered} but the position holds {held}")
+        self.symbol = symbol
+        self.trade_id = trade_id
+        self.held = held
+        self.delivered = delivered
+
+
+def split_symbol(symbol: str, quotes: Iterable[str] = KNOWN_QUOTES) -> tuple[str, str]:
+    """Base and quote asset of an exchange pair such as BTCTRY; raises ValueError if no quote matches."""
+    for quote in sorted(quotes, key=len, reverse=True):
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return symbol[: -len(quote)], quote
+    raise ValueError(f"cannot split {symbol!r} into base and quote asset (known quotes: {tuple(quotes)})")
+
+
+def trade_sort_key(ts_ns: int, trade_id: str) -> SortKey:
+    """Canonical order of fills: exchange time, then trade id (numerically when it is a number)."""
+    if trade_id.isdigit():
+        return (ts_ns, len(trade_id.lstrip("0")), trade_id.lstrip("0"))
+    # Non-numeric ids sort after numeric ones at the same instant, then lexically.
+    return (ts_ns, 1 << 30, trade_id)
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One exchange trade of ours, as the accounting sees it."""
+
+    symbol: str
+    trade_id: str
+    side: Side
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_asset: str
+    tax: Decimal
+    ts_ns: int
+    base_asset: str
+    quote_asset: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity of the trade at the exchange: trade ids are unique per symbol."""
+        return (self.symbol, self.trade_id)
+
+    @property
+    def sort_key(self) -> SortKey:
+        """Position of this fill in the canonical order."""
+        return trade_sort_key(self.ts_ns, self.trade_id)
+
+    @property
+    def notional(self) -> Decimal:
+        """Price times quantity, in the quote asset."""
+        return self.price * self.quantity
+
+    @property
+    def charge(self) -> Decimal:
+        """Fee plus tax as a positive amount of the fee asset."""
+        return abs(self.fee) + abs(self.tax)
+
+    @property
+    def base_charge(self) -> Decimal:
+        """The part of the charge paid in the base asset."""
+        return self.charge if self.fee_asset == self.base_asset else ZERO
+
+    @property
+    def quote_charge(self) -> Decimal:
+        """The part of the charge paid in the quote asset."""
+        return self.charge if self.fee_asset == self.quote_asset else ZERO
+
+    @property
+    def fee_value(self) -> Decimal:
+        """The charge valued in the quote asset (zero when paid in a third asset)."""
+        return self.quote_charge + self.base_charge * self.price
+
+    @property
+    def day(self) -> date:
+        """UTC day of the trade, for daily PnL."""
+        return day_of(self.ts_ns)
+
+
+def fill_from_event(event: OrderFilled, quotes: Iterable[str] = KNOWN_QUOTES) -> Fill:
+    """The accounting view of an OrderFilled; the assets come from the symbol when the event omits them.
+
+    The exchange time orders fills; an event without one falls back to its own creation time.
+    """
+    base, quote = event.base_asset, event.quote_asset
+    if not base or not quote:
+        base, quote = split_symbol(event.symbol, quotes)
+    return Fill(
+        symbol=event.symbol,
+        trade_id=event.trade_id,
+        side=event.side,
+        price=event.price,
+        quantity=event.quantity,
+        fee=event.fee,
+        fee_asset=(event.fee_asset or quote).upper(),
+        tax=event.tax,
+        ts_ns=event.exchange_ts_ns or event.ts_ns,
+        base_asset=base,
+        quote_asset=quote,
+    )
+
+
+def check_fill(fill: Fill) -> None:
+    """Raise ValueError when a fill can never be booked (non-positive price or quantity, bad side)."""
+    if fill.side not in ("buy", "sell"):
+        raise ValueError(f"fill {fill.trade_id}: unknown side {fill.side!r}")
+    if not (fill.price.is_finite() and fill.quantity.is_finite() and fill.charge.is_finite()):
+        raise ValueError(f"fill {fill.trade_id}: price, quantity, fee and tax must be finite")
+    if fill.price <= 0 or fill.quantity <= 0:
+        raise ValueError(f"fill {fill.trade_id}: price and quantity must be positive")
+    if not fill.trade_id:
+        raise ValueError("fill without an exchange trade id")
+
+
+def day_of(ts_ns: int) -> date:
+    """UTC calendar day of a nanosecond timestamp."""
+    return datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=UTC).date()
+
+
+@dataclass(frozen=True)
+class PositionState:
+    """A position in one symbol: quantity held at a total cost basis, and what it has realized so far."""
+
+    symbol: str
+    quantity: Decimal = ZERO
+    cost: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+    fees: Decimal = ZERO
+    fills: int = 0
+    last_key: SortKey | None = None
+
+    @property
+    def avg_cost(self) -> Decimal:
+        """Weighted average cost per unit (zero when flat)."""
+        return self.cost / self.quantity if self.quantity else ZERO
+
+    def follows(self, fill: Fill) -> bool:
+        """True when `fill` comes after every fill folded so far, so it can be applied incrementally."""
+        return self.last_key is None or fill.sort_key > self.last_key
+
+
+@dataclass(frozen=True)
+class FillOutcome:
+    """The effect of one fill: the new position and what the fill realized and paid."""
+
+    fill: Fill
+    position: PositionState
+    realized: Decimal
+    fee_value: Decimal
+
+
+def apply_fill(position: PositionState, fill: Fill) -> FillOutcome:
+    """Fold one fill into a position; raises Oversell when a sell exceeds the quantity held."""
+    if fill.symbol != position.symbol:
+        raise ValueError(f"fill of {fill.symbol} applied to position {position.symbol}")
+    check_fill(fill)
+    fee_value = fill.fee_value
+    fees = position.fees + fee_value
+    count = position.fills + 1
+    last_key = fill.sort_key if position.last_key is None else max(position.last_key, fill.sort_key)
+    if fill.side == "buy":
+        bought = replace(
+            position,
+            quantity=position.quantity + fill.quantity - fill.base_charge,
+            cost=position.cost + fill.notional + fill.quote_charge,
+            fees=fees,
+            fills=count,
+            last_key=last_key,
+        )
+        return FillOutcome(fill, bought, ZERO, fee_value)
+    delivered = fill.quantity + fill.base_charge
+    if delivered > position.quantity:
+        raise Oversell(fill.symbol, fill.trade_id, position.quantity, delivered)
+    remaining = position.quantity - delivered
+    # A full close takes the whole cost basis, so a flat position carries no rounding residue.
+    released = position.cost if remaining == 0 else position.cost * delivered / position.quantity
+    realized = fill.notional - fill.quote_charge - released
+    sold = replace(
+        position,
+        quantity=remaining,
+        cost=position.cost - released,
+        realized_pnl=position.realized_pnl + realized,
+        fees=fees,
+        fills=count,
+        last_key=last_key,
+    )
+    return FillOutcome(fill, sold, realized, fee_value)
+
+
+def canonical(fills: Iterable[Fill]) -> list[Fill]:
+    """The set of fills (first copy of each trade wins) in canonical order."""
+    unique: dict[tuple[str, str], Fill] = {}
+    for fill in fills:
+        unique.setdefault(fill.key, fill)
+    return sorted(unique.values(), key=lambda f: (f.symbol, f.sort_key))
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Positions rebuilt from a set of fills, with the outcome of every fill in canonical order."""
+
+    positions: dict[str, PositionState]
+    outcomes: tuple[FillOutcome, ...]
+
+    def daily(self) -> dict[tuple[date, str], tuple[Decimal, Decimal]]:
+        """Realized PnL and fees per (UTC day, symbol)."""
+        return daily_pnl(self.outcomes)
+
+
+def replay(fills: Iterable[Fill]) -> Replay:
+    """Rebuild every position from a set of fills (duplicates and order do not matter); may raise Oversell."""
+    positions: dict[str, PositionState] = {}
+    outcomes: list[FillOutcome] = []
+    for fill in canonical(fills):
+        outcome = apply_fill(positions.get(fill.symbol, PositionState(fill.symbol)), fill)
+        positions[fill.symbol] = outcome.position
+        outcomes.append(outcome)
+    return Replay(positions, tuple(outcomes))
+
+
+def daily_pnl(outcomes: Iterable[FillOutcome]) -> dict[tuple[date, str], tuple[Decimal, Decimal]]:
+    """Sum realized PnL and fees per (UTC day, symbol)."""
+    totals: dict[tuple[date, str], tuple[Decimal, Decimal]] = {}
+    for outcome in outcomes:
+        key = (outcome.fill.day, outcome.fill.symbol)
+        realized, fees = totals.get(key, (ZERO, ZERO))
+        totals[key] = (realized + outcome.realized, fees + outcome.fee_value)
+    return totals
+
+
+def balance_deltas(fill: Fill) -> dict[str, Decimal]:
+    """How a fill moves balances: base and quote by quantity and notional, the fee asset by the charge."""
+    sign = Decimal(1) if fill.side == "buy" else Decimal(-1)
+    deltas = {fill.base_asset: sign * fill.quantity, fill.quote_asset: -sign * fill.notional}
+    deltas[fill.fee_asset] = deltas.get(fill.fee_asset, ZERO) - fill.charge
+    return deltas
+
+
+def parse_amounts(text: str) -> dict[str, Decimal]:
+    """Parse "TRY=1000000,BTC=1" into amounts per asset; raises ValueError on a malformed entry."""
+    amounts: dict[str, Decimal] = {}
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        asset, sep, amount = entry.partition("=")
+        asset = asset.strip().upper()
+        if not sep or not asset.isalnum():
+            raise ValueError(f"expected ASSET=AMOUNT, got {entry!r}")
+        try:
+            value = Decimal(amount.strip())
+        except ArithmeticError as exc:
+            raise ValueError(f"not a decimal amount for {asset}: {amount!r}") from exc
+        if not value.is_finite() or value < 0:
+            raise ValueError(f"amount for {asset} must be a finite non-negative number, got {amount!r}")
+        amounts[asset] = value
+    return amounts
+
+
+@dataclass(frozen=True)
+class Valuation:
+    """Balances and positions valued in the quote asset at the latest marks."""
+
+    equity: Decimal
+    unrealized: dict[str, Decimal]
+    marks: dict[str, Decimal]
+    exposure: Decimal
+    complete: bool
+    unpriced: tuple[str, ...] = field(default=())
+
+    @property
+    def unrealized_total(self) -> Decimal:
+        """Unrealized PnL over all positions."""
+        return sum(self.unrealized.values(), ZERO)
+
+
+def value(
+    positions: Mapping[str, PositionState],
+    balances: Mapping[str, Decimal],
+    marks: Mapping[str, Decimal],
+    quote_asset: str,
+) -> Valuation:
+    """Value balances and positions in `quote_asset`; a symbol without a mark is valued at its average cost.
+
+    An asset with a non-zero balance and neither a mark nor a position cannot be valued: it is left out of
+    equity and the valuation is marked incomplete (so peak and drawdown are not updated from it).
+    """
+    prices: dict[str, Decimal] = {}
+    for symbol, position in positions.items():
+        mark = marks.get(symbol)
+        if mark is None and position.quantity:
+            mark = position.avg_cost
+        if mark is not None:
+            prices[symbol] = mark
+    for symbol, mark in marks.items():
+        prices.setdefault(symbol, mark)
+
+    unrealized = {
+        symbol: prices[symbol] * p.quantity - p.cost if symbol in prices else ZERO for symbol, p in positions.items()
+    }
+    exposure = sum((abs(p.quantity) * prices.get(s, ZERO) for s, p in positions.items()), ZERO)
+
+    equity = ZERO
+    unpriced: list[str] = []
+    for asset, total in sorted(balances.items()):
+        if asset == quote_asset:
+            equity += total
+            continue
+        price = prices.get(asset + quote_asset)
+        if price is None:
+            if total:
+                unpriced.append(asset)
+            continue
+        equity += total * price
+    return Valuation(
+        equity=equity,
+        unrealized=unrealized,
+        marks={s: prices[s] for s in sorted(prices)},
+        exposure=exposure,
+        complete=not unpriced,
+        unpriced=tuple(unpriced),
+    )
+
+
+def drawdown(peak: Decimal, equity: Decimal) -> Decimal:
+    """Fractional fall of equity from its peak, in [0, 1] (0 while at or above the peak)."""
+    if peak <= 0 or equity >= peak:
+        return ZERO
+    return min(Decimal(1), (peak - equity) / peak)
