@@ -1,6 +1,10 @@
-"""BTCTurk exchange clients: REST (:class:`BtcTurkClient`) and WebSocket, with typed models."""
+"""BTCTurk exchange clients: REST (:class:`BtcTurkClient`) and WebSocket (:class:`BtcTurkWebSocket`).
+
+WebSocket message types live in :mod:`btcbot.btcturk.wsmodels`.
+"""
 
 from btcbot.btcturk.auth import Secret
+from btcbot.btcturk.book import BookGapError, LocalBook
 from btcbot.btcturk.breaker import BreakerState, CircuitBreaker
 from btcbot.btcturk.errors import (
     AuthError,
@@ -34,19 +38,24 @@ from btcbot.btcturk.models import (
 from btcbot.btcturk.ratelimit import RateLimiter
 from btcbot.btcturk.rest import BtcTurkClient
 from btcbot.btcturk.retry import RetryPolicy
+from btcbot.btcturk.rules import check_order, round_price, round_quantity
+from btcbot.btcturk.ws import BtcTurkWebSocket
 
 __all__ = [
     "DEFAULT_LIMITS",
     "AuthError",
     "Balance",
+    "BookGapError",
     "BreakerOpen",
     "BreakerState",
     "BtcTurkClient",
     "BtcTurkError",
+    "BtcTurkWebSocket",
     "Candle",
     "CircuitBreaker",
     "EndpointGroup",
     "ExchangeInfo",
+    "LocalBook",
     "NotFound",
     "Order",
     "OrderAck",
@@ -69,4 +78,7 @@ __all__ = [
     "Unavailable",
     "UserTrade",
     "Window",
+    "check_order",
+    "round_price",
+    "round_quantity",
 ]
