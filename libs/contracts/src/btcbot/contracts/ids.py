@@ -18,6 +18,11 @@ def book_id(symbol: str, exchange_ts_ns: int, sequence: int) -> str:
     return f"book:{symbol}:{exchange_ts_ns}:{sequence}"
 
 
+def trade_tick_id(symbol: str, trade_id: str) -> str:
+    """Id of a public trade: the exchange trade id, unique per symbol."""
+    return f"trade:{symbol}:{trade_id}"
+
+
 def intent_id(strategy: str, symbol: str, book: str) -> str:
     """Id of an intent: one per strategy and book it was decided on."""
     return f"intent:{strategy}:{symbol}:{book}"

@@ -74,6 +74,12 @@ STRATEGY_EXECUTION = ConsumerSpec(
     ("exec.*.*",),
     description="order outcomes, so a strategy knows what it has in flight",
 )
+STRATEGY_DENIED = ConsumerSpec(
+    "strategy-denied",
+    ORDERS.name,
+    ("order.denied.*",),
+    description="risk's refusals, so a denied intent frees its symbol",
+)
 STRATEGY_PORTFOLIO = ConsumerSpec(
     "strategy-portfolio",
     PORTFOLIO.name,
@@ -125,6 +131,7 @@ LEDGER_MARKS = ConsumerSpec(
 ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (
     STRATEGY_BOOKS,
     STRATEGY_EXECUTION,
+    STRATEGY_DENIED,
     STRATEGY_PORTFOLIO,
     RISK_INTENTS,
     RISK_CONTROL,

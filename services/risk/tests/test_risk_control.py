@@ -1,0 +1,56 @@
+from decimal import Decimal
+
+from btcbot.contracts.messages import KillSwitch, ModeChanged, PortfolioSnapshot, Position
+from btcbot.risk.control import RiskState
+from btcbot.risk.rules import SymbolRules
+
+D = Decimal
+
+
+def snap(account, ts, qty):
+    return PortfolioSnapshot(
+        id=f"p{ts}",
+        ts_ns=ts,
+        account=account,
+        quote_asset="TRY",
+        balances=(),
+        positions=(Position(symbol="BTCTRY", quantity=D(qty), avg_cost=D(1), realized_pnl=D(0), unrealized_pnl=D(0)),),
+        exposure=D(0),
+        realized_pnl=D(0),
+        unrealized_pnl=D(0),
+        fees=D(0),
+        equity=D(0),
+        peak_equity=D(0),
+        drawdown=D(0),
+        fills=0,
+    )
+
+
+def test_newest_control_message_wins():
+    s = RiskState("main")
+    assert s.view().mode == "NORMAL"
+    assert s.on_mode(ModeChanged(id="m2", ts_ns=20, mode="REDUCE_ONLY", reason="r", operator="o"))
+    assert not s.on_mode(ModeChanged(id="m1", ts_ns=10, mode="NORMAL", reason="r", operator="o"))
+    assert s.view().mode == "REDUCE_ONLY"
+    assert s.on_kill(KillSwitch(id="k1", ts_ns=5, engaged=True, reason="r", operator="o"))
+    assert s.on_kill(KillSwitch(id="k2", ts_ns=6, engaged=False, reason="r", operator="o"))
+    assert not s.on_kill(KillSwitch(id="k0", ts_ns=4, engaged=True, reason="r", operator="o"))
+    assert s.view().kill_engaged is False
+
+
+def test_portfolio_of_own_account_newest_only():
+    s = RiskState("main")
+    assert s.on_portfolio(snap("main", 10, "1"))
+    assert not s.on_portfolio(snap("main", 5, "2"))
+    assert not s.on_portfolio(snap("other", 50, "3"))
+    assert s.view().positions == {"BTCTRY": D(1)}
+
+
+def test_rules_start_unloaded():
+    s = RiskState("main")
+    assert s.view().rules is None
+    s.set_rules({"BTCTRY": SymbolRules("BTCTRY", True, 2, 8)}, now_ns=7)
+    view = s.view()
+    assert view.rules is not None
+    assert set(view.rules) == {"BTCTRY"}
+    assert s.rules_loaded_ns == 7

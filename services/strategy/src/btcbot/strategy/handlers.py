@@ -1,0 +1,98 @@
+"""Decode, decide, publish: books become intents (or cancels); execution and ledger events update state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from btcbot.contracts import subjects
+from btcbot.contracts.messages import (
+    BookSnapshot,
+    CancelOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDenied,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    PortfolioSnapshot,
+)
+from btcbot.runtime.bus import Delivery, Publisher
+from btcbot.strategy.signals import Hold, ProfitV1
+
+ExecutionEvent = OrderAccepted | OrderRejected | OrderCanceled | OrderFilled
+
+
+class StrategyHandlers:
+    """The strategy's consumers, sharing one engine."""
+
+    def __init__(self, engine: ProfitV1, bus: Publisher, clock: Callable[[], int], account: str, log: Any) -> None:
+        self._engine = engine
+        self._bus = bus
+        self._clock = clock
+        self._account = account
+        self._log = log
+
+    async def on_book(self, book: BookSnapshot, delivery: Delivery) -> None:
+        """Decide on a book and publish the intent or cancel it produced."""
+        decision = self._engine.on_book(book, self._clock())
+        if isinstance(decision, Hold):
+            self._log.debug("strategy.hold", symbol=book.symbol, book_id=book.id, reason=decision.reason)
+            return
+        if isinstance(decision, OrderIntent):
+            try:
+                await self._bus.publish(subjects.intent(decision.symbol), decision)
+            except BaseException:
+                self._engine.forget(decision)
+                raise
+            self._log.info(
+                "strategy.intent",
+                intent_id=decision.id,
+                symbol=decision.symbol,
+                side=decision.side,
+                price=str(decision.price),
+                quantity=str(decision.quantity),
+                reason=decision.reason,
+            )
+            return
+        await self._send_cancel(decision)
+
+    async def _send_cancel(self, cancel: CancelOrder) -> None:
+        try:
+            await self._bus.publish(subjects.cancel(cancel.symbol), cancel)
+        except BaseException:
+            self._engine.cancel_not_sent(cancel)
+            raise
+        self._log.info(
+            "strategy.cancel", client_order_id=cancel.client_order_id, symbol=cancel.symbol, reason=cancel.reason
+        )
+
+    async def on_execution(self, event: ExecutionEvent, delivery: Delivery) -> None:
+        """Track the order in flight through its execution events."""
+        now = self._clock()
+        if isinstance(event, OrderAccepted):
+            matched = self._engine.on_accepted(event)
+        elif isinstance(event, OrderRejected):
+            matched = self._engine.on_rejected(event, now)
+        elif isinstance(event, OrderCanceled):
+            matched = self._engine.on_canceled(event, now)
+        else:
+            matched = self._engine.on_filled(event, now)
+        if matched:
+            self._log.info(
+                "strategy.execution",
+                kind=type(event).__name__,
+                client_order_id=event.client_order_id,
+                symbol=event.symbol,
+            )
+
+    async def on_denied(self, event: OrderDenied, delivery: Delivery) -> None:
+        """Risk refused one of our intents: free the symbol for the next decision."""
+        if self._engine.on_denied(event, self._clock()):
+            self._log.info("strategy.denied", intent_id=event.intent_id, symbol=event.symbol, reason=event.reason)
+
+    async def on_portfolio(self, snapshot: PortfolioSnapshot, delivery: Delivery) -> None:
+        """Take positions from this account's ledger snapshots."""
+        if snapshot.account != self._account:
+            return
+        self._engine.on_portfolio(snapshot)

@@ -1,0 +1,293 @@
+"""profit_v1: buy when flat and the spread is tight, sell the whole position at a small profit.
+
+Per symbol the strategy knows its position (from the ledger's PortfolioSnapshot), the order it has in
+flight (from execution events) and when it last sent an intent. It decides on each book and returns one
+decision: an OrderIntent, a CancelOrder for an order resting too long, or a Hold that says why not.
+Everything here is synchronous and takes the time as an argument, so replay runs the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+
+from btcbot.contracts import ids
+from btcbot.contracts.messages import (
+    BookSnapshot,
+    CancelOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDenied,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    PortfolioSnapshot,
+    Side,
+)
+from btcbot.strategy.orders import InFlight
+
+STRATEGY = "profit_v1"
+_BPS = Decimal(10_000)
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class ProfitParams:
+    """Tunable limits of profit_v1 (money in the quote asset, times in ns)."""
+
+    order_notional: Decimal = Decimal(1000)
+    max_order_notional: Decimal = Decimal(5000)
+    max_spread_bps: Decimal = Decimal(30)
+    take_profit_bps: Decimal = Decimal(5)
+    stop_loss_bps: Decimal | None = None
+    dust_notional: Decimal = Decimal(100)
+    cooldown_ns: int = 2_000_000_000
+    intent_timeout_ns: int = 15_000_000_000
+    order_ttl_ns: int = 60_000_000_000
+    portfolio_wait_ns: int = 15_000_000_000
+    max_book_age_ns: int = 5_000_000_000
+    quantity_scale: int = 8
+    require_portfolio: bool = True
+
+
+@dataclass(frozen=True)
+class Hold:
+    """No action on this book, and why."""
+
+    reason: str
+
+
+Decision = OrderIntent | CancelOrder | Hold
+
+
+@dataclass
+class SymbolState:
+    """What the strategy knows about one symbol."""
+
+    quantity: Decimal = _ZERO
+    avg_cost: Decimal = _ZERO
+    inflight: InFlight | None = None
+    last_intent_ns: int | None = None
+    # After an order traded, the ledger's next snapshot may not include the fills yet; acting on the old
+    # position would buy twice. Wait until the position moves away from `awaiting_from`, or a timeout.
+    awaiting_since_ns: int | None = None
+    awaiting_from: Decimal = _ZERO
+
+
+def round_down(quantity: Decimal, scale: int) -> Decimal:
+    """`quantity` truncated to `scale` decimals."""
+    return quantity.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_DOWN)
+
+
+def spread_bps(bid: Decimal, ask: Decimal) -> Decimal:
+    """Spread relative to the mid price, in basis points."""
+    mid = (bid + ask) / 2
+    return (ask - bid) / mid * _BPS
+
+
+class ProfitV1:
+    """The profit_v1 decision engine for a set of symbols."""
+
+    def __init__(self, symbols: tuple[str, ...], params: ProfitParams) -> None:
+        self.params = params
+        self.symbols = symbols
+        self._states: dict[str, SymbolState] = {s: SymbolState() for s in symbols}
+        self._portfolio_ts_ns: int | None = None
+
+    def state(self, symbol: str) -> SymbolState:
+        """The state of one configured symbol (KeyError for others)."""
+        return self._states[symbol]
+
+    # -- inputs -----------------------------------------------------------------------------------------
+
+    def on_portfolio(self, snapshot: PortfolioSnapshot) -> bool:
+        """Take positions from a ledger snapshot; older snapshots than the last one are ignored."""
+        if self._portfolio_ts_ns is not None and snapshot.ts_ns < self._portfolio_ts_ns:
+            return False
+        self._portfolio_ts_ns = snapshot.ts_ns
+        positions = {p.symbol: p for p in snapshot.positions}
+        for symbol, state in self._states.items():
+            position = positions.get(symbol)
+            state.quantity = position.quantity if position is not None else _ZERO
+            state.avg_cost = position.avg_cost if position is not None else _ZERO
+            if state.awaiting_since_ns is not None and state.quantity != state.awaiting_from:
+                state.awaiting_since_ns = None
+        return True
+
+    def on_accepted(self, event: OrderAccepted) -> bool:
+        """The exchange took our order: it may now rest, so it no longer expires."""
+        inflight = self._inflight(event.symbol, event.client_order_id)
+        if inflight is None:
+            return False
+        inflight.accepted = True
+        return True
+
+    def on_rejected(self, event: OrderRejected, now_ns: int) -> bool:
+        """The order was refused: nothing in flight any more."""
+        return self._finish(event.symbol, event.client_order_id, now_ns)
+
+    def on_denied(self, event: OrderDenied, now_ns: int) -> bool:
+        """Risk refused the intent: nothing in flight any more (the cooldown still applies)."""
+        return self._finish(event.symbol, ids.client_order_id(event.intent_id), now_ns)
+
+    def on_canceled(self, event: OrderCanceled, now_ns: int) -> bool:
+        """The order left the book: nothing in flight any more."""
+        inflight = self._inflight(event.symbol, event.client_order_id)
+        if inflight is not None and event.filled_quantity > inflight.filled:
+            inflight.filled = event.filled_quantity
+        return self._finish(event.symbol, event.client_order_id, now_ns)
+
+    def on_filled(self, event: OrderFilled, now_ns: int) -> bool:
+        """One fill of our order; the order is done when filled completely."""
+        inflight = self._inflight(event.symbol, event.client_order_id)
+        if inflight is None:
+            return False
+        if inflight.add_fill(event.trade_id, event.quantity):
+            self._finish(event.symbol, event.client_order_id, now_ns)
+        return True
+
+    def forget(self, intent: OrderIntent) -> None:
+        """Undo an intent that could not be published, so the next book may try again."""
+        state = self._states.get(intent.symbol)
+        if state is not None and state.inflight is not None and state.inflight.intent_id == intent.id:
+            state.inflight = None
+            state.last_intent_ns = None
+
+    def cancel_not_sent(self, cancel: CancelOrder) -> None:
+        """Undo a cancel that could not be published, so the next book asks again."""
+        inflight = self._inflight(cancel.symbol, cancel.client_order_id)
+        if inflight is not None:
+            inflight.cancel_requested = False
+
+    # -- decision ---------------------------------------------------------------------------------------
+
+    def on_book(self, book: BookSnapshot, now_ns: int) -> Decision:
+        """Decide on one book: an intent, a cancel of a stale order, or a reasoned hold."""
+        state = self._states.get(book.symbol)
+        if state is None:
+            return Hold(f"{book.symbol} is not traded by this strategy")
+        p = self.params
+        pending = self._pending(book.symbol, state, now_ns)
+        if pending is not None:
+            return pending
+        if book.stale or now_ns - book.exchange_ts_ns > p.max_book_age_ns:
+            return Hold("book is stale")
+        if not book.bids or not book.asks:
+            return Hold("book is empty on one side")
+        if p.require_portfolio and self._portfolio_ts_ns is None:
+            return Hold("no portfolio snapshot yet")
+        if state.awaiting_since_ns is not None:
+            if now_ns - state.awaiting_since_ns < p.portfolio_wait_ns:
+                return Hold("waiting for the ledger to book the last fills")
+            state.awaiting_since_ns = None
+        if state.last_intent_ns is not None and now_ns - state.last_intent_ns < p.cooldown_ns:
+            return Hold("cooling down after the last intent")
+        bid, ask = book.bids[0].price, book.asks[0].price
+        if ask <= bid:
+            return Hold(f"crossed book: bid {bid} >= ask {ask}")
+        if state.quantity * bid < p.dust_notional:
+            return self._entry(book, state, bid, ask, now_ns)
+        return self._exit(book, state, bid, now_ns)
+
+    def _pending(self, symbol: str, state: SymbolState, now_ns: int) -> Decision | None:
+        inflight = state.inflight
+        if inflight is None:
+            return None
+        p = self.params
+        if inflight.expired(now_ns, p.intent_timeout_ns):
+            state.inflight = None
+            return None
+        if inflight.heard_back and not inflight.cancel_requested and now_ns - inflight.sent_ns >= p.order_ttl_ns:
+            inflight.cancel_requested = True
+            return CancelOrder(
+                id=ids.cancel_command_id(inflight.client_order_id, "ttl"),
+                ts_ns=now_ns,
+                client_order_id=inflight.client_order_id,
+                symbol=symbol,
+                reason="ttl",
+                requested_by=STRATEGY,
+            )
+        return Hold(f"order {inflight.client_order_id} in flight")
+
+    def _entry(self, book: BookSnapshot, state: SymbolState, bid: Decimal, ask: Decimal, now_ns: int) -> Decision:
+        p = self.params
+        spread = spread_bps(bid, ask)
+        if spread > p.max_spread_bps:
+            return Hold(f"flat, spread {spread:.2f}bps > {p.max_spread_bps}bps")
+        quantity = round_down(p.order_notional / ask, p.quantity_scale)
+        if quantity <= 0:
+            return Hold(f"order notional {p.order_notional} buys nothing at {ask}")
+        reason = f"entry: flat, spread {spread:.2f}bps <= {p.max_spread_bps}bps, buy {p.order_notional} at ask"
+        return self._intent(book, state, "buy", ask, quantity, reason, now_ns)
+
+    def _exit(self, book: BookSnapshot, state: SymbolState, bid: Decimal, now_ns: int) -> Decision:
+        p = self.params
+        # A position bigger than one order may carry is sold in slices, so risk's size limit cannot wedge us.
+        quantity = round_down(min(state.quantity, p.max_order_notional / bid), p.quantity_scale)
+        if state.avg_cost <= 0 or quantity <= 0:
+            return Hold("holding a position without a cost basis")
+        target = state.avg_cost * (1 + p.take_profit_bps / _BPS)
+        if bid >= target:
+            reason = f"take profit: bid {bid} >= avg cost {state.avg_cost} + {p.take_profit_bps}bps"
+            return self._intent(book, state, "sell", bid, quantity, reason, now_ns)
+        if p.stop_loss_bps is not None:
+            floor = state.avg_cost * (1 - p.stop_loss_bps / _BPS)
+            if bid <= floor:
+                reason = f"stop loss: bid {bid} <= avg cost {state.avg_cost} - {p.stop_loss_bps}bps"
+                return self._intent(book, state, "sell", bid, quantity, reason, now_ns)
+        return Hold(f"holding, bid {bid} below take-profit {target:.8f}")
+
+    def _intent(
+        self,
+        book: BookSnapshot,
+        state: SymbolState,
+        side: Side,
+        price: Decimal,
+        quantity: Decimal,
+        reason: str,
+        now_ns: int,
+    ) -> OrderIntent:
+        intent = OrderIntent(
+            id=ids.intent_id(STRATEGY, book.symbol, book.id),
+            ts_ns=now_ns,
+            strategy=STRATEGY,
+            symbol=book.symbol,
+            side=side,
+            order_type="limit",
+            price=price,
+            quantity=quantity,
+            reason=reason,
+            book_id=book.id,
+            reduce_only=side == "sell",
+        )
+        state.inflight = InFlight(
+            intent_id=intent.id,
+            client_order_id=ids.client_order_id(intent.id),
+            side=side,
+            quantity=quantity,
+            sent_ns=now_ns,
+            position_before=state.quantity,
+        )
+        state.last_intent_ns = now_ns
+        return intent
+
+    # -- bookkeeping ------------------------------------------------------------------------------------
+
+    def _inflight(self, symbol: str, client_order_id: str) -> InFlight | None:
+        state = self._states.get(symbol)
+        if state is None or state.inflight is None:
+            return None
+        if state.inflight.client_order_id != client_order_id:
+            return None
+        return state.inflight
+
+    def _finish(self, symbol: str, client_order_id: str, now_ns: int) -> bool:
+        inflight = self._inflight(symbol, client_order_id)
+        if inflight is None:
+            return False
+        state = self._states[symbol]
+        state.inflight = None
+        if inflight.filled > 0 and state.quantity == inflight.position_before:
+            state.awaiting_since_ns = now_ns
+            state.awaiting_from = inflight.position_before
+        return True

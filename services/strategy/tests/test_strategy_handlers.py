@@ -1,0 +1,191 @@
+from decimal import Decimal
+
+import pytest
+import structlog
+
+from btcbot.contracts import ids, subjects
+from btcbot.contracts.codec import Codec, encode
+from btcbot.contracts.messages import (
+    BookSnapshot,
+    CancelOrder,
+    Level,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    PortfolioSnapshot,
+    Position,
+)
+from btcbot.runtime.errors import DependencyUnavailable
+from btcbot.runtime.memory import InMemoryBus
+from btcbot.strategy.handlers import StrategyHandlers
+from btcbot.strategy.settings import StrategySettings
+from btcbot.strategy.signals import STRATEGY, ProfitParams, ProfitV1
+
+D = Decimal
+S = 1_000_000_000
+T0 = 1_700_000_000 * S
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+
+class FlakyBus(InMemoryBus):
+    def __init__(self):
+        super().__init__()
+        self.fail_next = 0
+
+    async def publish(self, subject, message):
+        if self.fail_next:
+            self.fail_next -= 1
+            raise DependencyUnavailable("nats down")
+        await super().publish(subject, message)
+
+
+def book(seq, bid, ask, at):
+    return BookSnapshot(
+        id=ids.book_id("BTCTRY", at, seq),
+        ts_ns=at,
+        symbol="BTCTRY",
+        sequence=seq,
+        bids=(Level(D(bid), D("5")),),
+        asks=(Level(D(ask), D("5")),),
+        exchange_ts_ns=at,
+        received_ts_ns=at,
+    )
+
+
+def portfolio(qty, cost, at, account="main"):
+    positions = (
+        ()
+        if D(qty) == 0
+        else (Position(symbol="BTCTRY", quantity=D(qty), avg_cost=D(cost), realized_pnl=D(0), unrealized_pnl=D(0)),)
+    )
+    return PortfolioSnapshot(
+        id=f"p{at}",
+        ts_ns=at,
+        account=account,
+        quote_asset="TRY",
+        balances=(),
+        positions=positions,
+        exposure=D(0),
+        realized_pnl=D(0),
+        unrealized_pnl=D(0),
+        fees=D(0),
+        equity=D(0),
+        peak_equity=D(0),
+        drawdown=D(0),
+        fills=0,
+    )
+
+
+@pytest.fixture
+def rig():
+    bus = FlakyBus()
+    clock = Clock()
+    engine = ProfitV1(("BTCTRY",), ProfitParams(cooldown_ns=S))
+    handlers = StrategyHandlers(engine, bus, clock, "main", structlog.get_logger("test"))
+    return bus, clock, engine, handlers
+
+
+async def test_round_trip_buy_then_take_profit(rig):
+    bus, clock, engine, h = rig
+    assert await bus.deliver(h.on_portfolio, portfolio("0", "0", T0)) == "ack"
+    assert await bus.deliver(h.on_book, book(1, "1000000", "1000100", T0)) == "ack"
+    [buy] = bus.of_type(OrderIntent)
+    assert bus.subjects() == [subjects.intent("BTCTRY")]
+    assert buy.side == "buy"
+    coid = ids.client_order_id(buy.id)
+    accepted = OrderAccepted(
+        id=ids.accepted_id(coid),
+        ts_ns=T0,
+        client_order_id=coid,
+        exchange_order_id="9",
+        intent_id=buy.id,
+        strategy=STRATEGY,
+        symbol="BTCTRY",
+        side="buy",
+        order_type="limit",
+        price=buy.price,
+        quantity=buy.quantity,
+    )
+    filled = OrderFilled(
+        id=ids.fill_id("BTCTRY", "t1"),
+        ts_ns=T0,
+        client_order_id=coid,
+        exchange_order_id="9",
+        strategy=STRATEGY,
+        symbol="BTCTRY",
+        side="buy",
+        trade_id="t1",
+        price=buy.price,
+        quantity=buy.quantity,
+        fee=D(0),
+        fee_asset="TRY",
+    )
+    # Execution events come through the union codec, as on the bus.
+    codec = Codec(OrderAccepted | OrderRejected | OrderCanceled | OrderFilled)
+    for event in (accepted, filled):
+        assert await bus.deliver(h.on_execution, codec.decode(encode(event))) == "ack"
+    assert engine.state("BTCTRY").inflight is None
+    await bus.deliver(h.on_portfolio, portfolio(str(buy.quantity), "1000100", T0 + S))
+    clock.now = T0 + 2 * S
+    await bus.deliver(h.on_book, book(2, "1000700", "1000800", T0 + 2 * S))
+    buy_again, sell = bus.of_type(OrderIntent)
+    assert buy_again == buy
+    assert (sell.side, sell.price, sell.quantity) == ("sell", D("1000700"), buy.quantity)
+    assert sell.id == ids.intent_id(STRATEGY, "BTCTRY", ids.book_id("BTCTRY", T0 + 2 * S, 2))
+
+
+async def test_other_accounts_are_ignored(rig):
+    bus, _, engine, h = rig
+    await bus.deliver(h.on_portfolio, portfolio("1", "1", T0, account="other"))
+    assert engine.state("BTCTRY").quantity == 0
+    await bus.deliver(h.on_book, book(1, "1000000", "1000100", T0))
+    assert bus.published == []  # no portfolio of our own account yet
+
+
+async def test_failed_publish_naks_and_redelivery_sends_the_same_intent(rig):
+    bus, _, _, h = rig
+    await bus.deliver(h.on_portfolio, portfolio("0", "0", T0))
+    bus.fail_next = 1
+    b = book(1, "1000000", "1000100", T0)
+    assert await bus.deliver(h.on_book, b) == "nak"
+    assert bus.published == []
+    assert await bus.deliver(h.on_book, b, deliveries=2) == "ack"
+    [intent] = bus.of_type(OrderIntent)
+    assert intent.id == ids.intent_id(STRATEGY, "BTCTRY", b.id)
+
+
+async def test_ttl_cancel_is_published_and_retried_after_a_failure(rig):
+    bus, clock, engine, h = rig
+    await bus.deliver(h.on_portfolio, portfolio("0", "0", T0))
+    await bus.deliver(h.on_book, book(1, "1000000", "1000100", T0))
+    [buy] = bus.of_type(OrderIntent)
+    coid = ids.client_order_id(buy.id)
+    engine.state("BTCTRY").inflight.accepted = True
+    late = T0 + engine.params.order_ttl_ns
+    clock.now = late
+    bus.fail_next = 1
+    assert await bus.deliver(h.on_book, book(2, "1000000", "1000100", late)) == "nak"
+    assert await bus.deliver(h.on_book, book(3, "1000000", "1000100", late)) == "ack"
+    [cancel] = bus.of_type(CancelOrder)
+    assert cancel.client_order_id == coid
+    assert bus.subjects()[-1] == subjects.cancel("BTCTRY")
+
+
+def test_settings_build_params(monkeypatch):
+    monkeypatch.setenv("STRATEGY_ORDER_NOTIONAL", "250.5")
+    monkeypatch.setenv("STRATEGY_COOLDOWN", "0.5")
+    monkeypatch.setenv("STRATEGY_STOP_LOSS_BPS", "40")
+    p = StrategySettings().params()
+    assert p.order_notional == D("250.5")
+    assert p.cooldown_ns == S // 2
+    assert p.stop_loss_bps == D(40)
+    assert p.take_profit_bps == D(25)

@@ -1,0 +1,132 @@
+"""Command line: `python -m btcbot.sim` / `btcturk-sim`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import logging
+import os
+import signal
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from aiohttp import web
+
+from btcbot.sim.app import create_app
+from btcbot.sim.config import Account, SimConfig, currencies_for, default_symbols
+
+log = logging.getLogger("btcbot.sim")
+
+DEFAULT_FUNDS = "TRY=1000000,BTC=1,ETH=20,USDT=10000"
+
+
+def parse_funds(text: str) -> dict[str, Decimal]:
+    """`TRY=1000000,BTC=1` -> {"TRY": Decimal("1000000"), "BTC": Decimal("1")}."""
+    funds: dict[str, Decimal] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        asset, sep, amount = part.partition("=")
+        if not sep:
+            raise ValueError(f"expected ASSET=AMOUNT, got {part!r}")
+        try:
+            value = Decimal(amount)
+        except InvalidOperation as exc:
+            raise ValueError(f"bad amount in {part!r}") from exc
+        if not value.is_finite() or value < 0:
+            raise ValueError(f"bad amount in {part!r}")
+        funds[asset.strip().upper()] = value
+    return funds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI options."""
+    p = argparse.ArgumentParser(prog="btcturk-sim", description="BTCTurk-compatible exchange simulator")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 binds a free port (see --port-file)")
+    p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--symbols", default="BTCTRY,ETHTRY,BTCUSDT,USDTTRY")
+    p.add_argument("--tick-interval", type=float, default=0.2)
+    p.add_argument("--api-key", default=os.environ.get("SIM_API_KEY"))
+    p.add_argument("--api-secret", default=os.environ.get("SIM_API_SECRET"), help="base64, like BTCTurk's")
+    p.add_argument("--fund", default=DEFAULT_FUNDS, help="initial balances of the account")
+    p.add_argument("--no-rate-limits", action="store_true", help="do not enforce BTCTurk's rate limits")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    """Turn parsed options into a SimConfig; ValueError on bad input."""
+    symbols = default_symbols([s.strip() for s in args.symbols.split(",") if s.strip()])
+    accounts: tuple[Account, ...] = ()
+    if args.api_key or args.api_secret:
+        if not (args.api_key and args.api_secret):
+            raise ValueError("--api-key and --api-secret go together")
+        try:
+            base64.b64decode(args.api_secret, validate=True)
+        except binascii.Error as exc:
+            raise ValueError("--api-secret must be base64") from exc
+        accounts = (Account(args.api_key, args.api_secret, parse_funds(args.fund)),)
+    if args.tick_interval <= 0:
+        raise ValueError("--tick-interval must be positive")
+    return SimConfig(
+        symbols=symbols,
+        currencies=currencies_for(symbols),
+        accounts=accounts,
+        seed=args.seed,
+        tick_interval=args.tick_interval,
+        rate_limits_enabled=not args.no_rate_limits,
+    )
+
+
+def _write_port_file(path: Path, port: int) -> None:
+    # Write then rename so a supervisor polling the file never reads half a number.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{port}\n")
+    tmp.replace(path)
+
+
+async def serve(config: SimConfig, host: str, port: int, port_file: Path | None) -> None:
+    """Run the simulator until SIGTERM or SIGINT."""
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    log.info("listening on http://%s:%d (symbols %s)", host, bound, ",".join(s.name for s in config.symbols))
+    if not config.accounts:
+        log.warning("no account configured: private endpoints will answer 401")
+    if port_file is not None:
+        _write_port_file(port_file, bound)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()
+        if port_file is not None:
+            port_file.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `btcturk-sim`."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    asyncio.run(serve(config, args.host, args.port, args.port_file))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Simulator-only endpoints under /sim/: health, an account's full record, and fault switches."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiohttp import web
+
+from btcbot.sim.config import Account
+from btcbot.sim.responses import STATE, raw
+from btcbot.sim.views import plain
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /sim/health."""
+    state = request.app[STATE]
+    return raw({"status": "ok", "serverTime": state.now_ms(), "symbols": [s.name for s in state.config.symbols]})
+
+
+async def account_state(request: web.Request) -> web.Response:
+    """GET /sim/state?apiKey=K: every order, trade and balance of the account (the exchange's record)."""
+    state = request.app[STATE]
+    key = request.query.get("apiKey", "")
+    if key not in state.accounts:
+        return raw({"error": f"unknown apiKey {key!r}"}, 404)
+    engine = state.engine
+    wallet = engine.wallet(key)
+    orders: list[dict[str, Any]] = [
+        {
+            "id": o.order_id,
+            "clientId": o.client_id,
+            "pair": o.pair,
+            "side": o.side,
+            "method": o.method,
+            "price": plain(o.price),
+            "quantity": plain(o.quantity),
+            "status": o.status,
+            "filled": plain(o.filled_base),
+            "filledQuote": plain(o.filled_quote),
+            "left": plain(o.left),
+            "createdMs": o.created_ms,
+            "updatedMs": o.updated_ms,
+        }
+        for o in engine.orders_of(key)
+    ]
+    trades: list[dict[str, Any]] = [
+        {
+            "tradeId": t.trade_id,
+            "orderId": t.order_id,
+            "clientId": t.client_id,
+            "pair": t.pair,
+            "side": t.side,
+            "price": plain(t.price),
+            "amount": plain(t.amount),
+            "fee": plain(t.fee),
+            "tax": plain(t.tax),
+            "maker": t.is_maker,
+            "ts": t.ts_ms,
+        }
+        for t in engine.trades_of(key)
+    ]
+    balances = {
+        asset: {
+            "total": plain(wallet.balance(asset).total),
+            "locked": plain(wallet.balance(asset).locked),
+            "free": plain(wallet.balance(asset).free),
+        }
+        for asset in wallet.assets()
+    }
+    return raw({"apiKey": key, "orders": orders, "trades": trades, "balances": balances})
+
+
+async def get_faults(request: web.Request) -> web.Response:
+    """GET /sim/faults."""
+    return raw(request.app[STATE].faults.to_dict())
+
+
+async def set_faults(request: web.Request) -> web.Response:
+    """POST /sim/faults with a partial JSON object; answers with all faults after the change."""
+    faults = request.app[STATE].faults
+    try:
+        changes = json.loads(await request.text())
+        if not isinstance(changes, dict):
+            raise ValueError("body must be a JSON object")
+        faults.update(changes)
+    except ValueError as exc:
+        return raw({"error": str(exc)}, 400)
+    return raw(faults.to_dict())
+
+
+async def add_account(request: web.Request) -> web.Response:
+    """POST /sim/accounts `{"apiKey", "apiSecret" (base64), "balances": {"TRY": "1000"}}`."""
+    state = request.app[STATE]
+    try:
+        body = json.loads(await request.text())
+        if not isinstance(body, dict):
+            raise ValueError("body must be a JSON object")
+        key, secret, balances = body.get("apiKey"), body.get("apiSecret"), body.get("balances", {})
+        if not isinstance(key, str) or not key or not isinstance(secret, str) or not isinstance(balances, dict):
+            raise ValueError("apiKey and apiSecret strings and a balances object are required")
+        base64.b64decode(secret, validate=True)
+        funds = {str(asset).upper(): Decimal(str(amount)) for asset, amount in balances.items()}
+        if any(not v.is_finite() or v < 0 for v in funds.values()):
+            raise ValueError("balances must be non-negative numbers")
+        if key in state.accounts:
+            return raw({"error": f"apiKey {key!r} exists"}, 409)
+        state.add_account(Account(key, secret, funds))
+    except (ValueError, InvalidOperation, binascii.Error) as exc:
+        return raw({"error": str(exc) or "invalid account"}, 400)
+    return raw({"apiKey": key}, 201)
+
+
+async def move_market(request: web.Request) -> web.Response:
+    """POST /sim/market `{"pair": "BTCTRY", "mid": "3500000", "ticks": 10}`: set the mid and/or run ticks."""
+    state = request.app[STATE]
+    try:
+        body = json.loads(await request.text())
+        if not isinstance(body, dict):
+            raise ValueError("body must be a JSON object")
+        ticks = body.get("ticks", 0)
+        if isinstance(ticks, bool) or not isinstance(ticks, int) or not 0 <= ticks <= 10_000:
+            raise ValueError("ticks must be an integer from 0 to 10000")
+        if "mid" in body:
+            rules = state.symbol(str(body.get("pair", "")))
+            if rules is None:
+                raise ValueError("unknown pair")
+            state.crowd.set_mid(rules.name, Decimal(str(body["mid"])))
+    except (ValueError, InvalidOperation) as exc:
+        return raw({"error": str(exc) or "invalid request"}, 400)
+    for _ in range(ticks):
+        state.tick()
+    mids = {s.name: plain(state.crowd.mid(s.name)) for s in state.config.symbols}
+    return raw({"mid": mids, "ticks": ticks})
+
+
+def add_routes(app: web.Application) -> None:
+    """Register /sim/* routes."""
+    app.router.add_get("/sim/health", health)
+    app.router.add_get("/sim/state", account_state)
+    app.router.add_get("/sim/faults", get_faults)
+    app.router.add_post("/sim/faults", set_faults)
+    app.router.add_post("/sim/accounts", add_account)
+    app.router.add_post("/sim/market", move_market)

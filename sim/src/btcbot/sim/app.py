@@ -1,0 +1,66 @@
+"""Wiring: build the aiohttp application and the task that lets the market move every tick."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from btcbot.sim import admin, rest
+from btcbot.sim.config import SimConfig
+from btcbot.sim.gateway import gateway
+from btcbot.sim.responses import HUB, STATE
+from btcbot.sim.state import Clock, SimState
+from btcbot.sim.ws import WsHub
+
+log = logging.getLogger(__name__)
+
+
+def wall_clock_ms() -> int:
+    """Unix time in ms."""
+    return time.time_ns() // 1_000_000
+
+
+async def _drive_market(state: SimState, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            state.tick()
+        except Exception:
+            # The exchange must stay up for its clients; a crowd bug is logged, not fatal.
+            log.exception("market tick failed")
+
+
+def create_app(config: SimConfig, *, clock: Clock = wall_clock_ms) -> web.Application:
+    """The simulator as an aiohttp app; the market runs while the app runs if `config.run_market`."""
+    app = web.Application(middlewares=[gateway])
+    state = SimState(config, clock)
+    app[STATE] = state
+    hub = WsHub(state, book_interval=config.ws_book_interval, snapshot_interval=config.ws_snapshot_interval)
+    app[HUB] = hub
+    rest.add_routes(app)
+    admin.add_routes(app)
+    # BTCTurk's feed lives at the host root; /ws is offered too so one port can serve both.
+    app.router.add_get("/", hub.handle)
+    app.router.add_get("/ws", hub.handle)
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(hub.run())]
+        if config.run_market:
+            tasks.append(asyncio.create_task(_drive_market(state, config.tick_interval)))
+        yield
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def close_sockets(app: web.Application) -> None:
+        await hub.close_all()
+
+    app.cleanup_ctx.append(background)
+    app.on_shutdown.append(close_sockets)
+    return app

@@ -1,0 +1,255 @@
+"""Simulator configuration: symbols and their exchange rules, fees, accounts, market and fault settings."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class SymbolRules:
+    """One trading pair with the rules BTCTurk publishes for it in exchangeinfo."""
+
+    name: str
+    pair_id: int
+    numerator: str
+    denominator: str
+    numerator_scale: int
+    denominator_scale: int
+    tick_size: Decimal
+    min_exchange_value: Decimal
+    min_price: Decimal
+    max_price: Decimal
+    initial_price: Decimal
+    display_order: int
+    display_format: str = "#,###"
+    # Typical size of one participant order, in base units; sets the market's depth.
+    lot_size: Decimal = Decimal("0.01")
+
+    @property
+    def normalized(self) -> str:
+        """The `BTC_TRY` spelling of the pair."""
+        return f"{self.numerator}_{self.denominator}"
+
+    @property
+    def has_fraction(self) -> bool:
+        """Whether prices may carry decimals (false for integer-priced pairs such as BTCTRY)."""
+        return self.denominator_scale > 0
+
+
+@dataclass(frozen=True)
+class Currency:
+    """One asset as listed in exchangeinfo currencies and in balances."""
+
+    symbol: str
+    name: str
+    precision: int
+    currency_id: int
+    min_withdrawal: Decimal = Decimal(0)
+    min_deposit: Decimal = Decimal(0)
+
+
+# Rules mirror what BTCTurk publishes (BTCTRY: tick 1, price scale 0, minimum notional 99.91 TRY);
+# initial prices are only a plausible starting point for the random walk.
+KNOWN_SYMBOLS: dict[str, SymbolRules] = {
+    "BTCTRY": SymbolRules(
+        name="BTCTRY",
+        pair_id=1,
+        numerator="BTC",
+        denominator="TRY",
+        numerator_scale=8,
+        denominator_scale=0,
+        tick_size=Decimal(1),
+        min_exchange_value=Decimal("99.91"),
+        min_price=Decimal(1),
+        max_price=Decimal(100_000_000),
+        initial_price=Decimal(3_600_000),
+        display_order=1000,
+        lot_size=Decimal("0.005"),
+    ),
+    "ETHTRY": SymbolRules(
+        name="ETHTRY",
+        pair_id=2,
+        numerator="ETH",
+        denominator="TRY",
+        numerator_scale=8,
+        denominator_scale=0,
+        tick_size=Decimal(1),
+        min_exchange_value=Decimal("99.91"),
+        min_price=Decimal(1),
+        max_price=Decimal(10_000_000),
+        initial_price=Decimal(130_000),
+        display_order=1010,
+        lot_size=Decimal("0.1"),
+    ),
+    "BTCUSDT": SymbolRules(
+        name="BTCUSDT",
+        pair_id=19,
+        numerator="BTC",
+        denominator="USDT",
+        numerator_scale=8,
+        denominator_scale=0,
+        tick_size=Decimal(1),
+        min_exchange_value=Decimal("9.91"),
+        min_price=Decimal(1),
+        max_price=Decimal(10_000_000),
+        initial_price=Decimal(85_000),
+        display_order=2000,
+        lot_size=Decimal("0.005"),
+    ),
+    "USDTTRY": SymbolRules(
+        name="USDTTRY",
+        pair_id=21,
+        numerator="USDT",
+        denominator="TRY",
+        numerator_scale=2,
+        denominator_scale=2,
+        tick_size=Decimal("0.01"),
+        min_exchange_value=Decimal("99.91"),
+        min_price=Decimal("0.01"),
+        max_price=Decimal(10_000),
+        initial_price=Decimal("42.50"),
+        display_order=1100,
+        lot_size=Decimal(500),
+    ),
+}
+
+KNOWN_CURRENCIES: dict[str, Currency] = {
+    "TRY": Currency("TRY", "Türk Lirası", 2, 1, Decimal(10), Decimal(1)),
+    "BTC": Currency("BTC", "Bitcoin", 8, 2, Decimal("0.0001"), Decimal("0.0001")),
+    "ETH": Currency("ETH", "Ethereum", 8, 3, Decimal("0.001"), Decimal("0.001")),
+    "USDT": Currency("USDT", "Tether", 6, 4, Decimal(10), Decimal(1)),
+}
+
+
+@dataclass(frozen=True)
+class Fees:
+    """Fee rates as fractions of notional; tax is a ratio of the fee (VAT on commission)."""
+
+    maker: Decimal = Decimal("0.0005")
+    taker: Decimal = Decimal("0.0009")
+    tax_ratio: Decimal = Decimal("0.18")
+
+    @property
+    def headroom(self) -> Decimal:
+        """Largest fee+tax fraction an order can incur; buy orders reserve it on top of notional."""
+        return max(self.maker, self.taker) * (1 + self.tax_ratio)
+
+
+@dataclass(frozen=True)
+class Account:
+    """An API key pair (secret is base64, like BTCTurk's) with its starting balances."""
+
+    api_key: str
+    secret_b64: str = field(repr=False)
+    balances: dict[str, Decimal] = field(default_factory=dict)
+    # The user id WS order events carry; 0 lets the simulator number accounts itself.
+    user_id: int = 0
+
+
+@dataclass
+class Faults:
+    """Runtime-switchable misbehaviour; mutated in place through /sim/faults."""
+
+    latency_ms: int = 0
+    error_5xx_rate: float = 0.0
+    storm_429_retry_after: int = 0
+    stale_book: bool = False
+    lose_response_next: int = 0
+    lose_response_rate: float = 0.0
+    ws_drop_next: int = 0
+    ws_sequence_gap_next: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-friendly view for the admin API."""
+        return dataclasses.asdict(self)
+
+    def update(self, changes: dict[str, object]) -> None:
+        """Apply a partial update; unknown keys or wrong types raise ValueError."""
+        kinds = {f.name: f.type for f in dataclasses.fields(self)}
+        for key, value in changes.items():
+            kind = kinds.get(key)
+            if kind is None:
+                raise ValueError(f"unknown fault {key!r}")
+            if kind == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{key} must be a boolean")
+            elif kind == "int":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"{key} must be a non-negative integer")
+            elif isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ValueError(f"{key} must be a number between 0 and 1")
+            setattr(self, key, float(value) if kind == "float" else value)
+
+
+@dataclass(frozen=True)
+class MarketSettings:
+    """Shape of the simulated crowd trading on each pair."""
+
+    volatility: float = 0.0004
+    depth_levels: int = 25
+    orders_per_tick: int = 3
+    cancels_per_tick: int = 2
+    market_order_probability: float = 0.3
+    max_orders_per_side: int = 60
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything the simulator needs; `create_app` takes one of these."""
+
+    symbols: tuple[SymbolRules, ...] = tuple(KNOWN_SYMBOLS.values())
+    currencies: tuple[Currency, ...] = tuple(KNOWN_CURRENCIES.values())
+    accounts: tuple[Account, ...] = ()
+    fees: Fees = field(default_factory=Fees)
+    seed: int = 7
+    tick_interval: float = 0.2
+    market: MarketSettings = field(default_factory=MarketSettings)
+    faults: Faults = field(default_factory=Faults)
+    # First order and trade ids; None derives them from the start time so a restarted simulator
+    # never reuses an id that a ledger has already stored.
+    first_order_id: int | None = None
+    first_trade_id: int | None = None
+    stamp_window_ms: int = 5000
+    rate_limits_enabled: bool = True
+    # UNCERTAIN in the spec: the 2025 docs print balances with a decimal comma; default is the dot.
+    balance_decimal_comma: bool = False
+    # UNCERTAIN: /api/v2/trades `last` maximum (50 per docs text, 1000 per an old table).
+    max_trades_last: int = 50
+    orderbook_default_limit: int = 100
+    orderbook_max_limit: int = 1000
+    # UNCERTAIN: the docs omit `data` in the cancel response; set True to send "data": null.
+    cancel_response_has_data: bool = False
+    # The docs sample shows `amount` of user trades rounded (4 places) next to an exact `preciseAmount`;
+    # None sends the exact amount, an int rounds `amount` to that many places like the sample.
+    trade_amount_scale: int | None = None
+    # WebSocket: obdiff batches go out every book interval (BTCTurk batches ~0.75 s); full books on the
+    # orderbook channel and tickers every snapshot interval (BTCTurk: at most once a second).
+    ws_book_interval: float = 0.75
+    ws_snapshot_interval: float = 1.0
+    # Start the background market task in create_app; tests drive the market by hand with False.
+    run_market: bool = True
+
+    def symbol(self, name: str) -> SymbolRules | None:
+        """Look a pair up by `BTCTRY` or `BTC_TRY` spelling, case-insensitively."""
+        wanted = name.replace("_", "").upper()
+        return next((s for s in self.symbols if s.name == wanted), None)
+
+
+def default_symbols(names: list[str]) -> tuple[SymbolRules, ...]:
+    """Known rules for the given pair names; raises ValueError on an unknown pair."""
+    unknown = [n for n in names if n.upper() not in KNOWN_SYMBOLS]
+    if unknown:
+        raise ValueError(f"unknown symbols {unknown}; known: {sorted(KNOWN_SYMBOLS)}")
+    return tuple(KNOWN_SYMBOLS[n.upper()] for n in names)
+
+
+def currencies_for(symbols: tuple[SymbolRules, ...]) -> tuple[Currency, ...]:
+    """The currencies the given pairs trade, in a stable order."""
+    needed: list[str] = []
+    for rules in symbols:
+        for asset in (rules.denominator, rules.numerator):
+            if asset not in needed:
+                needed.append(asset)
+    return tuple(KNOWN_CURRENCIES[a] for a in needed)

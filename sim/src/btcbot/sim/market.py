@@ -1,0 +1,139 @@
+"""The simulated crowd: seeded random-walk traders quoting and hitting the book through the engine."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable
+from decimal import ROUND_DOWN, Decimal
+
+from btcbot.sim.book import Side
+from btcbot.sim.config import Fees, MarketSettings, SymbolRules
+from btcbot.sim.engine import MatchingEngine, OrderRequest, Rejected
+
+CROWD_ACCOUNT = "__crowd__"
+# The crowd never runs out of money; its fills are free so its balances need no care.
+_CROWD_FUNDS = Decimal(10) ** 15
+# Quotes sit between these fractions of the mid price away from it.
+_MIN_OFFSET = 0.00015
+_OFFSET_SCALE = 0.0025
+
+
+class Crowd:
+    """Other market participants on every pair: they move a hidden mid and trade around it."""
+
+    def __init__(
+        self,
+        engine: MatchingEngine,
+        symbols: Iterable[SymbolRules],
+        settings: MarketSettings,
+        rng: random.Random,
+    ) -> None:
+        self._engine = engine
+        self._symbols = list(symbols)
+        self._settings = settings
+        self._rng = rng
+        assets = {a for s in self._symbols for a in (s.numerator, s.denominator)}
+        engine.open_account(
+            CROWD_ACCOUNT,
+            dict.fromkeys(sorted(assets), _CROWD_FUNDS),
+            Fees(Decimal(0), Decimal(0), Decimal(0)),
+            keep_history=False,
+        )
+        self._mid: dict[str, float] = {s.name: float(s.initial_price) for s in self._symbols}
+        self._resting: dict[str, list[int]] = {s.name: [] for s in self._symbols}
+        self._serial = 0
+
+    def mid(self, pair: str) -> Decimal:
+        """The crowd's current idea of fair price."""
+        return Decimal(repr(self._mid[pair]))
+
+    def set_mid(self, pair: str, price: Decimal) -> None:
+        """Move the crowd's fair price; trading then follows it (a scripted jump or crash)."""
+        if price <= 0:
+            raise ValueError("mid must be positive")
+        self._mid[pair] = float(price)
+
+    def seed(self, now_ms: int) -> None:
+        """Fill empty books with a ladder of quotes on both sides."""
+        for rules in self._symbols:
+            for _ in range(self._settings.depth_levels):
+                self._quote(rules, "buy", now_ms)
+                self._quote(rules, "sell", now_ms)
+
+    def step(self, now_ms: int) -> None:
+        """One tick: move the mid, cancel stale quotes, add new ones, maybe send a market order."""
+        for rules in self._symbols:
+            pair = rules.name
+            self._mid[pair] *= math.exp(self._settings.volatility * self._rng.gauss(0.0, 1.0))
+            self._resting[pair] = [i for i in self._resting[pair] if self._engine.order(i) is not None]
+            self._cancel_stale(rules, now_ms)
+            for _ in range(self._settings.cancels_per_tick):
+                if self._resting[pair]:
+                    victim = self._rng.choice(self._resting[pair])
+                    self._cancel(pair, victim, now_ms)
+            book = self._engine.books[pair]
+            for side in ("buy", "sell"):
+                missing = self._settings.depth_levels - len(book.side("buy" if side == "buy" else "sell"))
+                # Refill gradually so a swept side recovers over a few ticks, as real depth does.
+                for _ in range(min(max(0, missing), self._settings.orders_per_tick)):
+                    self._quote(rules, "buy" if side == "buy" else "sell", now_ms)
+            for _ in range(self._settings.orders_per_tick):
+                self._quote(rules, "buy" if self._rng.random() < 0.5 else "sell", now_ms)
+            if self._rng.random() < self._settings.market_order_probability:
+                self._market(rules, now_ms)
+
+    def _cancel(self, pair: str, order_id: int, now_ms: int) -> None:
+        self._engine.cancel(CROWD_ACCOUNT, order_id, now_ms)
+        self._resting[pair].remove(order_id)
+
+    def _cancel_stale(self, rules: SymbolRules, now_ms: int) -> None:
+        """Keep each side of the crowd's quotes within its cap, dropping the farthest from the mid."""
+        mid = self._mid[rules.name]
+        for side in ("buy", "sell"):
+            mine = [
+                o
+                for o in (self._engine.order(i) for i in self._resting[rules.name])
+                if o is not None and o.side == side
+            ]
+            excess = len(mine) - self._settings.max_orders_per_side
+            if excess <= 0:
+                continue
+            mine.sort(key=lambda o: abs(float(o.price) - mid), reverse=True)
+            for order in mine[:excess]:
+                self._cancel(rules.name, order.order_id, now_ms)
+
+    def _client_id(self) -> str:
+        self._serial += 1
+        return f"crowd-{self._serial}"
+
+    def _size(self, rules: SymbolRules) -> Decimal:
+        step = Decimal(1).scaleb(-rules.numerator_scale)
+        size = (rules.lot_size * Decimal(repr(round(self._rng.uniform(0.2, 3.0), 6)))).quantize(step, ROUND_DOWN)
+        return max(size, step)
+
+    def _quote(self, rules: SymbolRules, side: Side, now_ms: int) -> None:
+        mid = self._mid[rules.name]
+        spread = abs(self._rng.gauss(0.0, 1.0))
+        # Relative distance, but at least a few ticks so coarse-tick pairs still get distinct levels.
+        distance = mid * (_MIN_OFFSET + spread * _OFFSET_SCALE) + float(rules.tick_size) * (1 + spread * 8)
+        raw = mid - distance if side == "buy" else mid + distance
+        price = (Decimal(repr(raw)) / rules.tick_size).quantize(Decimal(1), ROUND_DOWN) * rules.tick_size
+        if price < rules.min_price or price > rules.max_price:
+            return
+        result = self._engine.place(
+            OrderRequest(CROWD_ACCOUNT, self._client_id(), rules.name, side, "limit", self._size(rules), price),
+            now_ms,
+        )
+        if not isinstance(result, Rejected) and result.is_open:
+            self._resting[rules.name].append(result.order_id)
+
+    def _market(self, rules: SymbolRules, now_ms: int) -> None:
+        """A taker who leans toward the mid: buys when the book trades below it, sells above."""
+        last = self._engine.reference_price(rules.name)
+        mid = self._mid[rules.name]
+        lean = 0.5 if last is None else (0.75 if float(last) < mid else 0.25)
+        side: Side = "buy" if self._rng.random() < lean else "sell"
+        size = self._size(rules)
+        quantity = (size * self.mid(rules.name)).quantize(Decimal("0.01"), ROUND_DOWN) if side == "buy" else size
+        self._engine.place(OrderRequest(CROWD_ACCOUNT, self._client_id(), rules.name, side, "market", quantity), now_ms)

@@ -1,0 +1,93 @@
+"""The running exchange: engine, crowd, rate limiter, faults and event fan-out, behind a clock."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import uuid
+from collections.abc import Callable
+
+from btcbot.sim.config import KNOWN_CURRENCIES, Account, Currency, SimConfig, SymbolRules
+from btcbot.sim.engine import Event, MatchingEngine
+from btcbot.sim.market import Crowd
+from btcbot.sim.ratelimit import RateLimiter
+
+Clock = Callable[[], int]
+Listener = Callable[[list[Event]], None]
+
+
+class SimState:
+    """One simulated exchange; every mutation goes through here so listeners see all events."""
+
+    def __init__(self, config: SimConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        now = clock()
+        # Ids derived from the start time never collide with those of an earlier run.
+        self.engine = MatchingEngine(
+            config.symbols,
+            config.fees,
+            first_order_id=config.first_order_id if config.first_order_id is not None else now * 1000,
+            first_trade_id=config.first_trade_id if config.first_trade_id is not None else now * 1000,
+        )
+        self.accounts: dict[str, Account] = {}
+        for account in config.accounts:
+            self.add_account(account)
+        self.crowd = Crowd(self.engine, config.symbols, config.market, random.Random(config.seed))
+        self.crowd.seed(now)
+        self.engine.drain_events()
+        self.limiter = RateLimiter()
+        self.faults = dataclasses.replace(config.faults)
+        self.fault_rng = random.Random(config.seed + 1)
+        self._id_rng = random.Random(config.seed + 2)
+        self._listeners: list[Listener] = []
+        self.currencies = _currencies(config)
+
+    def add_account(self, account: Account) -> None:
+        """Open an account for an API key with its initial balances."""
+        if not account.user_id:
+            account = dataclasses.replace(account, user_id=10_000_001 + len(self.accounts))
+        self.engine.open_account(account.api_key, account.balances)
+        self.accounts[account.api_key] = account
+
+    def now_ms(self) -> int:
+        """Exchange time in ms."""
+        return self.clock()
+
+    def symbol(self, name: str) -> SymbolRules | None:
+        """Pair rules by `BTCTRY`/`BTC_TRY`, or None if not active."""
+        return self.config.symbol(name)
+
+    def new_client_id(self) -> str:
+        """A GUID for orders submitted without newOrderClientId (seeded, so runs repeat)."""
+        return str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4))
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Receive every batch of engine events; returns the unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def publish(self) -> None:
+        """Hand pending engine events to listeners."""
+        events = self.engine.drain_events()
+        if events:
+            for listener in list(self._listeners):
+                listener(events)
+
+    def tick(self) -> None:
+        """Let the crowd trade once."""
+        self.crowd.step(self.now_ms())
+        self.publish()
+
+
+def _currencies(config: SimConfig) -> dict[str, Currency]:
+    """Currencies of the active pairs first, then any other configured one."""
+    configured = {c.symbol: c for c in config.currencies}
+    result: dict[str, Currency] = {}
+    for rules in config.symbols:
+        for asset in (rules.denominator, rules.numerator):
+            if asset not in result:
+                result[asset] = configured.get(asset) or KNOWN_CURRENCIES.get(asset) or Currency(asset, asset, 8, 0)
+    for currency in config.currencies:
+        result.setdefault(currency.symbol, currency)
+    return result

@@ -1,0 +1,119 @@
+"""Submit-order parsing and exchange rules."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from btcbot.sim.config import KNOWN_SYMBOLS, SimConfig
+from btcbot.sim.engine import OrderRequest, Rejected
+from btcbot.sim.rules import check_order, parse_decimal, parse_order
+
+D = Decimal
+BTCTRY = KNOWN_SYMBOLS["BTCTRY"]
+USDTTRY = KNOWN_SYMBOLS["USDTTRY"]
+LOOKUP = SimConfig().symbol
+
+
+def parse(**params: Any) -> OrderRequest | Rejected:
+    base: dict[str, Any] = {
+        "pairSymbol": "BTCTRY",
+        "orderType": "buy",
+        "orderMethod": "limit",
+        "price": "3600000",
+        "quantity": "0.001",
+    }
+    base.update(params)
+    return parse_order({k: v for k, v in base.items() if v is not None}, "acct", LOOKUP, lambda: "generated")
+
+
+def check(req: OrderRequest | Rejected, rules: Any = BTCTRY, ref: str | None = "3600000") -> str | None:
+    assert isinstance(req, OrderRequest), req
+    result = check_order(
+        req, rules, quote_precision=2, reference_price=D(ref) if ref else None, best_bid=D(ref) if ref else None
+    )
+    return result.code if result else None
+
+
+def test_parse_accepts_documented_forms() -> None:
+    req = parse(pairSymbol="BTC_TRY", orderType="Buy", orderMethod="Limit", newOrderClientId="abc")
+    assert req == OrderRequest("acct", "abc", "BTCTRY", "buy", "limit", D("0.001"), D(3600000))
+    # numbers as JSON numbers (parsed to Decimal), ccxt's alias for the client id, GUID when absent
+    numeric = parse(price=3600000, quantity=D("0.001"), newClientOrderId="ccxt-id")
+    assert isinstance(numeric, OrderRequest)
+    assert (numeric.price, numeric.quantity, numeric.client_id) == (D(3600000), D("0.001"), "ccxt-id")
+    generated = parse()
+    assert isinstance(generated, OrderRequest)
+    assert generated.client_id == "generated"
+    market = parse(orderMethod="market", price=None, quantity="1000")
+    assert isinstance(market, OrderRequest)
+    assert market.price is None
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"pairSymbol": "DOGETRY"}, "FAILED_ORDER_PARAMETER"),
+        ({"pairSymbol": None}, "FAILED_ORDER_PARAMETER"),
+        ({"orderType": "hold"}, "FAILED_ORDER_PARAMETER"),
+        ({"orderMethod": "iceberg"}, "FAILED_ORDER_PARAMETER"),
+        ({"orderMethod": "stopLimit"}, "ORDER_METHOD_NOT_SUPPORTED"),
+        ({"quantity": "-1"}, "FAILED_ORDER_PARAMETER"),
+        ({"quantity": "0"}, "FAILED_ORDER_PARAMETER"),
+        ({"quantity": "1e3"}, "FAILED_ORDER_PARAMETER"),
+        ({"quantity": "1,5"}, "FAILED_ORDER_PARAMETER"),
+        ({"quantity": True}, "FAILED_ORDER_PARAMETER"),
+        ({"price": None}, "FAILED_ORDER_PARAMETER"),
+        ({"newOrderClientId": "x" * 51}, "FAILED_ORDER_PARAMETER"),
+        ({"newOrderClientId": 12}, "FAILED_ORDER_PARAMETER"),
+    ],
+)
+def test_parse_rejects_malformed(params: dict[str, Any], code: str) -> None:
+    assert parse(**params) == Rejected(code)
+
+
+def test_parse_decimal() -> None:
+    assert parse_decimal("0.00000001") == D("0.00000001")
+    assert parse_decimal(5) == D(5)
+    assert parse_decimal("1" * 13) is None
+    assert parse_decimal("0." + "1" * 17) is None
+    assert parse_decimal(None) is None
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({}, None),
+        ({"quantity": "0.000000001"}, "INVALID_QUANTITY_SCALE"),
+        ({"price": "3600000.5"}, "INVALID_PRICE_SCALE"),
+        ({"quantity": "0.00002"}, "FAILED_MIN_TOTAL_AMOUNT"),  # 72 TRY < 99.91
+        ({"price": "36000001", "quantity": "0.00001"}, "ORDER_MAX_PRICE_EXCEEDED"),
+        ({"price": "359999", "quantity": "0.001"}, "ORDER_MIN_PRICE_EXCEEDED"),
+        ({"price": "100000001", "quantity": "0.00001"}, "PRICE_MUST_BE_LESS_THAN_MAXPRICE"),
+        ({"orderMethod": "market", "price": None, "quantity": "99.90"}, "FAILED_MIN_TOTAL_AMOUNT"),
+        ({"orderMethod": "market", "price": None, "quantity": "99.91"}, None),
+        ({"orderMethod": "market", "price": None, "quantity": "100.001"}, "INVALID_QUANTITY_SCALE"),
+        (
+            {"orderMethod": "market", "orderType": "sell", "price": None, "quantity": "0.00002"},
+            "FAILED_MIN_TOTAL_AMOUNT",
+        ),
+        ({"orderMethod": "market", "orderType": "sell", "price": None, "quantity": "0.0001"}, None),
+    ],
+)
+def test_rules_btctry(params: dict[str, Any], code: str | None) -> None:
+    assert check(parse(**params)) == code
+
+
+def test_tick_size_on_fractional_pair() -> None:
+    ok = parse(pairSymbol="USDTTRY", price="42.51", quantity="10")
+    assert check(ok, USDTTRY, "42.5") is None
+    assert check(parse(pairSymbol="USDTTRY", price="42.505", quantity="10"), USDTTRY, "42.5") == "INVALID_PRICE_SCALE"
+    assert check(parse(pairSymbol="USDTTRY", price="42.5", quantity="10.001"), USDTTRY, "42.5") == (
+        "INVALID_QUANTITY_SCALE"
+    )
+
+
+def test_without_reference_price_no_band_applies() -> None:
+    assert check(parse(price="99000000", quantity="0.00001"), ref=None) is None
