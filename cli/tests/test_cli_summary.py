@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from btcbot.cli.summary import PIPELINE, check_traces, count_subjects
+from btcbot.cli.summary import PIPELINE, check_traces
 
 
 def span(trace: str, service: str, message_type: str | None = None) -> str:
@@ -26,8 +26,3 @@ def test_a_fill_trace_missing_a_service_is_not_complete() -> None:
     assert not result.complete
     assert result.services_seen == ("strategy", "risk", "execution", "ledger")
     assert result.traces_with_fills == 1
-
-
-def test_subjects_are_counted_per_family() -> None:
-    counts = count_subjects(["md.book.BTCTRY", "md.book.ETHTRY", "intent.BTCTRY", "exec.filled.BTCTRY"])
-    assert counts == {"md.book": 2, "intent": 1, "exec.filled": 1}

@@ -130,5 +130,6 @@ async def test_the_run_summary_holds_the_pipeline_facts(system) -> None:
     assert summary["ledger_fills"] == summary["fills"], summary
     # The only dead letters are the garbage injected above: one per consuming service.
     assert summary["dead_letters"] == sum(len(s) for s in GARBAGE_INPUTS.values()), summary
+    assert summary["undecodable"] == len(GARBAGE_INPUTS), summary
     assert summary["trace_complete"] is True, summary
     assert not summary["restarts"], summary

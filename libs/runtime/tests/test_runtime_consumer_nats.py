@@ -163,4 +163,4 @@ async def test_garbage_and_poison_go_to_the_dead_letter_stream_at_once(env) -> N
     assert handled == ["intent-4"]
     garbage = next(d for d in letters.values() if d.error.startswith("undecodable"))
     assert garbage.payload == b"\xc1 definitely not msgpack"
-    assert garbage.id == ids.dead_letter_id(garbage.original_stream, garbage.original_sequence)
+    assert garbage.id == ids.dead_letter_id(spec.durable, garbage.original_stream, garbage.original_sequence)

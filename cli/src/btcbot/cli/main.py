@@ -34,9 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_logs() -> None:
+    """The kit logs through structlog; in the CLI only warnings matter, and stdout belongs to results."""
+    import logging
+
+    import structlog
+
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
+    _quiet_logs()
     if args.command == "up":
         from btcbot.cli.up import UpOptions, run_up
 

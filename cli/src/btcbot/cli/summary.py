@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,12 +57,3 @@ def check_trace_file(path: Path) -> TraceCheck:
         return TraceCheck(False, None, (), 0)
     with path.open(encoding="utf-8") as fh:
         return check_traces(fh)
-
-
-def count_subjects(subjects: Iterable[str]) -> Counter[str]:
-    """Messages per subject family (`md.book`, `exec.filled` ...): the subject without its symbol."""
-    counts: Counter[str] = Counter()
-    for subject in subjects:
-        head, _, _ = subject.rpartition(".")
-        counts[head or subject] += 1
-    return counts

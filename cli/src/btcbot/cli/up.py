@@ -19,15 +19,19 @@ import shutil
 import signal
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from btcbot.cli.endpoints import with_database
 from btcbot.cli.infra import Infra, InfraError, resolve_infra
 from btcbot.cli.probes import drop_database, ensure_database
-from btcbot.cli.summary import check_trace_file, count_subjects
+from btcbot.cli.summary import check_trace_file
 from btcbot.cli.supervisor import Supervisor
+from btcbot.contracts.codec import decode
 from btcbot.contracts.streams import ALL_STREAMS, EXECUTION_ORDERS, LEDGER_EXECUTION, RISK_INTENTS
 from btcbot.runtime.inspect import last_sequence, read_stream
 from btcbot.runtime.jetstream import connect, provision
@@ -227,26 +231,29 @@ async def _drain(js: Any, stream: str, durable: str, timeout: float) -> bool:
 
 
 async def _summarize(js: Any, start_seqs: dict[str, int], database_url: str, trace_file: Path) -> dict[str, Any]:
-    counts: dict[str, int] = {}
+    counts: Counter[str] = Counter()
     for stream, start in start_seqs.items():
-        subjects = [m.subject async for m in read_stream(js, stream, start + 1)]
-        for family, n in count_subjects(subjects).items():
-            counts[family] = counts.get(family, 0) + n
-        counts[f"stream:{stream}"] = len(subjects)
+        async for stored in read_stream(js, stream, start + 1):
+            counts[f"stream:{stream}"] += 1
+            try:
+                counts[type(decode(stored.data)).__name__] += 1
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                counts["undecodable"] += 1
     ledger_fills = await _ledger_fills(database_url)
     traces = check_trace_file(trace_file)
     return {
-        "books": counts.get("md.book", 0),
-        "trades": counts.get("md.trade", 0),
-        "intents": counts.get("intent", 0),
-        "orders": counts.get("order.submit", 0),
-        "denied": counts.get("order.denied", 0),
-        "accepted": counts.get("exec.accepted", 0),
-        "rejected": counts.get("exec.rejected", 0),
-        "canceled": counts.get("exec.canceled", 0),
-        "fills": counts.get("exec.filled", 0),
+        "books": counts["BookSnapshot"],
+        "trades": counts["TradeTick"],
+        "intents": counts["OrderIntent"],
+        "orders": counts["SubmitOrder"],
+        "denied": counts["OrderDenied"],
+        "accepted": counts["OrderAccepted"],
+        "rejected": counts["OrderRejected"],
+        "canceled": counts["OrderCanceled"],
+        "fills": counts["OrderFilled"],
         "ledger_fills": ledger_fills,
-        "dead_letters": counts.get("stream:DLQ", 0),
+        "dead_letters": counts["DeadLetter"],
+        "undecodable": counts["undecodable"],
         "trace_complete": traces.complete,
         "trace_id": traces.trace_id,
     }

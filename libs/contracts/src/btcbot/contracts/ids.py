@@ -69,6 +69,6 @@ def fill_id(symbol: str, trade_id: str) -> str:
     return f"fill:{symbol}:{trade_id}"
 
 
-def dead_letter_id(stream: str, sequence: int) -> str:
-    """Id of the dead letter for one stored message."""
-    return f"dlq:{stream}:{sequence}"
+def dead_letter_id(consumer: str, stream: str, sequence: int) -> str:
+    """Id of one consumer's dead letter for one stored message (several consumers may park the same one)."""
+    return f"dlq:{consumer}:{stream}:{sequence}"

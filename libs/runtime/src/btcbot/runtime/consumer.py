@@ -171,7 +171,7 @@ class Consumer(Generic[M]):
 
     async def _dead_letter(self, msg: Msg, delivery: Delivery, reason: str) -> str:
         letter = DeadLetter(
-            id=ids.dead_letter_id(delivery.stream, delivery.sequence),
+            id=ids.dead_letter_id(self.spec.durable, delivery.stream, delivery.sequence),
             ts_ns=self._now_ns(),
             original_subject=msg.subject,
             original_stream=delivery.stream,
