@@ -6,6 +6,8 @@ The tests run in file order against one system; the last one stops it and checks
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -119,6 +121,51 @@ async def test_garbage_on_each_input_lands_in_the_dead_letter_stream(system) -> 
         await nc.close()
     for service in ("marketdata", "strategy", "risk", "execution", "ledger"):
         assert await ready(system, service), f"{service} is not ready after garbage input"
+
+
+async def test_doctor_passes_against_the_running_system(system) -> None:
+    run = system.run
+    env = {
+        **os.environ,
+        "NATS_URL": run["nats_url"],
+        "REDIS_URL": run["redis_url"],
+        "DATABASE_URL": run["database_url"],
+        "BTCTURK_BASE_URL": run["sim_url"],
+        "BTCTURK_API_KEY": run["api_key"],
+        "BTCTURK_API_SECRET": run["api_secret"],
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "btcbot.cli",
+        "doctor",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    report = out.decode()
+    assert process.returncode == 0, report + err.decode()
+    assert "OK   stream EXECUTION" in report
+    assert "OK   consumer execution-orders" in report
+    assert "credentials accepted" in report
+
+
+async def test_a_bad_setting_stops_a_service_naming_it(system) -> None:
+    env = {
+        **os.environ,
+        "NATS_URL": system.run["nats_url"],
+        "RISK_MAX_ORDER_NOTIONAL": "lots",
+        "BTCTURK_API_KEY": "k",
+        "BTCTURK_API_SECRET": "c2VjcmV0",
+        "BTCBOT_HEALTH_PORT": "0",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "btcbot.risk", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    assert "RISK_MAX_ORDER_NOTIONAL" in (out + err).decode()
 
 
 async def test_the_run_summary_holds_the_pipeline_facts(system) -> None:
