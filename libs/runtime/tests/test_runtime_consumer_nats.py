@@ -164,3 +164,25 @@ async def test_garbage_and_poison_go_to_the_dead_letter_stream_at_once(env) -> N
     garbage = next(d for d in letters.values() if d.error.startswith("undecodable"))
     assert garbage.payload == b"\xc1 definitely not msgpack"
     assert garbage.id == ids.dead_letter_id(spec.durable, garbage.original_stream, garbage.original_sequence)
+
+
+async def test_fanout_consumers_give_every_replica_every_message(env) -> None:
+    _nc, js, stream, _spec, subject = env
+    fan = ConsumerSpec("fan", stream.name, (subject,), fanout=True, idle_cleanup=60)
+    replicas = [fan.for_instance("host-1"), fan.for_instance("host/2")]
+    assert [r.durable for r in replicas] == ["fan-host-1", "fan-host_2"]
+    await provision(js, [stream], replicas)
+    info = await js.consumer_info(stream.name, "fan-host-1")
+    assert info.config.inactive_threshold == 60
+    publisher = NatsPublisher(js)
+    await publisher.publish(subject, intent(9))
+    for spec in replicas:
+        done = asyncio.Event()
+        got: list[str] = []
+
+        async def handler(message: OrderIntent, delivery: Delivery, got=got, done=done) -> None:
+            got.append(message.id)
+            done.set()
+
+        await run_until(Consumer("svc", js, publisher, spec, Codec(OrderIntent), handler), done)
+        assert got == ["intent-9"]

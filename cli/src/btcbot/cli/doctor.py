@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from btcbot.cli.endpoints import redact_url
 from btcbot.cli.infra import DEFAULT_NATS_URL, DEFAULT_REDIS_URL
 from btcbot.cli.probes import nats_usable, pg_usable, redis_usable
-from btcbot.contracts.streams import ALL_CONSUMERS, ALL_STREAMS
+from btcbot.contracts.streams import ALL_CONSUMERS, ALL_STREAMS, ConsumerSpec
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/btcbot"
 
@@ -54,27 +55,26 @@ async def check_streams(nats_url: str) -> list[Check]:
                         f"missing ({type(exc).__name__}); start any service or `btcbot up` to provision it",
                     )
                 )
-        for consumer in ALL_CONSUMERS:
-            try:
-                cinfo = await js.consumer_info(consumer.stream, consumer.durable)
-                checks.append(
-                    Check(
-                        f"consumer {consumer.durable}",
-                        True,
-                        f"pending {cinfo.num_pending}, unacked {cinfo.num_ack_pending}",
-                    )
-                )
-            except Exception as exc:
-                checks.append(
-                    Check(
-                        f"consumer {consumer.durable}",
-                        False,
-                        f"missing ({type(exc).__name__}); its service has not started yet",
-                    )
-                )
+        checks.extend([await _check_consumer(js, consumer) for consumer in ALL_CONSUMERS])
     finally:
         await nc.close()
     return checks
+
+
+async def _check_consumer(js: Any, consumer: ConsumerSpec) -> Check:
+    name = f"consumer {consumer.durable}"
+    if consumer.fanout:
+        # One durable per replica: `<name>-<instance>`.
+        replicas = [c for c in await js.consumers_info(consumer.stream) if c.name.startswith(f"{consumer.durable}-")]
+        if not replicas:
+            return Check(name, False, "no replica consumer yet; its service has not started")
+        behind = max(c.num_pending for c in replicas)
+        return Check(name, True, f"{len(replicas)} replica(s), most pending {behind}")
+    try:
+        info = await js.consumer_info(consumer.stream, consumer.durable)
+    except Exception as exc:
+        return Check(name, False, f"missing ({type(exc).__name__}); its service has not started yet")
+    return Check(name, True, f"pending {info.num_pending}, unacked {info.num_ack_pending}")
 
 
 async def check_exchange(env: Mapping[str, str]) -> Check:

@@ -6,7 +6,7 @@ every service, the CLI and the tests agree on them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 DAY = 24 * 3600.0
 
@@ -40,7 +40,18 @@ class ConsumerSpec:
     max_ack_pending: int = 1000
     deliver: str = "all"  # all | new | last_per_subject
     description: str = ""
+    # Fan-out: every replica gets its own copy of the stream (durable `<name>-<instance>`, removed by the
+    # server after `idle_cleanup` seconds without a client); otherwise replicas share the durable and split the work.
+    fanout: bool = False
+    idle_cleanup: float = 3600.0
     extra: dict[str, str] = field(default_factory=dict)
+
+    def for_instance(self, instance: str) -> ConsumerSpec:
+        """The spec one replica binds: itself for shared consumers, a per-replica durable for fan-out ones."""
+        if not self.fanout:
+            return self
+        token = "".join(c if c.isalnum() or c in "-_" else "_" for c in instance)
+        return replace(self, durable=f"{self.durable}-{token}")
 
 
 MARKET = StreamSpec("MARKET", ("md.book.*", "md.trade.*"), "order books and trades; replay source", max_age=7 * DAY)
@@ -86,6 +97,7 @@ STRATEGY_PORTFOLIO = ConsumerSpec(
     ("portfolio.*",),
     deliver="last_per_subject",
     description="latest positions and cost basis",
+    fanout=True,
 )
 RISK_INTENTS = ConsumerSpec("risk-intents", INTENTS.name, ("intent.*",), description="intents to approve or deny")
 RISK_CONTROL = ConsumerSpec(
@@ -94,6 +106,7 @@ RISK_CONTROL = ConsumerSpec(
     ("control.*",),
     deliver="last_per_subject",
     description="mode and kill switch",
+    fanout=True,
 )
 RISK_PORTFOLIO = ConsumerSpec(
     "risk-portfolio",
@@ -101,6 +114,7 @@ RISK_PORTFOLIO = ConsumerSpec(
     ("portfolio.*",),
     deliver="last_per_subject",
     description="exposure for portfolio limits",
+    fanout=True,
 )
 EXECUTION_ORDERS = ConsumerSpec(
     "execution-orders",
@@ -126,6 +140,7 @@ LEDGER_MARKS = ConsumerSpec(
     max_deliver=2,
     backoff=(0.5,),
     description="book mids for unrealized PnL",
+    fanout=True,
 )
 
 ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (

@@ -111,6 +111,7 @@ def consumer_config(spec: ConsumerSpec) -> ConsumerConfig:
         ack_wait=spec.ack_wait,
         max_deliver=spec.max_deliver,
         max_ack_pending=spec.max_ack_pending,
+        inactive_threshold=spec.idle_cleanup if spec.fanout else None,
         **filters,
     )
 
