@@ -10,17 +10,18 @@ import os
 import sys
 import time
 from collections import Counter
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
 
-from btcbot.contracts import subjects
+from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import Codec, encode
-from btcbot.contracts.messages import DeadLetter, OrderAccepted, SubmitOrder
+from btcbot.contracts.messages import DeadLetter, OrderAccepted, OrderDenied, OrderIntent, SubmitOrder
 from btcbot.runtime.inspect import read_stream
-from btcbot.runtime.jetstream import connect
+from btcbot.runtime.jetstream import NatsPublisher, connect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -121,6 +122,57 @@ async def test_garbage_on_each_input_lands_in_the_dead_letter_stream(system) -> 
         await nc.close()
     for service in ("marketdata", "strategy", "risk", "execution", "ledger"):
         assert await ready(system, service), f"{service} is not ready after garbage input"
+
+
+async def btcbot(system: Any, *args: str) -> tuple[int, str]:
+    env = {**os.environ, "NATS_URL": system.run["nats_url"]}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "btcbot.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    return int(process.returncode or 0), out.decode()
+
+
+async def test_the_kill_switch_makes_risk_deny_and_release_restores(system) -> None:
+    code, out = await btcbot(system, "control", "kill", "--reason", "e2e drill", "--operator", "e2e")
+    assert code == 0, out
+    nc = await connect(system.run["nats_url"], "e2e-kill", 5, reconnect_forever=False)
+    js = nc.jetstream()
+    try:
+        book = ids.book_id("BTCTRY", time.time_ns(), 1)
+        intent = OrderIntent(
+            id=ids.intent_id("e2e", "BTCTRY", book),
+            ts_ns=time.time_ns(),
+            strategy="e2e",
+            symbol="BTCTRY",
+            side="buy",
+            order_type="limit",
+            price=Decimal(1000),
+            quantity=Decimal("0.001"),
+            reason="drill",
+            book_id=book,
+        )
+        await asyncio.sleep(1.0)  # risk reads control messages on its own consumer
+        await NatsPublisher(js).publish(subjects.intent("BTCTRY"), intent)
+
+        async def denied() -> list[OrderDenied]:
+            found = [Codec(OrderDenied).decode(s.data) async for s in read_stream(js, "ORDERS", 1, "order.denied.*")]
+            return [d for d in found if d.intent_id == intent.id]
+
+        verdicts = await wait_for(denied, 30, "risk to deny the intent")
+        assert verdicts[0].reason == "KILL_SWITCH"
+    finally:
+        await nc.close()
+    code, out = await btcbot(system, "control", "release", "--reason", "drill over", "--operator", "e2e")
+    assert code == 0, out
+    code, out = await btcbot(system, "dlq", "--limit", "5")
+    assert code == 0, out
 
 
 async def test_doctor_passes_against_the_running_system(system) -> None:

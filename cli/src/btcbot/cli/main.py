@@ -31,6 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("doctor", help="check NATS, Redis, Postgres, the streams and the exchange")
     sub.add_parser("migrate", help="apply the ledger's database migrations (DATABASE_URL)")
+
+    control = sub.add_parser("control", help="set the trading mode or the kill switch for every service")
+    control.add_argument("action", choices=("mode", "kill", "release"))
+    control.add_argument("mode", nargs="?", default="", help="NORMAL | REDUCE_ONLY | OBSERVE_ONLY (with `mode`)")
+    control.add_argument("--reason", required=True, help="why; recorded with the event")
+    control.add_argument("--operator", help="who (default: login name)")
+
+    dlq = sub.add_parser("dlq", help="the newest dead letters, one JSON object per line")
+    dlq.add_argument("--service", help="only this service's dead letters")
+    dlq.add_argument("--limit", type=int, default=20)
     return parser
 
 
@@ -67,6 +77,14 @@ def main(argv: list[str] | None = None) -> None:
         from btcbot.cli.doctor import run_doctor
 
         raise SystemExit(asyncio.run(run_doctor(os.environ)))
+    if args.command == "control":
+        from btcbot.cli.control import run_control
+
+        raise SystemExit(asyncio.run(run_control(os.environ, args.action, args.mode, args.reason, args.operator)))
+    if args.command == "dlq":
+        from btcbot.cli.control import run_dlq
+
+        raise SystemExit(asyncio.run(run_dlq(os.environ, args.service, args.limit)))
     if args.command == "migrate":
         from btcbot.cli.doctor import run_migrate
 
