@@ -235,3 +235,60 @@ async def test_ws_drop_fault_closes_the_socket(sim_factory: Any) -> None:
         assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR)
         assert sim.state.faults.ws_drop_next == 0
         await ws.close()
+
+
+async def test_obdiff_book_at_each_cs_equals_what_a_subscriber_rebuilt(sim_factory: Any) -> None:
+    async with sim_factory(**FAST) as sim:
+        ws = await connect(sim)
+        await subscribe(ws, "obdiff", "BTCTRY")
+        snapshot = await receive(ws, of_type(431))
+        book: dict[str, dict[D, D]] = {"bids": {}, "asks": {}}
+        apply(book, snapshot)
+        seen = [(snapshot[1]["CS"], {k: dict(v) for k, v in book.items()})]
+        bid = max(book["bids"])
+        for offset in (3, 5):
+            await submit(sim, price=str(bid - offset), quantity="0.01")
+            diff = await receive(ws, of_type(432))
+            apply(book, diff)
+            seen.append((diff[1]["CS"], {k: dict(v) for k, v in book.items()}))
+        for cs, expected in seen:
+            status, body = await sim.public("/sim/obdiff", pair="BTCTRY", cs=str(cs))
+            assert status == 200
+            assert {D(p): D(a) for p, a in body["bids"]} == expected["bids"]
+            assert {D(p): D(a) for p, a in body["asks"]} == expected["asks"]
+        status, body = await sim.public("/sim/obdiff", pair="BTCTRY")
+        assert body["subscriptions"] == [seen[-1][0]]
+        status, body = await sim.public("/sim/obdiff", pair="BTCTRY", cs=str(seen[-1][0] + 1))
+        assert status == 404
+        async with sim.session.get(sim.url("/sim/obdiff"), params={"pair": "BTCTRY", "cs": "x"}) as resp:
+            assert resp.status == 400
+        await ws.close()
+
+
+async def test_cs_counters_of_subscriptions_never_overlap(sim_factory: Any) -> None:
+    async with sim_factory(**FAST) as sim:
+        first, second = await connect(sim), await connect(sim)
+        await subscribe(first, "obdiff", "BTCTRY")
+        await subscribe(second, "obdiff", "BTCTRY")
+        a = (await receive(first, of_type(431)))[1]["CS"]
+        b = (await receive(second, of_type(431)))[1]["CS"]
+        assert abs(a - b) >= 1_000_000
+        await first.close()
+        await second.close()
+
+
+async def test_request_log_counts_every_api_request_even_refused_ones(sim: Any) -> None:
+    status, before = await sim.public("/sim/requests")
+    assert status == 200
+    await sim.public("/api/v2/ticker", pairSymbol="BTCTRY")
+    async with sim.session.get(sim.url("/api/v1/users/balances")) as resp:  # no auth headers: 401
+        assert resp.status == 401
+    await sim.public("/sim/health")  # admin calls are not exchange traffic
+    status, after = await sim.public("/sim/requests", since=str(before["count"]))
+    assert after["count"] == before["count"] + 2
+    assert [(r["method"], r["path"]) for r in after["requests"]] == [
+        ("GET", "/api/v2/ticker"),
+        ("GET", "/api/v1/users/balances"),
+    ]
+    async with sim.session.get(sim.url("/sim/requests"), params={"since": "x"}) as resp:
+        assert resp.status == 400

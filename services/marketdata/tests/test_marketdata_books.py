@@ -3,7 +3,7 @@ from decimal import Decimal
 
 from btcbot.contracts import ids
 from btcbot.contracts.messages import Level
-from btcbot.marketdata.books import SequenceGate, to_snapshot, top_levels
+from btcbot.marketdata.books import to_snapshot, top_levels
 
 D = Decimal
 MS = 1_000_000
@@ -42,15 +42,3 @@ def test_snapshot_is_stale_when_exchange_time_lags_receipt():
     stale = to_snapshot("BTCTRY", book, depth=5, received_ts_ns=(1_000 + 5_001) * MS, stale_after_ns=5_000 * MS)
     assert fresh.stale is False
     assert stale.stale is True
-
-
-def test_sequence_gate_passes_only_newer_books_per_symbol():
-    gate = SequenceGate()
-    assert gate.is_new("BTCTRY", 5)
-    gate.accept("BTCTRY", 5)
-    assert not gate.is_new("BTCTRY", 5)
-    assert not gate.is_new("BTCTRY", 4)
-    assert gate.is_new("BTCTRY", 6)
-    assert gate.is_new("ETHTRY", 1)
-    gate.accept("BTCTRY", 3)
-    assert gate.last("BTCTRY") == 5

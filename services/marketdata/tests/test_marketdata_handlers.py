@@ -215,7 +215,7 @@ def settings(**env):
 
 
 async def test_register_runs_a_book_and_trade_loop_per_symbol(monkeypatch):
-    for k, v in settings(MARKETDATA_POLL_INTERVAL="0.01").items():
+    for k, v in settings(MARKETDATA_POLL_INTERVAL="0.01", MARKETDATA_SOURCE="rest").items():
         monkeypatch.setenv(k, v)
     s = MarketdataSettings()
     clock = Clock(0)

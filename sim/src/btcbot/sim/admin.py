@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from btcbot.sim.config import Account
-from btcbot.sim.responses import STATE, raw
+from btcbot.sim.responses import HUB, STATE, raw
 from btcbot.sim.views import plain
 
 
@@ -137,6 +137,47 @@ async def move_market(request: web.Request) -> web.Response:
     return raw({"mid": mids, "ticks": ticks})
 
 
+async def requests_received(request: web.Request) -> web.Response:
+    """GET /sim/requests[?since=N]: how many /api/ requests arrived, and the logged ones after the first N."""
+    state = request.app[STATE]
+    try:
+        since = int(request.query.get("since", "0"))
+    except ValueError:
+        return raw({"error": "since must be an integer"}, 400)
+    # The log holds the newest requests only; `first` is the count of the oldest one it still holds.
+    first = state.requests_received - len(state.request_log)
+    skip = max(0, since - first)
+    recent = [{"ts": r.ts_ms, "method": r.method, "path": r.path} for i, r in enumerate(state.request_log) if i >= skip]
+    return raw({"count": state.requests_received, "first": first + skip, "requests": recent})
+
+
+async def obdiff_book(request: web.Request) -> web.Response:
+    """GET /sim/obdiff?pair=BTCTRY[&cs=N]: the book an obdiff subscriber holds at change-set N.
+
+    Without `cs`: the latest CS of each live obdiff subscription to the pair.
+    """
+    hub = request.app[HUB]
+    pair = request.query.get("pair", "")
+    if "cs" not in request.query:
+        return raw({"pair": pair, "subscriptions": hub.book_subscriptions(pair)})
+    try:
+        cs = int(request.query["cs"])
+    except ValueError:
+        return raw({"error": "cs must be an integer"}, 400)
+    levels = hub.book_at(pair, cs)
+    if levels is None:
+        return raw({"error": f"no live obdiff subscription of {pair!r} remembers CS {cs}"}, 404)
+    bids, asks = levels
+    return raw(
+        {
+            "pair": pair,
+            "cs": cs,
+            "bids": [[plain(p), plain(bids[p])] for p in sorted(bids, reverse=True)],
+            "asks": [[plain(p), plain(asks[p])] for p in sorted(asks)],
+        }
+    )
+
+
 def add_routes(app: web.Application) -> None:
     """Register /sim/* routes."""
     app.router.add_get("/sim/health", health)
@@ -145,3 +186,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/sim/faults", set_faults)
     app.router.add_post("/sim/accounts", add_account)
     app.router.add_post("/sim/market", move_market)
+    app.router.add_get("/sim/requests", requests_received)
+    app.router.add_get("/sim/obdiff", obdiff_book)

@@ -24,6 +24,7 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/api/"):
         return await handler(request)
     state = request.app[STATE]
+    state.received(request.method, request.path)
     faults = state.faults
     name = request.match_info.route.name
     # Aliases (other spellings of one path) share the limits of the original route.

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import random
 import uuid
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from btcbot.sim.config import KNOWN_CURRENCIES, Account, Currency, SimConfig, SymbolRules
 from btcbot.sim.engine import Event, MatchingEngine
@@ -14,6 +16,17 @@ from btcbot.sim.ratelimit import RateLimiter
 
 Clock = Callable[[], int]
 Listener = Callable[[list[Event]], None]
+# Requests kept in the log that /sim/requests shows; the count covers every request ever received.
+REQUEST_LOG_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    """One /api/ request as it reached the simulator, before any fault, limit or auth check."""
+
+    ts_ms: int
+    method: str
+    path: str
 
 
 class SimState:
@@ -41,6 +54,8 @@ class SimState:
         self.fault_rng = random.Random(config.seed + 1)
         self._id_rng = random.Random(config.seed + 2)
         self._listeners: list[Listener] = []
+        self.requests_received = 0
+        self.request_log: deque[ReceivedRequest] = deque(maxlen=REQUEST_LOG_SIZE)
         self.currencies = _currencies(config)
 
     def add_account(self, account: Account) -> None:
@@ -61,6 +76,11 @@ class SimState:
     def new_client_id(self) -> str:
         """A GUID for orders submitted without newOrderClientId (seeded, so runs repeat)."""
         return str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4))
+
+    def received(self, method: str, path: str) -> None:
+        """Count one /api/ request that reached the exchange."""
+        self.requests_received += 1
+        self.request_log.append(ReceivedRequest(self.now_ms(), method, path))
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Receive every batch of engine events; returns the unsubscribe function."""

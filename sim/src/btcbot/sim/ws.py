@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,14 +25,26 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 HEARTBEAT_S = 15.0
 QUEUE_LIMIT = 10_000
 TRADE_LIST_SIZE = 50
+# Change-sets each book subscription remembers, so a test can ask what a client should hold at CS n.
+BOOK_HISTORY = 256
+# Each subscription's CS counter starts this far above the previous one's, so CS values of one
+# simulator run never repeat across subscriptions (a diff-per-tick feed needs years to cross it).
+CS_SPACING = 1_000_000
 
 
 @dataclass
 class BookSub:
-    """An orderbook/obdiff subscription: its own CS counter and the last levels sent."""
+    """An orderbook/obdiff subscription: its own CS counter, the last levels sent and their recent history."""
 
     cs: int
     last: tuple[m.Levels, m.Levels] = field(default_factory=lambda: ({}, {}))
+    history: OrderedDict[int, tuple[m.Levels, m.Levels]] = field(default_factory=OrderedDict)
+
+    def record(self) -> None:
+        """Remember `last` as the book a client holds once it has applied change-set `cs`."""
+        self.history[self.cs] = self.last
+        while len(self.history) > BOOK_HISTORY:
+            self.history.popitem(last=False)
 
 
 @dataclass(eq=False)
@@ -68,7 +81,7 @@ class WsHub:
         self.snapshot_interval = snapshot_interval
         self.connections: list[Connection] = []
         self._limiter = RateLimiter()
-        self._cs_base = 1_000
+        self._cs_base = 0
         state.subscribe(self.on_events)
 
     # -- engine events ------------------------------------------------------------------------
@@ -153,6 +166,7 @@ class WsHub:
                     # Only frames actually sent consume a sequence-gap fault.
                     sub.cs, sub.last = self._next_cs(sub.cs), new
                     diff[1]["CS"] = sub.cs
+                    sub.record()
                     conn.send(diff)
 
     def _send_snapshots(self) -> None:
@@ -177,6 +191,18 @@ class WsHub:
                     bids, asks = m.book_levels(engine, pair)
                     conn.send(m.book_full(engine.symbols[pair], bids, asks, sub.cs, "orderbook"))
 
+    def book_at(self, pair: str, cs: int) -> tuple[m.Levels, m.Levels] | None:
+        """The levels an obdiff subscriber of `pair` holds after applying change-set `cs` (None if unknown)."""
+        for conn in self.connections:
+            sub = conn.books.get(("obdiff", pair))
+            if sub is not None and cs in sub.history:
+                return sub.history[cs]
+        return None
+
+    def book_subscriptions(self, pair: str) -> list[int]:
+        """Latest CS of every live obdiff subscription to `pair`."""
+        return [sub.cs for conn in self.connections if (sub := conn.books.get(("obdiff", pair))) is not None]
+
     # -- client messages ----------------------------------------------------------------------
 
     def _join(self, conn: Connection, channel: str, event: str, join: bool) -> None:
@@ -193,7 +219,7 @@ class WsHub:
         if channel == "trade":
             self._send_trade_list(conn, event)
         elif channel in ("orderbook", "obdiff"):
-            self._cs_base += 1000
+            self._cs_base += CS_SPACING
             conn.books[key] = BookSub(self._cs_base)
             self._send_book(conn, channel, event)
 
@@ -204,6 +230,7 @@ class WsHub:
         sub = conn.books[(channel, pair)]
         engine = self.state.engine
         sub.last = m.book_levels(engine, pair)
+        sub.record()
         conn.send(m.book_full(engine.symbols[pair], *sub.last, sub.cs, channel))
 
     def _login(self, conn: Connection, body: dict[str, Any]) -> None:

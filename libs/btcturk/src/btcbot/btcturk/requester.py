@@ -176,7 +176,9 @@ class Requester:
                 client_order_id=client_order_id,
             )
         except BtcTurkError as err:
-            if isinstance(err, TransportError | Unavailable | OutcomeUnknown):
+            # A 429 counts against the breaker too: one is a pause (Retry-After), a storm of them
+            # means the exchange is shedding us, and an open breaker stops us adding to it.
+            if isinstance(err, TransportError | Unavailable | OutcomeUnknown | RateLimited):
                 breaker.failure(self._clock())
             else:
                 breaker.success()

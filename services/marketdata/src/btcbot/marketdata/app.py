@@ -1,16 +1,21 @@
-"""Wiring: a REST client, one book loop and one trade loop per symbol, readiness from poll freshness."""
+"""Wiring: the WebSocket feed (or none), REST book and trade loops per symbol, readiness from freshness."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import dataclass
 
 from btcbot.btcturk.errors import BtcTurkError
 from btcbot.btcturk.rest import BtcTurkClient
+from btcbot.btcturk.ws import BtcTurkWebSocket
 from btcbot.marketdata.backoff import Backoff
+from btcbot.marketdata.feed import Socket, WsFeed
 from btcbot.marketdata.freshness import Freshness
-from btcbot.marketdata.handlers import BookPoller, TradePoller
+from btcbot.marketdata.handlers import BookPoller, TradePoller, WsBookPublisher
+from btcbot.marketdata.localbooks import LocalBooks
 from btcbot.marketdata.polling import poll_forever
+from btcbot.marketdata.sequence import Sequencer
 from btcbot.marketdata.settings import MarketdataSettings
 from btcbot.marketdata.sources import MarketClient, RestBookSource, RestTradeSource
 from btcbot.runtime.errors import Retry
@@ -20,9 +25,20 @@ from btcbot.runtime.service import Service
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (BtcTurkError, Retry)
 
 
-def register(svc: Service, settings: MarketdataSettings, client: MarketClient) -> Freshness:
-    """Register the poll loops and the readiness check on `svc` for a given exchange client."""
+@dataclass(frozen=True)
+class Registered:
+    """What `register` wired up, for tests and diagnostics."""
+
+    freshness: Freshness
+    feed: WsFeed | None
+
+
+def register(
+    svc: Service, settings: MarketdataSettings, client: MarketClient, socket: Socket | None = None
+) -> Registered:
+    """Register the feed, the poll loops and the readiness check on `svc`; `socket` is needed for source ws."""
     freshness = Freshness(settings.symbols, settings.stale_after_ns)
+    sequencer = Sequencer()
     books = BookPoller(
         svc.bus,
         RestBookSource(client, settings.depth),
@@ -30,16 +46,53 @@ def register(svc: Service, settings: MarketdataSettings, client: MarketClient) -
         stale_after_ns=settings.stale_after_ns,
         clock=svc.now_ns,
         freshness=freshness,
+        sequencer=sequencer,
     )
     trades = TradePoller(svc.bus, RestTradeSource(client, settings.trades_last), clock=svc.now_ns)
+    feed: WsFeed | None = None
+    if settings.source == "ws":
+        if socket is None:
+            raise ValueError("source ws needs a WebSocket")
+        local = LocalBooks(settings.symbols)
+        publisher = WsBookPublisher(
+            svc.bus,
+            local,
+            sequencer,
+            depth=settings.depth,
+            stale_after_ns=settings.stale_after_ns,
+            freshness=freshness,
+        )
+        feed = WsFeed(
+            socket,
+            local,
+            publisher,
+            trades,
+            clock=svc.now_ns,
+            stale_after_ns=settings.stale_after_ns,
+            resync_timeout_ns=settings.resync_timeout_ns,
+            log=svc.log,
+        )
+        svc.task("ws", feed.run)
     rng = random.Random()  # one per process: replicas must not back off in lock-step
 
     for symbol in settings.symbols:
 
+        async def book_step(symbol: str = symbol) -> None:
+            if feed is None:
+                await books.poll(symbol)
+            elif feed.needs_rest(symbol):
+                generation = feed.generation(symbol)
+                await books.poll(symbol, still_wanted=lambda: feed.generation(symbol) == generation)
+
+        async def trade_step(symbol: str = symbol) -> None:
+            # The trade channel carries every trade while the socket is up (and 421 catches up on join).
+            if feed is None or not feed.connected():
+                await trades.poll(symbol)
+
         async def book_loop(stop: asyncio.Event, symbol: str = symbol) -> None:
             await poll_forever(
                 stop,
-                lambda: books.poll(symbol),
+                lambda: book_step(symbol),
                 interval=settings.poll_interval,
                 backoff=Backoff(settings.backoff_base, settings.backoff_max, rng),
                 expected=EXPECTED_ERRORS,
@@ -50,7 +103,7 @@ def register(svc: Service, settings: MarketdataSettings, client: MarketClient) -
         async def trade_loop(stop: asyncio.Event, symbol: str = symbol) -> None:
             await poll_forever(
                 stop,
-                lambda: trades.poll(symbol),
+                lambda: trade_step(symbol),
                 interval=settings.trades_interval,
                 backoff=Backoff(settings.backoff_base, settings.backoff_max, rng),
                 expected=EXPECTED_ERRORS,
@@ -61,11 +114,11 @@ def register(svc: Service, settings: MarketdataSettings, client: MarketClient) -
         svc.task(f"book:{symbol}", book_loop)
         svc.task(f"trades:{symbol}", trade_loop)
     svc.readiness("marketdata", lambda: freshness.fresh(svc.now_ns()))
-    return freshness
+    return Registered(freshness, feed)
 
 
 async def setup(svc: Service, settings: MarketdataSettings) -> None:
-    """Build the exchange client and register the poll loops."""
+    """Build the exchange clients and register the feed and poll loops."""
     client = BtcTurkClient(
         settings.btcturk_base_url,
         settings.btcturk_api_key,
@@ -73,11 +126,16 @@ async def setup(svc: Service, settings: MarketdataSettings) -> None:
         timeout=settings.btcturk_timeout,
     )
     svc.on_close(client.aclose)
-    register(svc, settings, client)
+    socket = BtcTurkWebSocket(settings.btcturk_ws_url) if settings.source == "ws" else None
+    if socket is not None:
+        svc.on_close(socket.aclose)
+    register(svc, settings, client, socket)
     svc.log.info(
         "marketdata.configured",
+        source=settings.source,
         symbols=list(settings.symbols),
         poll_interval=settings.poll_interval,
         depth=settings.depth,
         base_url=settings.btcturk_base_url,
+        ws_url=settings.btcturk_ws_url if socket is not None else None,
     )

@@ -1,8 +1,7 @@
-"""Turn exchange order books into BookSnapshot messages: depth, sequence, staleness, de-duplication.
+"""Turn exchange order books into BookSnapshot messages: depth, sequence, staleness.
 
-The REST book carries no sequence number, so its exchange timestamp in milliseconds stands in for one: it is
-monotonic for one symbol and the same for every replica that fetches the same book, which keeps the
-snapshot id deterministic.
+A REST book carries no sequence number, so its exchange timestamp in milliseconds stands in for one (see
+`sequence.py` for how REST and WebSocket sequences share one increasing series per symbol).
 """
 
 from __future__ import annotations
@@ -47,25 +46,26 @@ def top_levels(levels: Sequence[tuple[Decimal, Decimal]], depth: int) -> tuple[L
     return tuple(out)
 
 
-def to_snapshot(
+def snapshot_of(
     symbol: str,
-    book: RawBook,
     *,
+    sequence: int,
+    bids: Sequence[tuple[Decimal, Decimal]],
+    asks: Sequence[tuple[Decimal, Decimal]],
     depth: int,
+    exchange_ts_ns: int,
     received_ts_ns: int,
     stale_after_ns: int,
-    source: str = "rest",
+    source: str,
 ) -> BookSnapshot:
-    """Build the snapshot of one REST book; `stale` when the exchange time lags receipt by too much."""
-    exchange_ts_ns = book.timestamp_ms * _NS_PER_MS
-    sequence = book.timestamp_ms
+    """A BookSnapshot of the top `depth` levels; `stale` when the exchange time lags receipt by too much."""
     return BookSnapshot(
         id=ids.book_id(symbol, exchange_ts_ns, sequence),
         ts_ns=received_ts_ns,
         symbol=symbol,
         sequence=sequence,
-        bids=top_levels(book.bids, depth),
-        asks=top_levels(book.asks, depth),
+        bids=top_levels(bids, depth),
+        asks=top_levels(asks, depth),
         exchange_ts_ns=exchange_ts_ns,
         received_ts_ns=received_ts_ns,
         source=source,
@@ -73,21 +73,25 @@ def to_snapshot(
     )
 
 
-class SequenceGate:
-    """Lets through only books newer than the last one published for their symbol."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, int] = {}
-
-    def is_new(self, symbol: str, sequence: int) -> bool:
-        """True if `sequence` is beyond the last one accepted for `symbol`."""
-        last = self._last.get(symbol)
-        return last is None or sequence > last
-
-    def accept(self, symbol: str, sequence: int) -> None:
-        """Remember `sequence` as published (call after the publish succeeded)."""
-        self._last[symbol] = max(sequence, self._last.get(symbol, sequence))
-
-    def last(self, symbol: str) -> int | None:
-        """The last sequence published for `symbol`, if any."""
-        return self._last.get(symbol)
+def to_snapshot(
+    symbol: str,
+    book: RawBook,
+    *,
+    depth: int,
+    received_ts_ns: int,
+    stale_after_ns: int,
+    sequence: int | None = None,
+    source: str = "rest",
+) -> BookSnapshot:
+    """The snapshot of one REST book; its sequence defaults to the exchange time in ms."""
+    return snapshot_of(
+        symbol,
+        sequence=book.timestamp_ms if sequence is None else sequence,
+        bids=book.bids,
+        asks=book.asks,
+        depth=depth,
+        exchange_ts_ns=book.timestamp_ms * _NS_PER_MS,
+        received_ts_ns=received_ts_ns,
+        stale_after_ns=stale_after_ns,
+        source=source,
+    )

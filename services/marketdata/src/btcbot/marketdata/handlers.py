@@ -1,16 +1,20 @@
-"""One poll of one symbol: fetch from the source, build the messages, publish the new ones."""
+"""Build the messages of one symbol and publish the new ones: REST polls, WebSocket books, trades."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from btcbot.contracts import subjects
-from btcbot.contracts.messages import BookSnapshot, TradeTick
-from btcbot.marketdata.books import SequenceGate, to_snapshot
+from btcbot.contracts.messages import BookSnapshot, Level, TradeTick
+from btcbot.marketdata.books import snapshot_of, to_snapshot
 from btcbot.marketdata.freshness import Freshness
+from btcbot.marketdata.localbooks import LocalBooks
+from btcbot.marketdata.sequence import Sequencer
 from btcbot.marketdata.sources import BookSource, TradeSource
-from btcbot.marketdata.trades import TradeFilter
+from btcbot.marketdata.trades import RawTrade, TradeFilter
 from btcbot.runtime.bus import Publisher
+
+_NS_PER_MS = 1_000_000
 
 
 class BookPoller:
@@ -25,6 +29,7 @@ class BookPoller:
         stale_after_ns: int,
         clock: Callable[[], int],
         freshness: Freshness,
+        sequencer: Sequencer | None = None,
     ) -> None:
         self._bus = bus
         self._source = source
@@ -32,31 +37,95 @@ class BookPoller:
         self._stale_after_ns = stale_after_ns
         self._clock = clock
         self._freshness = freshness
-        self.gate = SequenceGate()
+        self.sequencer = sequencer if sequencer is not None else Sequencer()
 
-    async def poll(self, symbol: str) -> BookSnapshot | None:
-        """Fetch and publish the book of `symbol`; None when it has not changed since the last one."""
+    async def poll(self, symbol: str, *, still_wanted: Callable[[], bool] | None = None) -> BookSnapshot | None:
+        """Fetch and publish the book of `symbol`; None when unchanged, or no longer `still_wanted` on arrival."""
         raw = await self._source.book(symbol)
+        if still_wanted is not None and not still_wanted():
+            # A newer book arrived from the WebSocket while this one was on its way.
+            return None
         received = self._clock()
+        sequence = self.sequencer.rest(symbol, raw.timestamp_ms)
+        if sequence is None:
+            self._freshness.record(symbol, received)
+            return None
         snapshot = to_snapshot(
             symbol,
             raw,
             depth=self._depth,
             received_ts_ns=received,
             stale_after_ns=self._stale_after_ns,
+            sequence=sequence,
             source=self._source.name,
         )
-        if not self.gate.is_new(symbol, snapshot.sequence):
-            self._freshness.record(symbol, received)
-            return None
         await self._bus.publish(subjects.book(symbol), snapshot)
-        self.gate.accept(symbol, snapshot.sequence)
+        self.sequencer.commit(symbol, sequence, rest_ts_ms=raw.timestamp_ms)
         self._freshness.record(symbol, received)
         return snapshot
 
 
+class WsBookPublisher:
+    """Publishes the top of a WebSocket-kept local book whenever it changed (source "ws")."""
+
+    def __init__(
+        self,
+        bus: Publisher,
+        books: LocalBooks,
+        sequencer: Sequencer,
+        *,
+        depth: int,
+        stale_after_ns: int,
+        freshness: Freshness,
+    ) -> None:
+        self._bus = bus
+        self._books = books
+        self._sequencer = sequencer
+        self._depth = depth
+        self._stale_after_ns = stale_after_ns
+        self._freshness = freshness
+        self._last_top: dict[str, tuple[tuple[Level, ...], tuple[Level, ...]]] = {}
+
+    async def snapshot(self, symbol: str, cs: int, received_ts_ns: int) -> BookSnapshot:
+        """Publish the book just rebuilt from a 431 snapshot at change-set `cs`."""
+        sequence = self._sequencer.ws_snapshot(symbol, cs, received_ts_ns // _NS_PER_MS)
+        snapshot = self._build(symbol, sequence, received_ts_ns)
+        await self._send(snapshot)
+        return snapshot
+
+    async def diff(self, symbol: str, cs: int, received_ts_ns: int) -> BookSnapshot | None:
+        """Publish the book after change-set `cs` if its top levels moved; None if they did not."""
+        snapshot = self._build(symbol, self._sequencer.ws_diff(symbol, cs), received_ts_ns)
+        if self._last_top.get(symbol) == (snapshot.bids, snapshot.asks):
+            return None
+        await self._send(snapshot)
+        return snapshot
+
+    def _build(self, symbol: str, sequence: int, received_ts_ns: int) -> BookSnapshot:
+        book = self._books.book(symbol)
+        # The book is confirmed current by this frame, whether or not its top moved.
+        self._freshness.record(symbol, received_ts_ns)
+        # The feed has no exchange time; a diff batch is sent as it happens, so receipt stands in for it.
+        return snapshot_of(
+            symbol,
+            sequence=sequence,
+            bids=book.bids(self._depth),
+            asks=book.asks(self._depth),
+            depth=self._depth,
+            exchange_ts_ns=received_ts_ns,
+            received_ts_ns=received_ts_ns,
+            stale_after_ns=self._stale_after_ns,
+            source="ws",
+        )
+
+    async def _send(self, snapshot: BookSnapshot) -> None:
+        await self._bus.publish(subjects.book(snapshot.symbol), snapshot)
+        self._sequencer.commit(snapshot.symbol, snapshot.sequence)
+        self._last_top[snapshot.symbol] = (snapshot.bids, snapshot.asks)
+
+
 class TradePoller:
-    """Publishes a TradeTick for every public trade not published before."""
+    """Publishes a TradeTick for every public trade not published before, from polls or the feed."""
 
     def __init__(self, bus: Publisher, source: TradeSource, *, clock: Callable[[], int]) -> None:
         self._bus = bus
@@ -66,7 +135,10 @@ class TradePoller:
 
     async def poll(self, symbol: str) -> list[TradeTick]:
         """Fetch recent trades of `symbol` and publish the new ones, oldest first."""
-        trades = await self._source.recent_trades(symbol)
+        return await self.publish(symbol, await self._source.recent_trades(symbol))
+
+    async def publish(self, symbol: str, trades: Iterable[RawTrade]) -> list[TradeTick]:
+        """Publish the trades of `symbol` not published before, oldest first."""
         ticks = self.filter.new_ticks(symbol, trades, self._clock())
         for tick in ticks:
             await self._bus.publish(subjects.trade(symbol), tick)
