@@ -17,6 +17,7 @@ from aiohttp import web
 
 from btcbot.sim.app import create_app
 from btcbot.sim.config import Account, SimConfig, currencies_for, default_symbols
+from btcbot.sim.dataset import load_dataset
 
 log = logging.getLogger("btcbot.sim")
 
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-secret", default=os.environ.get("SIM_API_SECRET"), help="base64, like BTCTurk's")
     p.add_argument("--fund", default=DEFAULT_FUNDS, help="initial balances of the account")
     p.add_argument("--no-rate-limits", action="store_true", help="do not enforce BTCTurk's rate limits")
+    p.add_argument(
+        "--dataset",
+        metavar="PATH|builtin",
+        help="play back recorded trades and quotes (JSON lines) instead of the random walk on their pairs",
+    )
+    p.add_argument("--speed", type=float, default=1.0, help="playback pace: recorded time x this (default 1.0)")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -71,6 +78,13 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         accounts = (Account(args.api_key, args.api_secret, parse_funds(args.fund)),)
     if args.tick_interval <= 0:
         raise ValueError("--tick-interval must be positive")
+    if not args.speed > 0 or args.speed == float("inf"):
+        raise ValueError("--speed must be a positive number")
+    dataset = None
+    if args.dataset:
+        dataset = load_dataset(args.dataset)
+        if not set(dataset.pairs) & {s.name for s in symbols}:
+            raise ValueError(f"--dataset {args.dataset} has no records for {args.symbols} (it has {dataset.pairs})")
     return SimConfig(
         symbols=symbols,
         currencies=currencies_for(symbols),
@@ -78,6 +92,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         seed=args.seed,
         tick_interval=args.tick_interval,
         rate_limits_enabled=not args.no_rate_limits,
+        dataset=dataset,
+        playback_speed=args.speed,
     )
 
 
@@ -96,6 +112,13 @@ async def serve(config: SimConfig, host: str, port: int, port_file: Path | None)
     await site.start()
     bound = runner.addresses[0][1]
     log.info("listening on http://%s:%d (symbols %s)", host, bound, ",".join(s.name for s in config.symbols))
+    if config.dataset is not None:
+        log.info(
+            "playing %s for %s at %gx, looping",
+            config.dataset.source,
+            ",".join(p for p in config.dataset.pairs if config.symbol(p)),
+            config.playback_speed,
+        )
     if not config.accounts:
         log.warning("no account configured: private endpoints will answer 401")
     if port_file is not None:

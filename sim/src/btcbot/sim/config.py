@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from btcbot.sim.dataset import Dataset
+
 
 @dataclass(frozen=True)
 class SymbolRules:
@@ -230,6 +232,10 @@ class SimConfig:
     ws_snapshot_interval: float = 1.0
     # Start the background market task in create_app; tests drive the market by hand with False.
     run_market: bool = True
+    # A recorded dataset to play back (see dataset.py): its pairs follow the recording instead of the random
+    # walk, at `playback_speed` times the recorded pace, looping at the end.
+    dataset: Dataset | None = None
+    playback_speed: float = 1.0
 
     def symbol(self, name: str) -> SymbolRules | None:
         """Look a pair up by `BTCTRY` or `BTC_TRY` spelling, case-insensitively."""

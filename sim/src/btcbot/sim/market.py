@@ -1,11 +1,15 @@
-"""The simulated crowd: seeded random-walk traders quoting and hitting the book through the engine."""
+"""The simulated crowd: seeded traders quoting and hitting the book through the engine.
+
+On its own the crowd's fair price is a random walk; on pairs played back from a recorded dataset it is
+driven from outside (`follow`) and the recorded trades are sent through it (`replay_trade`).
+"""
 
 from __future__ import annotations
 
 import math
 import random
 from collections.abc import Iterable
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 
 from btcbot.sim.book import Side
 from btcbot.sim.config import Fees, MarketSettings, SymbolRules
@@ -19,6 +23,11 @@ _MIN_OFFSET = 0.00015
 _OFFSET_SCALE = 0.0025
 
 
+def _on_tick(price: Decimal, tick: Decimal) -> Decimal:
+    """The nearest price on the tick grid."""
+    return (price / tick).quantize(Decimal(1), ROUND_HALF_EVEN) * tick
+
+
 class Crowd:
     """Other market participants on every pair: they move a hidden mid and trade around it."""
 
@@ -28,6 +37,8 @@ class Crowd:
         symbols: Iterable[SymbolRules],
         settings: MarketSettings,
         rng: random.Random,
+        *,
+        driven: Iterable[str] = (),
     ) -> None:
         self._engine = engine
         self._symbols = list(symbols)
@@ -43,6 +54,10 @@ class Crowd:
         self._mid: dict[str, float] = {s.name: float(s.initial_price) for s in self._symbols}
         self._resting: dict[str, list[int]] = {s.name: [] for s in self._symbols}
         self._serial = 0
+        # Pairs whose mid comes from a recording: no random walk, no random takers.
+        self._driven = frozenset(driven)
+        # Half the recorded spread, where known: the innermost quotes sit about this far from the mid.
+        self._half_spread: dict[str, float] = {}
 
     def mid(self, pair: str) -> Decimal:
         """The crowd's current idea of fair price."""
@@ -53,6 +68,55 @@ class Crowd:
         if price <= 0:
             raise ValueError("mid must be positive")
         self._mid[pair] = float(price)
+
+    def follow(self, pair: str, mid: Decimal, spread: Decimal | None, now_ms: int) -> None:
+        """Move a driven pair to a recorded mid (and spread), pulling the crowd's quotes it leaves on the wrong side."""
+        self.set_mid(pair, mid)
+        rules = self._engine.symbols[pair]
+        if spread is None:
+            self._half_spread.pop(pair, None)
+        else:
+            # Never closer than a tick, or rounding could put a bid and an ask at the same price.
+            self._half_spread[pair] = max(float(spread) / 2, float(rules.tick_size))
+        for order_id in list(self._resting[pair]):
+            order = self._engine.order(order_id)
+            if order is None or not order.is_open:
+                self._resting[pair].remove(order_id)
+            elif (order.side == "buy" and order.price >= mid) or (order.side == "sell" and order.price <= mid):
+                self._cancel(pair, order_id, now_ms)
+
+    def replay_trade(self, pair: str, side: Side, price: Decimal, amount: Decimal, now_ms: int) -> None:
+        """Print a recorded trade: a taker of `side` for `amount`, up to `price`.
+
+        The crowd's quotes at or through the recorded price contradict the recording and are pulled first.
+        Other accounts' orders at or better than the price then fill first, at their own price (time
+        priority at equal price); the crowd supplies the rest at exactly the recorded price.
+        """
+        rules = self._engine.symbols[pair]
+        price = min(max(_on_tick(price, rules.tick_size), rules.min_price), rules.max_price)
+        step = Decimal(1).scaleb(-rules.numerator_scale)
+        amount = max(amount.quantize(step, ROUND_DOWN), step)
+        for order_id in list(self._resting[pair]):
+            order = self._engine.order(order_id)
+            if order is None or not order.is_open:
+                self._resting[pair].remove(order_id)
+            elif (order.side == "buy" and order.price >= price) or (order.side == "sell" and order.price <= price):
+                self._cancel(pair, order_id, now_ms)
+        sign = 1 if side == "buy" else -1
+        available = Decimal(0)
+        for level in self._engine.books[pair].opposite(side).levels():
+            if sign * (level.price - price) > 0 or available >= amount:
+                break
+            available += level.total
+        if available < amount:
+            passive: Side = "sell" if side == "buy" else "buy"
+            self._limit(rules, passive, price, amount - available, now_ms)
+        taker = self._engine.place(
+            OrderRequest(CROWD_ACCOUNT, self._client_id(), pair, side, "limit", amount, price), now_ms
+        )
+        if not isinstance(taker, Rejected) and taker.is_open:
+            # Immediate-or-cancel: a recorded taker never rests.
+            self._engine.cancel(CROWD_ACCOUNT, taker.order_id, now_ms)
 
     def seed(self, now_ms: int) -> None:
         """Fill empty books with a ladder of quotes on both sides."""
@@ -65,7 +129,9 @@ class Crowd:
         """One tick: move the mid, cancel stale quotes, add new ones, maybe send a market order."""
         for rules in self._symbols:
             pair = rules.name
-            self._mid[pair] *= math.exp(self._settings.volatility * self._rng.gauss(0.0, 1.0))
+            driven = pair in self._driven
+            if not driven:
+                self._mid[pair] *= math.exp(self._settings.volatility * self._rng.gauss(0.0, 1.0))
             self._resting[pair] = [i for i in self._resting[pair] if self._engine.order(i) is not None]
             self._cancel_stale(rules, now_ms)
             for _ in range(self._settings.cancels_per_tick):
@@ -80,7 +146,7 @@ class Crowd:
                     self._quote(rules, "buy" if side == "buy" else "sell", now_ms)
             for _ in range(self._settings.orders_per_tick):
                 self._quote(rules, "buy" if self._rng.random() < 0.5 else "sell", now_ms)
-            if self._rng.random() < self._settings.market_order_probability:
+            if not driven and self._rng.random() < self._settings.market_order_probability:
                 self._market(rules, now_ms)
 
     def _cancel(self, pair: str, order_id: int, now_ms: int) -> None:
@@ -116,14 +182,20 @@ class Crowd:
         mid = self._mid[rules.name]
         spread = abs(self._rng.gauss(0.0, 1.0))
         # Relative distance, but at least a few ticks so coarse-tick pairs still get distinct levels.
-        distance = mid * (_MIN_OFFSET + spread * _OFFSET_SCALE) + float(rules.tick_size) * (1 + spread * 8)
+        half_spread = self._half_spread.get(rules.name)
+        if half_spread is None:
+            distance = mid * (_MIN_OFFSET + spread * _OFFSET_SCALE) + float(rules.tick_size) * (1 + spread * 8)
+        else:
+            distance = half_spread + mid * spread * _OFFSET_SCALE + float(rules.tick_size) * spread * 8
         raw = mid - distance if side == "buy" else mid + distance
         price = (Decimal(repr(raw)) / rules.tick_size).quantize(Decimal(1), ROUND_DOWN) * rules.tick_size
         if price < rules.min_price or price > rules.max_price:
             return
+        self._limit(rules, side, price, self._size(rules), now_ms)
+
+    def _limit(self, rules: SymbolRules, side: Side, price: Decimal, amount: Decimal, now_ms: int) -> None:
         result = self._engine.place(
-            OrderRequest(CROWD_ACCOUNT, self._client_id(), rules.name, side, "limit", self._size(rules), price),
-            now_ms,
+            OrderRequest(CROWD_ACCOUNT, self._client_id(), rules.name, side, "limit", amount, price), now_ms
         )
         if not isinstance(result, Rejected) and result.is_open:
             self._resting[rules.name].append(result.order_id)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from btcbot.sim.config import KNOWN_CURRENCIES, Account, Currency, SimConfig, SymbolRules
 from btcbot.sim.engine import Event, MatchingEngine
 from btcbot.sim.market import Crowd
+from btcbot.sim.playback import Playback
 from btcbot.sim.ratelimit import RateLimiter
 
 Clock = Callable[[], int]
@@ -46,7 +47,20 @@ class SimState:
         self.accounts: dict[str, Account] = {}
         for account in config.accounts:
             self.add_account(account)
-        self.crowd = Crowd(self.engine, config.symbols, config.market, random.Random(config.seed))
+        playback = None
+        if config.dataset is not None:
+            playback = Playback(config.dataset, config.symbols, now, config.playback_speed)
+        self.playback = playback
+        self.crowd = Crowd(
+            self.engine,
+            config.symbols,
+            config.market,
+            random.Random(config.seed),
+            driven=playback.pairs if playback is not None else (),
+        )
+        if playback is not None:
+            for pair in playback.pairs:
+                self.crowd.set_mid(pair, playback.first_mid(pair))
         self.crowd.seed(now)
         self.engine.drain_events()
         self.limiter = RateLimiter()
@@ -95,8 +109,11 @@ class SimState:
                 listener(events)
 
     def tick(self) -> None:
-        """Let the crowd trade once."""
-        self.crowd.step(self.now_ms())
+        """Play the recorded records now due, if any, then let the crowd trade once."""
+        now = self.now_ms()
+        if self.playback is not None:
+            self.playback.step(self.crowd, now)
+        self.crowd.step(now)
         self.publish()
 
 
