@@ -1,17 +1,20 @@
-"""Ledger wiring: migrate, open the store, seed opening balances, register consumers and the revaluation loop."""
+"""Ledger wiring: migrate, open the store, seed opening balances, consume (batched), revalue and reconcile."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from btcbot.contracts import streams
 from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import BookSnapshot, OrderAccepted, OrderCanceled, OrderFilled, OrderRejected
+from btcbot.ledger.exchange import ExchangeAccount
 from btcbot.ledger.handlers import ExecutionEvent, Ledger
 from btcbot.ledger.migrations import migrate
 from btcbot.ledger.settings import LedgerSettings
-from btcbot.ledger.store import Store
+from btcbot.ledger.store import FillResult, Incoming, Store
+from btcbot.ledger.tasks import Batcher, Reconciler, run_batched, sleep_or_stop
+from btcbot.runtime.consumer import Consumer
+from btcbot.runtime.jetstream import provision
 from btcbot.runtime.service import Service
 
 _UNHEALTHY_PING_INTERVAL = 2.0
@@ -33,6 +36,8 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
     if await store.seed_balances(settings.opening_balances, svc.now_ns()):
         seeded = {asset: str(amount) for asset, amount in settings.opening_balances.items()}
         svc.log.info("ledger.opening_balances_seeded", balances=seeded)
+    if await store.configure_day_offset(settings.day_offset_minutes, svc.now_ns()):
+        svc.log.info("ledger.daily_pnl_rebuilt", day_utc_offset=settings.day_utc_offset)
 
     ledger = Ledger(
         store=store,
@@ -42,8 +47,21 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
         now_ns=svc.now_ns,
         log=svc.log,
     )
+    batcher: Batcher[Incoming, FillResult] = Batcher(ledger.apply, settings.batch_max, settings.batch_linger)
+    ledger.batcher = batcher
+    svc.on_close(batcher.close)
+
+    # Execution events: our own fetch loop runs the kit's per-message processing concurrently (see tasks.py),
+    # so the durable is provisioned here rather than through svc.consume.
     execution: Codec[ExecutionEvent] = Codec(OrderAccepted | OrderRejected | OrderCanceled | OrderFilled)
-    svc.consume(streams.LEDGER_EXECUTION, execution, ledger.on_execution)
+    spec = streams.LEDGER_EXECUTION.for_instance(settings.instance)
+    await provision(svc.js, streams.ALL_STREAMS, [spec])
+    consumer = Consumer(svc.name, svc.js, svc.bus, spec, execution, ledger.on_execution, svc.now_ns)
+
+    async def ingest_loop(stop: asyncio.Event) -> None:
+        await run_batched(consumer, svc.js, stop, settings.batch_max)
+
+    svc.task(f"consumer:{spec.durable}", ingest_loop)
     svc.consume(streams.LEDGER_MARKS, Codec(BookSnapshot), ledger.on_book)
     svc.readiness("postgres", lambda: store.healthy)
 
@@ -53,8 +71,60 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
                 await store.ping()
             if store.healthy:
                 await ledger.revalue()
-            interval = settings.revalue_interval if store.healthy else _UNHEALTHY_PING_INTERVAL
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            await sleep_or_stop(stop, settings.revalue_interval if store.healthy else _UNHEALTHY_PING_INTERVAL)
 
     svc.task("revalue", revalue_loop)
+
+    _setup_reconciliation(svc, settings, store)
+
+
+def _setup_reconciliation(svc: Service, settings: LedgerSettings, store: Store) -> None:
+    """Reconcile with the exchange every interval, and once more at shutdown."""
+    if not settings.reconciles:
+        svc.log.warning("ledger.reconciliation_off", reason="no BTCTURK_API_KEY/SECRET or LEDGER_RECONCILE_INTERVAL=0")
+        return
+    key, secret = settings.btcturk_api_key, settings.btcturk_api_secret
+    assert key is not None
+    assert secret is not None
+    account = ExchangeAccount.connect(
+        settings.btcturk_base_url,
+        key,
+        secret.get_secret_value(),
+        settings.btcturk_timeout,
+    )
+    svc.on_close(account.close)
+    reconciler = Reconciler(
+        store,
+        account,
+        settings.symbols,
+        now_ns=svc.now_ns,
+        lookback=settings.reconcile_lookback,
+        grace=settings.reconcile_grace,
+        tolerance=settings.reconcile_tolerance,
+    )
+
+    async def reconcile_loop(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await sleep_or_stop(stop, settings.reconcile_interval)
+            if stop.is_set():
+                break
+            try:
+                await reconciler.round()
+            except Exception:
+                # Reconciliation watches the books; a fault in it must not stop the booking itself.
+                svc.log.exception("ledger.reconcile_failed")
+
+    svc.task("reconcile", reconcile_loop)
+
+    async def final_round() -> None:
+        # Runs after ingestion stopped (close hooks follow the tasks) and before the pools close (hooks run
+        # newest first): the books as they were left, against the exchange, recorded for `btcbot report`.
+        try:
+            outcome = await asyncio.wait_for(reconciler.round(final=True), settings.db_timeout * 2)
+        except TimeoutError:
+            svc.log.warning("ledger.final_reconcile_timeout")
+            return
+        if outcome is not None:
+            svc.log.info("ledger.final_reconcile", status=outcome[0], mismatches=len(outcome[1]))
+
+    svc.on_close(final_round)

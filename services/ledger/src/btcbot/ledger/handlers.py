@@ -13,19 +13,18 @@ dead-lettering would lose a real trade from the books.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
 from btcbot.contracts import subjects
 from btcbot.contracts.messages import (
     BookSnapshot,
-    OrderAccepted,
-    OrderCanceled,
     OrderFilled,
-    OrderRejected,
     PortfolioSnapshot,
 )
+from btcbot.ledger.metrics import ledger_instruments
 from btcbot.ledger.portfolio import (
     Mark,
     build_snapshot,
@@ -34,12 +33,13 @@ from btcbot.ledger.portfolio import (
     marks_snapshot_id,
     newer,
 )
-from btcbot.ledger.positions import check_fill, fill_from_event, value
-from btcbot.ledger.store import Origin, Store, StoreUnavailable
+from btcbot.ledger.positions import check_fill, fee_rate_from_marks, fill_from_event, needs_fee_rate, value
+from btcbot.ledger.store import ExecutionEvent, FeeRate, FillResult, Incoming, Origin, Store, StoreUnavailable
+from btcbot.ledger.tasks import Batcher
 from btcbot.runtime.bus import Delivery, Publisher
 from btcbot.runtime.errors import DependencyUnavailable, Poison
 
-ExecutionEvent = OrderAccepted | OrderRejected | OrderCanceled | OrderFilled
+__all__ = ["ExecutionEvent", "Ledger", "Log"]
 
 
 class Log(Protocol):
@@ -69,32 +69,68 @@ class Ledger:
     # The books behind the last snapshot published; a difference means a revaluation is due.
     published_marks: frozenset[tuple[str, str]] | None = None
     dirty: bool = True
+    # When set, execution events are applied many per transaction (see tasks.Batcher).
+    batcher: Batcher[Incoming, FillResult] | None = None
 
     async def on_execution(self, event: ExecutionEvent, delivery: Delivery) -> None:
-        """Apply one execution event exactly once; publish a snapshot when it moved the books."""
+        """Apply one execution event exactly once (alone, or in the batcher's next transaction)."""
+        item = self.incoming(event, delivery)
+        if self.batcher is not None:
+            await self.batcher.submit(item)
+        else:
+            await self.apply([item])
+
+    def incoming(self, event: ExecutionEvent, delivery: Delivery) -> Incoming:
+        """Check a fill can be booked and take the mark for a third-asset fee now, at fill time."""
         origin = Origin(delivery.subject, delivery.stream, delivery.sequence)
-        if isinstance(event, OrderFilled):
-            try:
-                check_fill(fill_from_event(event))
-            except ValueError as exc:
-                # Unbookable as sent (unknown quote asset, zero quantity ...): retrying cannot help.
-                raise Poison(f"invalid fill {event.id}: {exc}") from exc
+        if not isinstance(event, OrderFilled):
+            return Incoming(event, origin)
         try:
-            if isinstance(event, OrderFilled):
-                result = await self.store.apply_fill(event, origin, self.now_ns())
+            fill = fill_from_event(event)
+            check_fill(fill)
+        except ValueError as exc:
+            # Unbookable as sent (unknown quote asset, zero quantity ...): retrying cannot help.
+            raise Poison(f"invalid fill {event.id}: {exc}") from exc
+        rate: FeeRate | None = None
+        if needs_fee_rate(fill):
+            found = fee_rate_from_marks(fill.fee_asset, fill.quote_asset, {s: m.mid for s, m in self.marks.items()})
+            if found is None:
+                self.log.warning(
+                    "ledger.fee_unpriced", message_id=event.id, fee_asset=fill.fee_asset, quote=fill.quote_asset
+                )
             else:
-                applied = await self.store.apply_order_event(event, origin, self.now_ns())
-                if not applied:
-                    self.log.info("ledger.duplicate", message_id=event.id)
-                return
+                rate = (found[0], self.marks[found[1]].book_id)
+        return Incoming(event, origin, rate)
+
+    async def apply(self, items: Sequence[Incoming]) -> list[FillResult]:
+        """Apply items in one transaction, report what happened, then publish one snapshot if anything moved."""
+        try:
+            results = await self.store.apply_batch(items, self.now_ns())
         except StoreUnavailable as exc:
             raise DependencyUnavailable(str(exc)) from exc
-        if result.unknown_order and result.changed:
+        ledger_instruments().batch_size.record(len(items))
+        last_change = ""
+        for item, result in zip(items, results, strict=True):
+            self._report(item.event, result)
+            if result.changed and isinstance(item.event, OrderFilled):  # order events do not move money
+                last_change = item.event.id
+        if last_change:
+            await self.publish_snapshot(change_snapshot_id(self.account, last_change), cause=last_change)
+        return results
+
+    def _report(self, event: ExecutionEvent, result: FillResult) -> None:
+        if not result.changed:
+            self.log.info("ledger.duplicate", message_id=event.id, status=result.status)
+            return
+        if not isinstance(event, OrderFilled):
+            return
+        if result.unknown_order:
             self.log.warning(
                 "ledger.fill_for_unknown_order", message_id=event.id, client_order_id=event.client_order_id
             )
         if result.oversell is not None and result.status == "halted":
             # An alert: the books disagree with the exchange until the missing fills arrive.
+            ledger_instruments().integrity_alerts.add(1, {"kind": "oversell", "symbol": event.symbol})
             self.log.error(
                 "ledger.oversell",
                 alert=True,
@@ -106,16 +142,16 @@ class Ledger:
             )
         if result.resumed:
             self.log.warning("ledger.position_resumed", symbol=event.symbol, message_id=event.id)
-        if not result.changed:
-            self.log.info("ledger.duplicate", message_id=event.id, status=result.status)
-            return
-        await self.publish_snapshot(change_snapshot_id(self.account, event.id), cause=event.id)
 
     async def on_book(self, book: BookSnapshot, delivery: Delivery) -> None:
         """Keep the latest mid per symbol (in memory; a restart waits for the next book)."""
         mark = mark_of(book)
         if mark is not None and newer(self.marks.get(book.symbol), mark):
             self.marks[book.symbol] = mark
+
+    def mids(self) -> dict[str, Decimal]:
+        """The latest mid per symbol."""
+        return {symbol: mark.mid for symbol, mark in self.marks.items()}
 
     def _marks_key(self) -> frozenset[tuple[str, str]]:
         return frozenset((symbol, mark.book_id) for symbol, mark in self.marks.items())
@@ -133,7 +169,7 @@ class Ledger:
             state = await self.store.state()
             valuation = value(state.positions, state.balances, {s: m.mid for s, m in marks.items()}, self.quote_asset)
             if valuation.complete:
-                peak, drawdown = await self.store.record_equity(valuation.equity, cause, now)
+                peak, drawdown = await self.store.record_equity(valuation.equity, cause, now, marks=valuation.marks)
             else:
                 # Without a price for every asset, equity is partial: do not let it move peak or drawdown.
                 self.log.warning("ledger.unpriced_assets", assets=list(valuation.unpriced))

@@ -11,8 +11,11 @@ Conventions:
 - A fee in the quote asset is part of the cost basis of a buy and reduces the proceeds of a sell, so
   realized PnL is net of every fee of the closed quantity.
 - A fee in the base asset reduces the quantity received on a buy (or adds to what a sell delivers) and is
-  valued at the fill price. A fee in any other asset is debited from that balance but has no quote value
-  here (it shows in balances, not in PnL).
+  valued at the fill price. A fee in any other asset is debited from that balance and valued at the mark
+  of that asset in the quote at fill time (`Fill.fee_rate`, recorded with the fill so a replay uses the same
+  rate); it then counts like a quote fee in cost and PnL. Without a mark it has no quote value (and the
+  store flags it), rather than a guessed one.
+- Daily PnL days run from midnight at a configurable UTC offset (`day_of`).
 - A sell of more than the position holds is an integrity error (`Oversell`), never capped.
 """
 
@@ -76,6 +79,8 @@ class Fill:
     ts_ns: int
     base_asset: str
     quote_asset: str
+    # Quote units per unit of a third fee asset, taken from the mark at fill time; None when unknown.
+    fee_rate: Decimal | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -108,20 +113,44 @@ class Fill:
         return self.charge if self.fee_asset == self.quote_asset else ZERO
 
     @property
-    def fee_value(self) -> Decimal:
-        """The charge valued in the quote asset (zero when paid in a third asset)."""
-        return self.quote_charge + self.base_charge * self.price
+    def third_charge(self) -> Decimal:
+        """The part of the charge paid in an asset that is neither base nor quote."""
+        return self.charge if self.fee_asset not in (self.base_asset, self.quote_asset) else ZERO
 
     @property
-    def day(self) -> date:
-        """UTC day of the trade, for daily PnL."""
-        return day_of(self.ts_ns)
+    def third_charge_value(self) -> Decimal:
+        """The third-asset charge in the quote asset at the recorded rate (zero without a rate)."""
+        if not self.third_charge or self.fee_rate is None:
+            return ZERO
+        return self.third_charge * self.fee_rate
+
+    @property
+    def cost_charge(self) -> Decimal:
+        """Charges that add to a buy's cost or reduce a sell's proceeds, in the quote asset."""
+        return self.quote_charge + self.third_charge_value
+
+    @property
+    def fee_value(self) -> Decimal:
+        """The whole charge valued in the quote asset (a third asset without a rate counts zero)."""
+        return self.cost_charge + self.base_charge * self.price
+
+    @property
+    def rate_used(self) -> Decimal | None:
+        """Quote units per unit of the fee asset this fill's fee was valued at; None if it could not be."""
+        if self.fee_asset == self.quote_asset:
+            return Decimal(1)
+        if self.fee_asset == self.base_asset:
+            return self.price
+        return self.fee_rate
 
 
-def fill_from_event(event: OrderFilled, quotes: Iterable[str] = KNOWN_QUOTES) -> Fill:
+def fill_from_event(
+    event: OrderFilled, quotes: Iterable[str] = KNOWN_QUOTES, *, fee_rate: Decimal | None = None
+) -> Fill:
     """The accounting view of an OrderFilled; the assets come from the symbol when the event omits them.
 
-    The exchange time orders fills; an event without one falls back to its own creation time.
+    The exchange time orders fills; an event without one falls back to its own creation time. `fee_rate`
+    values a fee paid in a third asset (see `fee_rate_from_marks`).
     """
     base, quote = event.base_asset, event.quote_asset
     if not base or not quote:
@@ -138,7 +167,28 @@ def fill_from_event(event: OrderFilled, quotes: Iterable[str] = KNOWN_QUOTES) ->
         ts_ns=event.exchange_ts_ns or event.ts_ns,
         base_asset=base,
         quote_asset=quote,
+        fee_rate=fee_rate,
     )
+
+
+def needs_fee_rate(fill: Fill) -> bool:
+    """True when the fee is paid in an asset that is neither the base nor the quote of the fill."""
+    return fill.fee_asset not in (fill.base_asset, fill.quote_asset) and fill.charge > 0
+
+
+def fee_rate_from_marks(fee_asset: str, quote_asset: str, mids: Mapping[str, Decimal]) -> tuple[Decimal, str] | None:
+    """Quote units per unit of `fee_asset` from book mids, and the symbol used; None without a usable mark.
+
+    The direct pair (fee asset priced in the quote) is preferred; the inverse pair is used when only it
+    trades.
+    """
+    direct = mids.get(fee_asset + quote_asset)
+    if direct is not None and direct > 0:
+        return direct, fee_asset + quote_asset
+    inverse = mids.get(quote_asset + fee_asset)
+    if inverse is not None and inverse > 0:
+        return Decimal(1) / inverse, quote_asset + fee_asset
+    return None
 
 
 def check_fill(fill: Fill) -> None:
@@ -153,9 +203,23 @@ def check_fill(fill: Fill) -> None:
         raise ValueError("fill without an exchange trade id")
 
 
-def day_of(ts_ns: int) -> date:
-    """UTC calendar day of a nanosecond timestamp."""
-    return datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=UTC).date()
+def day_of(ts_ns: int, offset_minutes: int = 0) -> date:
+    """Trading day of a nanosecond timestamp: days run from midnight at UTC+`offset_minutes`."""
+    return datetime.fromtimestamp(ts_ns // 1_000_000_000 + offset_minutes * 60, tz=UTC).date()
+
+
+def parse_utc_offset(text: str) -> int:
+    """Minutes east of UTC from "+03:00", "-05:30", "+3" or "0"; raises ValueError outside -14:00..+14:00."""
+    raw = text.strip()
+    sign = -1 if raw.startswith("-") else 1
+    body = raw.lstrip("+-")
+    hours, _, minutes = body.partition(":")
+    if not hours.isdigit() or (minutes and not minutes.isdigit()):
+        raise ValueError(f"expected a UTC offset such as +03:00, got {text!r}")
+    total = sign * (int(hours) * 60 + int(minutes or 0))
+    if abs(total) > 14 * 60 or int(minutes or 0) >= 60:
+        raise ValueError(f"UTC offset out of range: {text!r}")
+    return total
 
 
 @dataclass(frozen=True)
@@ -203,7 +267,7 @@ def apply_fill(position: PositionState, fill: Fill) -> FillOutcome:
         bought = replace(
             position,
             quantity=position.quantity + fill.quantity - fill.base_charge,
-            cost=position.cost + fill.notional + fill.quote_charge,
+            cost=position.cost + fill.notional + fill.cost_charge,
             fees=fees,
             fills=count,
             last_key=last_key,
@@ -215,7 +279,7 @@ def apply_fill(position: PositionState, fill: Fill) -> FillOutcome:
     remaining = position.quantity - delivered
     # A full close takes the whole cost basis, so a flat position carries no rounding residue.
     released = position.cost if remaining == 0 else position.cost * delivered / position.quantity
-    realized = fill.notional - fill.quote_charge - released
+    realized = fill.notional - fill.cost_charge - released
     sold = replace(
         position,
         quantity=remaining,
@@ -243,9 +307,9 @@ class Replay:
     positions: dict[str, PositionState]
     outcomes: tuple[FillOutcome, ...]
 
-    def daily(self) -> dict[tuple[date, str], tuple[Decimal, Decimal]]:
-        """Realized PnL and fees per (UTC day, symbol)."""
-        return daily_pnl(self.outcomes)
+    def daily(self, offset_minutes: int = 0) -> dict[tuple[date, str], tuple[Decimal, Decimal]]:
+        """Realized PnL and fees per (trading day, symbol)."""
+        return daily_pnl(self.outcomes, offset_minutes)
 
 
 def replay(fills: Iterable[Fill]) -> Replay:
@@ -259,11 +323,13 @@ def replay(fills: Iterable[Fill]) -> Replay:
     return Replay(positions, tuple(outcomes))
 
 
-def daily_pnl(outcomes: Iterable[FillOutcome]) -> dict[tuple[date, str], tuple[Decimal, Decimal]]:
-    """Sum realized PnL and fees per (UTC day, symbol)."""
+def daily_pnl(
+    outcomes: Iterable[FillOutcome], offset_minutes: int = 0
+) -> dict[tuple[date, str], tuple[Decimal, Decimal]]:
+    """Sum realized PnL and fees per (trading day, symbol); days start at midnight UTC+`offset_minutes`."""
     totals: dict[tuple[date, str], tuple[Decimal, Decimal]] = {}
     for outcome in outcomes:
-        key = (outcome.fill.day, outcome.fill.symbol)
+        key = (day_of(outcome.fill.ts_ns, offset_minutes), outcome.fill.symbol)
         realized, fees = totals.get(key, (ZERO, ZERO))
         totals[key] = (realized + outcome.realized, fees + outcome.fee_value)
     return totals

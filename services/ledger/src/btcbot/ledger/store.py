@@ -19,10 +19,10 @@ neither a Poison nor a Retry.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -44,11 +44,14 @@ from btcbot.ledger.positions import (
     replay,
     trade_sort_key,
 )
+from btcbot.ledger.reconcile import Comparison, Difference, TradeView
 
 # Serializes equity snapshot writes, so the running peak is computed from the latest row.
 _EQUITY_LOCK_KEY = 0x6274636571747920  # 'btceqty '
 # Serializes the one-time seeding of opening balances across replicas.
 _SEED_LOCK_KEY = 0x6274637365656420  # 'btcseed '
+# Serializes changes of the stored configuration (the trading-day offset) across replicas.
+_CONFIG_LOCK_KEY = 0x627463636F6E6667  # 'btcconfg'
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable, and TimeoutError
@@ -60,6 +63,9 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 OrderEvent = OrderAccepted | OrderRejected | OrderCanceled
+ExecutionEvent = OrderAccepted | OrderRejected | OrderCanceled | OrderFilled
+# Quote units per unit of a third fee asset, and where the rate came from (the book id of the mark).
+FeeRate = tuple[Decimal, str]
 
 
 class StoreUnavailable(Exception):  # noqa: N818  (reads as a state: "the store is unavailable")
@@ -75,12 +81,21 @@ class Origin:
     sequence: int = 0
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """One execution event to apply, where it came from, and the fee rate taken from the marks at arrival."""
+
+    event: ExecutionEvent
+    origin: Origin
+    fee_rate: FeeRate | None = None
+
+
 FillStatus = Literal["applied", "duplicate", "duplicate_trade", "halted"]
 
 
 @dataclass(frozen=True)
 class FillResult:
-    """What applying one OrderFilled did."""
+    """What applying one execution event did (order events are only ever applied or duplicate)."""
 
     status: FillStatus
     unknown_order: bool = False
@@ -127,6 +142,11 @@ def _position(row: Mapping[str, Any]) -> PositionState:
     )
 
 
+def _filled(event: ExecutionEvent) -> OrderFilled:
+    assert isinstance(event, OrderFilled)
+    return event
+
+
 def _fill(row: Mapping[str, Any]) -> Fill:
     return Fill(
         symbol=row["symbol"],
@@ -140,6 +160,7 @@ def _fill(row: Mapping[str, Any]) -> Fill:
         ts_ns=row["ts_ns"],
         base_asset=row["base_asset"],
         quote_asset=row["quote_asset"],
+        fee_rate=row["fee_rate"],
     )
 
 
@@ -149,6 +170,8 @@ class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self.healthy = True
+        # Daily PnL days start at midnight UTC+offset; set from settings by configure_day_offset.
+        self.day_offset_minutes = 0
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 4, timeout: float = 5.0) -> Store:
@@ -200,18 +223,6 @@ class Store:
             )
             return True
 
-    async def _claim(self, conn: asyncpg.Connection, message_id: str, origin: Origin, now: datetime) -> bool:
-        claimed = await conn.fetchval(
-            "INSERT INTO applied_messages (message_id, subject, stream, stream_seq, applied_at)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id) DO NOTHING RETURNING true",
-            message_id,
-            origin.subject,
-            origin.stream,
-            origin.sequence,
-            now,
-        )
-        return bool(claimed)
-
     async def _record_event(
         self, conn: asyncpg.Connection, event: OrderEvent | OrderFilled, kind: str, now: datetime
     ) -> None:
@@ -225,7 +236,229 @@ class Store:
             now,
         )
 
-    async def _refresh_order(self, conn: asyncpg.Connection, client_order_id: str, now: datetime) -> None:
+    async def _order_event(self, conn: asyncpg.Connection, event: OrderEvent, now: datetime) -> None:
+        if isinstance(event, OrderAccepted):
+            await self._record_event(conn, event, "accepted", now)
+            await conn.execute(
+                """
+                INSERT INTO orders (client_order_id, exchange_order_id, symbol, side, type, price, quantity,
+                                    status, strategy, intent_id, created_at, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, 'accepted', $8, $9, $10, $10)
+                ON CONFLICT (client_order_id) DO UPDATE SET
+                    exchange_order_id = coalesce(orders.exchange_order_id, EXCLUDED.exchange_order_id),
+                    side = coalesce(orders.side, EXCLUDED.side),
+                    type = coalesce(orders.type, EXCLUDED.type),
+                    price = coalesce(orders.price, EXCLUDED.price),
+                    quantity = coalesce(orders.quantity, EXCLUDED.quantity),
+                    strategy = coalesce(orders.strategy, EXCLUDED.strategy),
+                    intent_id = coalesce(orders.intent_id, EXCLUDED.intent_id),
+                    updated_at = EXCLUDED.updated_at
+                """,
+                event.client_order_id,
+                event.exchange_order_id,
+                event.symbol,
+                event.side,
+                event.order_type,
+                event.price,
+                event.quantity,
+                event.strategy,
+                event.intent_id,
+                now,
+            )
+            # Fills that arrived before their order are no longer unknown.
+            await conn.execute(
+                "UPDATE fills SET flagged_unknown_order = false WHERE client_order_id = $1 AND flagged_unknown_order",
+                event.client_order_id,
+            )
+        elif isinstance(event, OrderRejected):
+            await self._record_event(conn, event, "rejected", now)
+            await conn.execute(
+                """
+                INSERT INTO orders (client_order_id, symbol, status, strategy, intent_id, reason,
+                                    created_at, updated_at)
+                VALUES ($1, $2, 'rejected', $3, $4, $5, $6, $6)
+                ON CONFLICT (client_order_id) DO UPDATE SET
+                    status = 'rejected', reason = EXCLUDED.reason, updated_at = EXCLUDED.updated_at
+                """,
+                event.client_order_id,
+                event.symbol,
+                event.strategy,
+                event.intent_id,
+                f"{event.reason}: {event.detail}" if event.detail else event.reason,
+                now,
+            )
+        else:
+            await self._record_event(conn, event, "canceled", now)
+            await conn.execute(
+                """
+                INSERT INTO orders (client_order_id, exchange_order_id, symbol, status, reason,
+                                    created_at, updated_at)
+                VALUES ($1, $2, $3, 'canceled', $4, $5, $5)
+                ON CONFLICT (client_order_id) DO UPDATE SET
+                    status = CASE WHEN orders.status = 'filled' THEN orders.status ELSE 'canceled' END,
+                    exchange_order_id = coalesce(orders.exchange_order_id, EXCLUDED.exchange_order_id),
+                    reason = EXCLUDED.reason,
+                    updated_at = EXCLUDED.updated_at
+                """,
+                event.client_order_id,
+                event.exchange_order_id,
+                event.symbol,
+                event.reason,
+                now,
+            )
+        await self._refresh_orders(conn, [event.client_order_id], now)
+
+    async def apply_order_event(self, event: OrderEvent, origin: Origin, now_ns: int) -> bool:
+        """Record an accepted, rejected or canceled order; False if the message was already applied."""
+        (result,) = await self.apply_batch([Incoming(event, origin)], now_ns)
+        return result.status == "applied"
+
+    async def apply_fill(
+        self, event: OrderFilled, origin: Origin, now_ns: int, *, fee_rate: FeeRate | None = None
+    ) -> FillResult:
+        """Record a fill and move the order, balances, position and daily PnL, all in one transaction."""
+        (result,) = await self.apply_batch([Incoming(event, origin, fee_rate)], now_ns)
+        return result
+
+    async def apply_batch(self, items: Sequence[Incoming], now_ns: int) -> list[FillResult]:
+        """Apply many execution events in ONE transaction; one result per item, in the same order.
+
+        Each message still counts once: its id is claimed in `applied_messages` inside the transaction that
+        carries its effects, so a batch commits all of its messages or none. Order events go first (a fill
+        whose order is accepted in the same batch is not unknown); fills are folded per symbol in canonical
+        order, so a batch ends in the same state as the same messages applied one by one.
+        """
+        now = _ts(now_ns)
+        results: list[FillResult | None] = [None] * len(items)
+        first: dict[str, int] = {}
+        for index, item in enumerate(items):
+            if item.event.id in first:
+                results[index] = FillResult("duplicate")
+            else:
+                first[item.event.id] = index
+        async with self._tx() as conn:
+            claimed = await self._claim_many(conn, [items[i] for i in first.values()], now)
+            fills: list[tuple[int, Incoming]] = []
+            for message_id, index in first.items():
+                item = items[index]
+                if message_id not in claimed:
+                    results[index] = FillResult("duplicate")
+                elif isinstance(item.event, OrderFilled):
+                    fills.append((index, item))
+                else:
+                    await self._order_event(conn, item.event, now)
+                    results[index] = FillResult("applied")
+            if fills:
+                for index, result in (await self._apply_fills(conn, fills, now)).items():
+                    results[index] = result
+        return [r if r is not None else FillResult("duplicate") for r in results]
+
+    async def _claim_many(self, conn: asyncpg.Connection, items: Sequence[Incoming], now: datetime) -> set[str]:
+        # Sorted, so two replicas claiming overlapping batches take the unique-index locks in one order.
+        ordered = sorted(items, key=lambda i: i.event.id)
+        rows = await conn.fetch(
+            "INSERT INTO applied_messages (message_id, subject, stream, stream_seq, applied_at)"
+            " SELECT m, s, st, q, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(m, s, st, q)"
+            " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+            [i.event.id for i in ordered],
+            [i.origin.subject for i in ordered],
+            [i.origin.stream for i in ordered],
+            [i.origin.sequence for i in ordered],
+            now,
+        )
+        return {r["message_id"] for r in rows}
+
+    async def _apply_fills(
+        self, conn: asyncpg.Connection, batch: list[tuple[int, Incoming]], now: datetime
+    ) -> dict[int, FillResult]:
+        events = [(index, item, _filled(item.event)) for index, item in batch]
+        await conn.executemany(
+            "INSERT INTO order_events (message_id, client_order_id, type, payload, ts)"
+            " VALUES ($1, $2, 'filled', $3, $4) ON CONFLICT (message_id) DO NOTHING",
+            [(e.id, e.client_order_id, msgspec.json.encode(e).decode(), now) for _, _, e in events],
+        )
+        orders = sorted({e.client_order_id for _, _, e in events})
+        known_rows = await conn.fetch(
+            "SELECT client_order_id FROM orders WHERE client_order_id = ANY($1::text[])"
+            " ORDER BY client_order_id FOR UPDATE",
+            orders,
+        )
+        known = {r["client_order_id"] for r in known_rows}
+        parsed = [
+            (index, event, fill_from_event(event, fee_rate=item.fee_rate[0] if item.fee_rate else None), item)
+            for index, item, event in events
+        ]
+        inserted_rows = await conn.fetch(
+            """
+            INSERT INTO fills (symbol, trade_id, message_id, client_order_id, exchange_order_id, strategy, side,
+                               price, quantity, fee, fee_asset, tax, base_asset, quote_asset, ts_ns, ts,
+                               flagged_unknown_order, recorded_at, fee_rate, fee_rate_source)
+            SELECT sy, tr, mi, co, eo, st, si, pr, qu, fe, fa, ta, ba, qa, tn, ts, fl, $18::timestamptz, r, rs
+            FROM unnest(
+                $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                $8::numeric[], $9::numeric[], $10::numeric[], $11::text[], $12::numeric[], $13::text[], $14::text[],
+                $15::bigint[], $16::timestamptz[], $17::boolean[], $19::numeric[], $20::text[]
+            ) AS u(sy, tr, mi, co, eo, st, si, pr, qu, fe, fa, ta, ba, qa, tn, ts, fl, r, rs)
+            ON CONFLICT (symbol, trade_id) DO NOTHING
+            RETURNING message_id
+            """,
+            [f.symbol for _, _, f, _ in parsed],
+            [f.trade_id for _, _, f, _ in parsed],
+            [e.id for _, e, _, _ in parsed],
+            [e.client_order_id for _, e, _, _ in parsed],
+            [e.exchange_order_id for _, e, _, _ in parsed],
+            [e.strategy for _, e, _, _ in parsed],
+            [f.side for _, _, f, _ in parsed],
+            [f.price for _, _, f, _ in parsed],
+            [f.quantity for _, _, f, _ in parsed],
+            [f.fee for _, _, f, _ in parsed],
+            [f.fee_asset for _, _, f, _ in parsed],
+            [f.tax for _, _, f, _ in parsed],
+            [f.base_asset for _, _, f, _ in parsed],
+            [f.quote_asset for _, _, f, _ in parsed],
+            [f.ts_ns for _, _, f, _ in parsed],
+            [_ts(f.ts_ns) for _, _, f, _ in parsed],
+            [e.client_order_id not in known for _, e, _, _ in parsed],
+            now,
+            [f.fee_rate for _, _, f, _ in parsed],
+            [i.fee_rate[1] if i.fee_rate else None for _, _, _, i in parsed],
+        )
+        inserted = {r["message_id"] for r in inserted_rows}
+        results: dict[int, FillResult] = {}
+        new_fills: list[tuple[int, str, Fill]] = []
+        for index, event, fill, _ in parsed:
+            if event.id in inserted:
+                new_fills.append((index, event.id, fill))
+            else:
+                results[index] = FillResult("duplicate_trade")
+        if not new_fills:
+            return results
+        touched = sorted({e.client_order_id for _, e, _, _ in parsed if e.id in inserted} & known)
+        if touched:
+            await self._refresh_orders(conn, touched, now)
+        by_symbol: dict[str, list[tuple[int, str, Fill]]] = {}
+        for entry in new_fills:
+            by_symbol.setdefault(entry[2].symbol, []).append(entry)
+        for symbol in sorted(by_symbol):
+            results.update(await self._move_position(conn, symbol, by_symbol[symbol], now))
+        # Balances are the exchange's facts: they move even while a position is halted. Summed per asset and
+        # written in sorted order, so concurrent transactions lock balance rows in one order (no deadlock).
+        totals: dict[str, Decimal] = {}
+        for _, _, fill in new_fills:
+            for asset, delta in balance_deltas(fill).items():
+                totals[asset] = totals.get(asset, ZERO) + delta
+        await conn.executemany(
+            "INSERT INTO balances (asset, total, updated) VALUES ($1, $2, $3)"
+            " ON CONFLICT (asset) DO UPDATE SET total = balances.total + EXCLUDED.total,"
+            " updated = EXCLUDED.updated",
+            [(asset, totals[asset], now) for asset in sorted(totals)],
+        )
+        for index, event, _, _ in parsed:
+            if event.id in inserted:
+                results[index] = replace(results[index], unknown_order=event.client_order_id not in known)
+        return results
+
+    async def _refresh_orders(self, conn: asyncpg.Connection, client_order_ids: list[str], now: datetime) -> None:
         # Filled quantity and status follow from the recorded fills, whatever order the events came in.
         await conn.execute(
             """
@@ -237,204 +470,85 @@ class Store:
                     WHEN f.q > 0 THEN 'partially_filled'
                     ELSE o.status END,
                 updated_at = $2
-            FROM (SELECT coalesce(sum(quantity), 0) AS q FROM fills WHERE client_order_id = $1) f
-            WHERE o.client_order_id = $1
+            FROM (SELECT client_order_id, sum(quantity) AS q FROM fills
+                  WHERE client_order_id = ANY($1::text[]) GROUP BY client_order_id) f
+            WHERE o.client_order_id = f.client_order_id
             """,
-            client_order_id,
+            client_order_ids,
             now,
         )
 
-    async def apply_order_event(self, event: OrderEvent, origin: Origin, now_ns: int) -> bool:
-        """Record an accepted, rejected or canceled order; False if the message was already applied."""
-        now = _ts(now_ns)
-        async with self._tx() as conn:
-            if not await self._claim(conn, event.id, origin, now):
-                return False
-            if isinstance(event, OrderAccepted):
-                await self._record_event(conn, event, "accepted", now)
-                await conn.execute(
-                    """
-                    INSERT INTO orders (client_order_id, exchange_order_id, symbol, side, type, price, quantity,
-                                        status, strategy, intent_id, created_at, updated_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, 'accepted', $8, $9, $10, $10)
-                    ON CONFLICT (client_order_id) DO UPDATE SET
-                        exchange_order_id = coalesce(orders.exchange_order_id, EXCLUDED.exchange_order_id),
-                        side = coalesce(orders.side, EXCLUDED.side),
-                        type = coalesce(orders.type, EXCLUDED.type),
-                        price = coalesce(orders.price, EXCLUDED.price),
-                        quantity = coalesce(orders.quantity, EXCLUDED.quantity),
-                        strategy = coalesce(orders.strategy, EXCLUDED.strategy),
-                        intent_id = coalesce(orders.intent_id, EXCLUDED.intent_id),
-                        updated_at = EXCLUDED.updated_at
-                    """,
-                    event.client_order_id,
-                    event.exchange_order_id,
-                    event.symbol,
-                    event.side,
-                    event.order_type,
-                    event.price,
-                    event.quantity,
-                    event.strategy,
-                    event.intent_id,
-                    now,
-                )
-                # Fills that arrived before their order are no longer unknown.
-                await conn.execute(
-                    "UPDATE fills SET flagged_unknown_order = false"
-                    " WHERE client_order_id = $1 AND flagged_unknown_order",
-                    event.client_order_id,
-                )
-            elif isinstance(event, OrderRejected):
-                await self._record_event(conn, event, "rejected", now)
-                await conn.execute(
-                    """
-                    INSERT INTO orders (client_order_id, symbol, status, strategy, intent_id, reason,
-                                        created_at, updated_at)
-                    VALUES ($1, $2, 'rejected', $3, $4, $5, $6, $6)
-                    ON CONFLICT (client_order_id) DO UPDATE SET
-                        status = 'rejected', reason = EXCLUDED.reason, updated_at = EXCLUDED.updated_at
-                    """,
-                    event.client_order_id,
-                    event.symbol,
-                    event.strategy,
-                    event.intent_id,
-                    f"{event.reason}: {event.detail}" if event.detail else event.reason,
-                    now,
-                )
-            else:
-                await self._record_event(conn, event, "canceled", now)
-                await conn.execute(
-                    """
-                    INSERT INTO orders (client_order_id, exchange_order_id, symbol, status, reason,
-                                        created_at, updated_at)
-                    VALUES ($1, $2, $3, 'canceled', $4, $5, $5)
-                    ON CONFLICT (client_order_id) DO UPDATE SET
-                        status = CASE WHEN orders.status = 'filled' THEN orders.status ELSE 'canceled' END,
-                        exchange_order_id = coalesce(orders.exchange_order_id, EXCLUDED.exchange_order_id),
-                        reason = EXCLUDED.reason,
-                        updated_at = EXCLUDED.updated_at
-                    """,
-                    event.client_order_id,
-                    event.exchange_order_id,
-                    event.symbol,
-                    event.reason,
-                    now,
-                )
-            await self._refresh_order(conn, event.client_order_id, now)
-            return True
-
-    async def apply_fill(self, event: OrderFilled, origin: Origin, now_ns: int) -> FillResult:
-        """Record a fill and move the order, balances, position and daily PnL, all in one transaction."""
-        fill = fill_from_event(event)
-        now = _ts(now_ns)
-        async with self._tx() as conn:
-            if not await self._claim(conn, event.id, origin, now):
-                return FillResult("duplicate")
-            await self._record_event(conn, event, "filled", now)
-            known = await conn.fetchval(
-                "SELECT true FROM orders WHERE client_order_id = $1 FOR UPDATE", event.client_order_id
-            )
-            inserted = await conn.fetchval(
-                """
-                INSERT INTO fills (symbol, trade_id, message_id, client_order_id, exchange_order_id, strategy,
-                                   side, price, quantity, fee, fee_asset, tax, base_asset, quote_asset,
-                                   ts_ns, ts, flagged_unknown_order, recorded_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-                ON CONFLICT (symbol, trade_id) DO NOTHING
-                RETURNING true
-                """,
-                fill.symbol,
-                fill.trade_id,
-                event.id,
-                event.client_order_id,
-                event.exchange_order_id,
-                event.strategy,
-                fill.side,
-                fill.price,
-                fill.quantity,
-                fill.fee,
-                fill.fee_asset,
-                fill.tax,
-                fill.base_asset,
-                fill.quote_asset,
-                fill.ts_ns,
-                _ts(fill.ts_ns),
-                not known,
-                now,
-            )
-            if not inserted:
-                return FillResult("duplicate_trade")
-            if known:
-                await self._refresh_order(conn, event.client_order_id, now)
-            result = await self._move_position(conn, fill, event.id, now)
-            # Balances are the exchange's facts: they move even while the position is halted.
-            # Sorted, so concurrent transactions lock balance rows in the same order (no deadlock).
-            for asset, delta in sorted(balance_deltas(fill).items()):
-                await conn.execute(
-                    "INSERT INTO balances (asset, total, updated) VALUES ($1, $2, $3)"
-                    " ON CONFLICT (asset) DO UPDATE SET total = balances.total + EXCLUDED.total,"
-                    " updated = EXCLUDED.updated",
-                    asset,
-                    delta,
-                    now,
-                )
-            return FillResult(
-                result.status,
-                unknown_order=not known,
-                oversell=result.oversell,
-                resumed=result.resumed,
-                rebuilt=result.rebuilt,
-            )
-
-    async def _move_position(self, conn: asyncpg.Connection, fill: Fill, message_id: str, now: datetime) -> FillResult:
+    async def _move_position(
+        self, conn: asyncpg.Connection, symbol: str, new: list[tuple[int, str, Fill]], now: datetime
+    ) -> dict[int, FillResult]:
+        """Fold a symbol's new fills into its position: incrementally when they all follow, else rebuild."""
         await conn.execute(
-            "INSERT INTO positions (symbol, updated) VALUES ($1, $2) ON CONFLICT (symbol) DO NOTHING",
-            fill.symbol,
-            now,
+            "INSERT INTO positions (symbol, updated) VALUES ($1, $2) ON CONFLICT (symbol) DO NOTHING", symbol, now
         )
-        row = await conn.fetchrow("SELECT * FROM positions WHERE symbol = $1 FOR UPDATE", fill.symbol)
+        row = await conn.fetchrow("SELECT * FROM positions WHERE symbol = $1 FOR UPDATE", symbol)
         assert row is not None
         position = _position(row)
         halted = row["halted_reason"]
-        if halted is None and position.follows(fill):
-            try:
-                outcome = apply_fill(position, fill)
-            except Oversell as exc:
-                await self._halt(conn, exc, message_id, now)
-                return FillResult("halted", oversell=exc)
-            await self._write_position(conn, outcome.position, now)
-            await self._add_daily(conn, [outcome])
-            return FillResult("applied")
+        ordered = sorted(new, key=lambda entry: entry[2].sort_key)
+        if halted is None and position.follows(ordered[0][2]):
+            return await self._fold(conn, position, ordered, now)
         # Out of order, or halted: rebuild the symbol from its whole set of fills.
-        rows = await conn.fetch("SELECT * FROM fills WHERE symbol = $1", fill.symbol)
+        rows = await conn.fetch("SELECT * FROM fills WHERE symbol = $1", symbol)
         try:
             rebuilt = replay(_fill(r) for r in rows)
         except Oversell as exc:
             if halted is None:
-                await self._halt(conn, exc, message_id, now)
+                await self._halt(conn, exc, ordered[-1][1], now)
             else:
                 await conn.execute(
-                    "UPDATE positions SET fills = $2, updated = $3 WHERE symbol = $1", fill.symbol, len(rows), now
+                    "UPDATE positions SET fills = $2, updated = $3 WHERE symbol = $1", symbol, len(rows), now
                 )
-            return FillResult("halted", oversell=exc, rebuilt=True)
-        await self._write_position(conn, rebuilt.positions[fill.symbol], now)
-        await conn.execute("DELETE FROM daily_pnl WHERE symbol = $1", fill.symbol)
+            return {index: FillResult("halted", oversell=exc, rebuilt=True) for index, _, _ in ordered}
+        await self._write_position(conn, rebuilt.positions[symbol], now)
+        await conn.execute("DELETE FROM daily_pnl WHERE symbol = $1", symbol)
         await self._add_daily(conn, rebuilt.outcomes)
         if halted is not None:
             await conn.execute(
                 "UPDATE ledger_alerts SET resolved_at = $2"
                 " WHERE symbol = $1 AND kind = 'oversell' AND resolved_at IS NULL",
-                fill.symbol,
+                symbol,
                 now,
             )
-        return FillResult("applied", resumed=halted is not None, rebuilt=True)
+        return {index: FillResult("applied", resumed=halted is not None, rebuilt=True) for index, _, _ in ordered}
 
-    async def _halt(self, conn: asyncpg.Connection, exc: Oversell, message_id: str, now: datetime) -> None:
+    async def _fold(
+        self, conn: asyncpg.Connection, position: PositionState, ordered: list[tuple[int, str, Fill]], now: datetime
+    ) -> dict[int, FillResult]:
+        results: dict[int, FillResult] = {}
+        outcomes: list[FillOutcome] = []
+        for k, (index, message_id, fill) in enumerate(ordered):
+            try:
+                outcome = apply_fill(position, fill)
+            except Oversell as exc:
+                # The fills before it stand; this one and every later one wait for the set to be consistent.
+                if outcomes:
+                    await self._write_position(conn, position, now)
+                    await self._add_daily(conn, outcomes)
+                await self._halt(conn, exc, message_id, now, count=len(ordered) - k)
+                for later, _, _ in ordered[k:]:
+                    results[later] = FillResult("halted", oversell=exc)
+                return results
+            position = outcome.position
+            outcomes.append(outcome)
+            results[index] = FillResult("applied")
+        await self._write_position(conn, position, now)
+        await self._add_daily(conn, outcomes)
+        return results
+
+    async def _halt(
+        self, conn: asyncpg.Connection, exc: Oversell, message_id: str, now: datetime, count: int = 1
+    ) -> None:
         await conn.execute(
-            "UPDATE positions SET halted_reason = $2, fills = fills + 1, updated = $3 WHERE symbol = $1",
+            "UPDATE positions SET halted_reason = $2, fills = fills + $4, updated = $3 WHERE symbol = $1",
             exc.symbol,
             f"oversell: {exc}",
             now,
+            count,
         )
         await conn.execute(
             "INSERT INTO ledger_alerts (ts, kind, symbol, message_id, detail) VALUES ($1, 'oversell', $2, $3, $4)",
@@ -469,14 +583,45 @@ class Store:
             now,
         )
 
-    async def _add_daily(self, conn: asyncpg.Connection, outcomes: list[FillOutcome] | tuple[FillOutcome, ...]) -> None:
-        totals: dict[tuple[date, str], tuple[Decimal, Decimal]] = daily_pnl(outcomes)
+    async def _add_daily(self, conn: asyncpg.Connection, outcomes: Sequence[FillOutcome]) -> None:
+        totals = daily_pnl(outcomes, self.day_offset_minutes)
         await conn.executemany(
             "INSERT INTO daily_pnl (day, symbol, realized, fees) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (day, symbol) DO UPDATE SET realized = daily_pnl.realized + EXCLUDED.realized,"
             " fees = daily_pnl.fees + EXCLUDED.fees",
             [(day, symbol, realized, fees) for (day, symbol), (realized, fees) in sorted(totals.items())],
         )
+
+    async def configure_day_offset(self, offset_minutes: int, now_ns: int) -> bool:
+        """Use days starting at midnight UTC+offset; rebuilds daily_pnl when the stored offset differs.
+
+        Returns True when daily PnL was rebuilt. A symbol whose fills do not replay (an open oversell) keeps
+        its rows until the position resumes, when it is rebuilt anyway.
+        """
+        self.day_offset_minutes = offset_minutes
+        async with self._tx() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _CONFIG_LOCK_KEY)
+            stored = await conn.fetchval("SELECT value FROM ledger_config WHERE key = 'day_offset_minutes'")
+            if stored is not None and int(stored) == offset_minutes:
+                return False
+            await conn.execute(
+                "INSERT INTO ledger_config (key, value, updated) VALUES ('day_offset_minutes', $1, $2)"
+                " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated = EXCLUDED.updated",
+                str(offset_minutes),
+                _ts(now_ns),
+            )
+            if stored is None and not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM daily_pnl)"):
+                return False
+            symbols = [r["symbol"] for r in await conn.fetch("SELECT symbol FROM positions ORDER BY symbol FOR UPDATE")]
+            for symbol in symbols:
+                rows = await conn.fetch("SELECT * FROM fills WHERE symbol = $1", symbol)
+                try:
+                    rebuilt = replay(_fill(r) for r in rows)
+                except Oversell:
+                    continue
+                await conn.execute("DELETE FROM daily_pnl WHERE symbol = $1", symbol)
+                await self._add_daily(conn, rebuilt.outcomes)
+            return True
 
     async def state(self) -> LedgerState:
         """Positions, balances, halts and the last recorded peak, read in one snapshot."""
@@ -501,19 +646,111 @@ class Store:
             last_fill_id=last_fill or "",
         )
 
-    async def record_equity(self, equity: Decimal, cause: str, now_ns: int) -> tuple[Decimal, Decimal]:
-        """Append an equity point; returns (peak, drawdown) including it."""
+    async def record_equity(
+        self, equity: Decimal, cause: str, now_ns: int, *, marks: Mapping[str, Decimal] | None = None
+    ) -> tuple[Decimal, Decimal]:
+        """Append an equity point (with the marks it was valued at); returns (peak, drawdown) including it."""
         async with self._tx() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _EQUITY_LOCK_KEY)
             previous = await conn.fetchval("SELECT peak FROM equity_snapshots ORDER BY id DESC LIMIT 1")
             peak = equity if previous is None else max(previous, equity)
             down = drawdown(peak, equity)
             await conn.execute(
-                "INSERT INTO equity_snapshots (ts, equity, peak, drawdown, cause) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO equity_snapshots (ts, equity, peak, drawdown, cause, marks)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
                 _ts(now_ns),
                 equity,
                 peak,
                 down,
                 cause,
+                None if marks is None else json.dumps({s: str(m) for s, m in sorted(marks.items())}),
             )
         return peak, down
+
+    async def reconciliation_view(self, since_ns: int) -> tuple[dict[str, Decimal], list[TradeView]]:
+        """Balances and the fills since `since_ns` (exchange time), read in one snapshot."""
+        async with self._tx(isolation="repeatable_read", readonly=True) as conn:
+            balances = await conn.fetch("SELECT asset, total FROM balances")
+            fills = await conn.fetch(
+                "SELECT symbol, trade_id, side, price, quantity, fee, tax, ts_ns FROM fills WHERE ts_ns >= $1", since_ns
+            )
+        return (
+            {r["asset"]: r["total"] for r in balances},
+            [
+                TradeView(
+                    symbol=r["symbol"],
+                    trade_id=r["trade_id"],
+                    side=r["side"],
+                    price=r["price"],
+                    quantity=r["quantity"],
+                    fee=abs(r["fee"]),
+                    tax=abs(r["tax"]),
+                    ts_ns=r["ts_ns"],
+                )
+                for r in fills
+            ],
+        )
+
+    async def record_reconciliation(
+        self,
+        comparison: Comparison,
+        status: str,
+        confirmed: Sequence[Difference],
+        now_ns: int,
+        *,
+        tolerance: Decimal = ZERO,
+        final: bool = False,
+    ) -> int:
+        """Store one round and its confirmed mismatches; returns the round's id."""
+        now = _ts(now_ns)
+        detail = {
+            "seen": [_difference_json(d) for d in comparison.differences],
+            "in_flight": [f"{s}:{t}" for s, t in comparison.in_flight],
+            "balances": [
+                {"asset": b.asset, "ledger": str(b.ledger), "exchange": str(b.exchange), "match": b.matches(tolerance)}
+                for b in comparison.balances
+            ],
+            "final": final,
+            "trades_checked": comparison.trades_checked,
+        }
+        async with self._tx() as conn:
+            run_id: int = await conn.fetchval(
+                "INSERT INTO reconciliation_runs (ts, status, assets, trades, detail) VALUES ($1, $2, $3, $4, $5)"
+                " RETURNING id",
+                now,
+                status,
+                comparison.assets,
+                comparison.trades,
+                json.dumps(detail),
+            )
+            await conn.executemany(
+                "INSERT INTO reconciliation_mismatches (run_id, ts, kind, asset, symbol, trade_id, ledger, exchange,"
+                " detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                [
+                    (
+                        run_id,
+                        now,
+                        d.kind,
+                        d.asset,
+                        d.symbol,
+                        d.trade_id,
+                        d.ledger,
+                        d.exchange,
+                        json.dumps(dict(d.detail)),
+                    )
+                    for d in confirmed
+                ],
+            )
+        return run_id
+
+
+def _difference_json(d: Difference) -> dict[str, Any]:
+    return {
+        "kind": d.kind,
+        "asset": d.asset,
+        "symbol": d.symbol,
+        "trade_id": d.trade_id,
+        "ledger": None if d.ledger is None else str(d.ledger),
+        "exchange": None if d.exchange is None else str(d.exchange),
+        "detail": dict(d.detail),
+    }
