@@ -26,3 +26,11 @@ def test_a_fill_trace_missing_a_service_is_not_complete() -> None:
     assert not result.complete
     assert result.services_seen == ("strategy", "risk", "execution", "ledger")
     assert result.traces_with_fills == 1
+
+
+def test_funds_follow_the_traded_assets() -> None:
+    from btcbot.cli.up import assets_of, funds_for
+
+    assert assets_of(("BTCTRY", "ETHTRY")) == {"BTC", "ETH", "TRY"}
+    assert assets_of(("BTCUSDT", "USDTTRY")) == {"BTC", "USDT", "TRY"}
+    assert funds_for(("BTCTRY",), "TRY=1000,BTC=1,ETH=20,USDT=5") == "TRY=1000,BTC=1"

@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 
 from btcbot.btcturk import parse
-from btcbot.btcturk.errors import ProtocolError
-from btcbot.btcturk.models import OrderMethod, OrderStatus, Side
+from btcbot.btcturk.errors import ProtocolError, Rejected
+from btcbot.btcturk.models import OrderMethod, OrderStatus, Side, TransactionType
 
 
 def d(text: str) -> Decimal:
@@ -295,3 +295,76 @@ def test_missing_required_field_is_protocol_error():
         parse.parse_orders({"not": "a list"})
     with pytest.raises(ProtocolError):
         parse.decode_json(b"{nope")
+
+
+def test_ohlc_keeps_daily_change():
+    data = j(
+        """[{"pair":"BTCTRY","time":1582070400,"open":61940,"high":62698,"low":58500,"close":58801,
+        "volume":549.1858885452384,"total":33566080.63598728,"average":61119.71,
+        "dailyChangeAmount":-3139,"dailyChangePercentage":-5.07}]"""
+    )
+    (c,) = parse.parse_ohlc(data)
+    assert (c.total, c.average) == (d("33566080.63598728"), d("61119.71"))
+    assert (c.daily_change_amount, c.daily_change_percentage) == (d("-3139"), d("-5.07"))
+
+
+def test_legacy_ohlc_strings_and_millisecond_time():
+    data = j(
+        """[{"pairSymbol":"BTCTRY","pairSymbolNormalized":"BTC_TRY","time":1582070400000,"open":"61940",
+        "high":"62698","low":"58500","close":"58801","volume":"549.18588854","average":"61119.71"}]"""
+    )
+    (c,) = parse.parse_ohlc(data)
+    assert (c.pair, c.time_s, c.close, c.volume) == ("BTCTRY", 1582070400, d("58801"), d("549.18588854"))
+    assert c.daily_change_amount is None
+
+
+def test_klines_tradingview_udf():
+    data = j(
+        """{"s":"ok","t":[1661990400,1661994000],"o":[20000.5,20100],"h":[20200,20150.25],
+        "l":[19900,20050],"c":[20100,20120],"v":[12.5,3.25]}"""
+    )
+    first, second = parse.parse_klines(data)
+    assert (first.time_s, first.open, first.high, first.low, first.close, first.volume) == (
+        1661990400, d("20000.5"), d("20200"), d("19900"), d("20100"), d("12.5"),
+    )  # fmt: skip
+    assert second.high == d("20150.25")
+
+
+def test_klines_no_data_error_and_ragged_arrays():
+    assert parse.parse_klines(j('{"s":"no_data"}')) == []
+    assert parse.parse_klines(j('{"s":"no_data","nextTime":1661990400}')) == []
+    with pytest.raises(Rejected) as info:
+        parse.parse_klines(j('{"s":"error","errmsg":"unknown symbol"}'))
+    assert info.value.message_code == "unknown symbol"
+    with pytest.raises(ProtocolError, match="lengths"):
+        parse.parse_klines(j('{"s":"ok","t":[1,2],"o":[1],"h":[1],"l":[1],"c":[1],"v":[1]}'))
+    with pytest.raises(ProtocolError, match="status"):
+        parse.parse_klines(j('{"s":"maybe"}'))
+
+
+def test_crypto_transactions_sample():
+    data = j(
+        """[{"balanceType":"Deposit","currencySymbol":"XRP","id":676961,"timestamp":1544079921450,
+        "funds":10.8,"amount":0.9,"fee":0,"tax":0},
+        {"balanceType":"Withdrawal","currencySymbol":"XRP","id":516136,"timestamp":1544079921450,
+        "funds":8.9,"amount":-1,"fee":0,"tax":0}]"""
+    )
+    deposit, withdrawal = parse.parse_transactions(data)
+    assert (deposit.type, deposit.currency, deposit.id) == (TransactionType.DEPOSIT, "XRP", 676961)
+    assert (deposit.amount, deposit.funds, deposit.fee, deposit.tax) == (d("0.9"), d("10.8"), 0, 0)
+    assert (withdrawal.type, withdrawal.amount) == (TransactionType.WITHDRAWAL, d("-1"))
+    assert withdrawal.timestamp_ms == 1544079921450
+
+
+def test_fiat_transactions_sample_with_string_and_comma_quirks():
+    data = j(
+        """[{"balanceType":"Deposit","currencySymbol":"TRY","id":93214,"timestamp":1544079972687,
+        "funds":100000,"amount":1000,"fee":0,"tax":0},
+        {"balanceType":"deposit","currencySymbol":"try","id":"919664","timestamp":1544079972687,
+        "funds":"100000,04","amount":"100000","fee":null}]"""
+    )
+    first, second = parse.parse_transactions(data)
+    assert (first.amount, first.funds) == (d("1000"), d("100000"))
+    assert (second.id, second.currency, second.funds, second.fee) == (919664, "TRY", d("100000.04"), 0)
+    with pytest.raises(ProtocolError, match="transaction type"):
+        parse.parse_transactions(j('[{"balanceType":"Trade","currencySymbol":"TRY","id":1,"timestamp":1,"amount":1}]'))

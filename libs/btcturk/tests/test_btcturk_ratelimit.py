@@ -99,3 +99,31 @@ def test_budget_block_never_shortens():
 def test_budget_rejects_bad_windows(windows):
     with pytest.raises(ValueError, match="invalid windows"):
         Budget(windows)
+
+
+def test_documented_limits_of_transactions_and_graph_api():
+    assert DEFAULT_LIMITS[EndpointGroup.CRYPTO_TRANSACTIONS] == (Window(90, 60.0),)
+    assert DEFAULT_LIMITS[EndpointGroup.FIAT_TRANSACTIONS] == (Window(90, 60.0),)
+    assert DEFAULT_LIMITS[EndpointGroup.OHLC] == (Window(120, 60.0),)
+
+
+async def test_graph_api_budget_is_shared_by_ohlc_and_klines():
+    ft = FakeTime()
+    limiter = RateLimiter(clock=ft.clock, sleep=ft.sleep, margin=0.0)
+    sent = []
+    for i in range(700):
+        await limiter.acquire(EndpointGroup.KLINES if i % 3 else EndpointGroup.OHLC)
+        sent.append(ft.now)
+    # 600 per 10 minutes across both groups, although each alone would allow 600 klines.
+    assert max_in_any_window(sent, 600.0) == 600
+    # The 601st waits for the first request of the shared window to age out.
+    assert sent[600] == pytest.approx(1600.0)
+
+
+async def test_groups_outside_the_pool_keep_their_own_budget():
+    ft = FakeTime()
+    limiter = RateLimiter(clock=ft.clock, sleep=ft.sleep)
+    for _ in range(600):
+        await limiter.acquire(EndpointGroup.KLINES)
+    assert limiter.delay(EndpointGroup.OHLC) > 0
+    assert limiter.delay(EndpointGroup.TICKER) == 0

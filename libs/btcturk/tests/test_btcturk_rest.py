@@ -24,6 +24,7 @@ from btcbot.btcturk import (
     Rejected,
     RetryPolicy,
     Side,
+    TransactionType,
     TransportError,
     Unavailable,
 )
@@ -582,3 +583,71 @@ async def test_injected_rng_drives_retry_jitter():
     assert len(delays[0]) == 3
     assert delays[0] == delays[1]
     assert all(0 <= d <= 0.8 for d in delays[0])
+
+
+async def test_transactions_send_repeated_type_and_symbol_signed():
+    def handler(request):
+        assert request.url.path == "/api/v1/users/transactions/crypto"
+        assert request.url.params.multi_items() == [
+            ("type", "deposit"), ("type", "withdrawal"), ("symbol", "btc"), ("symbol", "usdt"),
+            ("startDate", "1000"), ("endDate", "2000"),
+        ]  # fmt: skip
+        assert request.headers["X-PCK"] == KEY
+        return ok([{"balanceType": "Deposit", "currencySymbol": "BTC", "id": 7, "timestamp": 1500,
+                    "funds": 1.5, "amount": 0.5, "fee": 0, "tax": 0}])  # fmt: skip
+
+    client, rec, _ = make_client(handler)
+    async with client:
+        (tx,) = await client.crypto_transactions(
+            types=(TransactionType.DEPOSIT, TransactionType.WITHDRAWAL),
+            currencies=("BTC", "usdt"),
+            start_ms=1000,
+            end_ms=2000,
+        )
+    assert (tx.id, tx.amount, tx.funds) == (7, Decimal("0.5"), Decimal("1.5"))
+    assert len(rec.requests) == 1
+
+
+async def test_fiat_transactions_without_filters_send_no_query():
+    def handler(request):
+        assert request.url.path == "/api/v1/users/transactions/fiat"
+        assert request.url.query == b""
+        return ok([])
+
+    client, _, _ = make_client(handler)
+    async with client:
+        assert await client.fiat_transactions() == []
+
+
+async def test_ticker_currency_and_legacy_ohlc_paths():
+    def handler(request):
+        if request.url.path == "/api/v2/ticker/currency":
+            assert dict(request.url.params) == {"symbol": "USDT"}
+            return ok([{"pair": "USDTTRY", "timestamp": 1, "last": 32.5, "high": 33, "low": 32, "bid": 32.4,
+                        "ask": 32.6, "open": 32, "volume": 10}])  # fmt: skip
+        assert request.url.path == "/api/v2/ohlc"
+        assert dict(request.url.params) == {"pairSymbol": "BTCTRY", "last": "2"}
+        return ok([{"pairSymbol": "BTCTRY", "time": 1582070400000, "open": "1", "high": "2", "low": "1",
+                    "close": "2", "volume": "3"}])  # fmt: skip
+
+    client, _, _ = make_client(handler)
+    async with client:
+        (ticker,) = await client.ticker_currency("usdt")
+        (candle,) = await client.legacy_ohlc("BTC_TRY", last=2)
+    assert ticker.pair == "USDTTRY"
+    assert candle.time_s == 1582070400
+
+
+async def test_klines_go_to_graph_api_and_validate_resolution():
+    def handler(request):
+        assert request.url.host == "graph.test"
+        assert request.url.path == "/v1/klines/history"
+        assert dict(request.url.params) == {"symbol": "BTCTRY", "resolution": "1D", "from": "10", "to": "20"}
+        return httpx.Response(200, json={"s": "no_data"})
+
+    client, rec, _ = make_client(handler, graph_base_url="https://graph.test")
+    async with client:
+        assert await client.klines("btc_try", "1d", 10, 20) == []
+        with pytest.raises(ValueError, match="resolution"):
+            await client.klines("BTCTRY", 7, 10, 20)
+    assert len(rec.requests) == 1

@@ -24,20 +24,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 
+from btcbot.btcturk.rest import BtcTurkClient
 from btcbot.cli.endpoints import with_database
 from btcbot.cli.infra import Infra, InfraError, resolve_infra
 from btcbot.cli.probes import drop_database, ensure_database
 from btcbot.cli.summary import check_trace_file
 from btcbot.cli.supervisor import Supervisor
+from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import decode
+from btcbot.contracts.messages import CancelOrder
 from btcbot.contracts.streams import ALL_STREAMS, EXECUTION_ORDERS, LEDGER_EXECUTION, RISK_INTENTS
 from btcbot.runtime.inspect import last_sequence, read_stream
-from btcbot.runtime.jetstream import connect, provision
+from btcbot.runtime.jetstream import NatsPublisher, connect, provision
 
 SERVICES_IN_START_ORDER = ("ledger", "execution", "risk", "strategy", "marketdata")
 DEFAULT_FUNDS = "TRY=1000000,BTC=1,ETH=20,USDT=10000"
+# Quote assets BTCTurk lists pairs against, longest first so BTCUSDT splits as BTC/USDT.
+_QUOTES = ("USDT", "USDC", "TRY", "EUR", "BTC")
+
+
+def assets_of(symbols: tuple[str, ...]) -> set[str]:
+    """Base and quote assets of pair symbols (BTCTRY -> BTC, TRY)."""
+    assets: set[str] = set()
+    for symbol in symbols:
+        quote = next((q for q in _QUOTES if symbol.endswith(q) and len(symbol) > len(q)), None)
+        if quote is None:
+            raise ValueError(f"cannot tell the quote asset of {symbol!r}")
+        assets.update((symbol[: -len(quote)], quote))
+    return assets
+
+
+def funds_for(symbols: tuple[str, ...], funds: str) -> str:
+    """The funding entries for the assets these symbols trade: the simulator lists no other asset, so the
+    ledger must not be seeded with one either."""
+    wanted = assets_of(symbols)
+    return ",".join(e for e in funds.split(",") if e.partition("=")[0].strip().upper() in wanted)
 
 
 @dataclass(frozen=True)
@@ -110,6 +134,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     trace_file = state / "traces.jsonl"
     port_file = state / "sim.port"
     symbols = ",".join(opts.symbols)
+    funds = funds_for(opts.symbols, opts.funds)
     sup.add(
         "sim",
         "btcbot.sim",
@@ -124,7 +149,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
             "--symbols",
             symbols,
             "--fund",
-            opts.funds,
+            funds,
         ],
         health=False,
     )
@@ -142,8 +167,11 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
         "BTCTURK_WS_URL": f"ws://127.0.0.1:{sim_port}/ws",
         "BTCTURK_API_KEY": api_key,
         "BTCTURK_API_SECRET": api_secret,
-        "LEDGER_OPENING_BALANCES": opts.funds,
+        "LEDGER_OPENING_BALANCES": funds,
         "BTCBOT_SHUTDOWN_GRACE": "5",
+        # BTCTurk allows 120 user-trade reads a minute per IP, shared by every process here: polling two
+        # symbols every 1.5 s leaves room for the ledger's reconciliation.
+        "EXECUTION_FILL_POLL_INTERVAL": os.environ.get("EXECUTION_FILL_POLL_INTERVAL", "1.5"),
     }
     for name in SERVICES_IN_START_ORDER:
         sup.add(name, f"btcbot.{name}", common)
@@ -180,16 +208,11 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), opts.duration)
     say("   stopping: draining the pipeline from the front")
-    await sup.stop("marketdata")
-    await sup.stop("strategy")
-    await _drain(js, RISK_INTENTS.stream, RISK_INTENTS.durable, 20)
-    await _drain(js, EXECUTION_ORDERS.stream, EXECUTION_ORDERS.durable, 30)
-    # Execution books fills by polling the exchange; give it one more poll round before stopping it.
-    await asyncio.sleep(2.0)
-    await sup.stop("execution")
-    await _drain(js, LEDGER_EXECUTION.stream, LEDGER_EXECUTION.durable, 30)
+    async with BtcTurkClient(base_url, api_key, api_secret, timeout=5.0) as exchange:
+        await _drain_pipeline(js, sup, exchange, base_url, api_key, opts.symbols, start_seqs["EXECUTION"])
     await asyncio.sleep(1.0)  # span exporters flush on their schedule
     summary = await _summarize(js, start_seqs, infra.database_url, trace_file)
+    summary.update(await _balances(infra.database_url, base_url, api_key, api_secret))
     summary["seconds"] = round(time.monotonic() - started, 1)
     summary["restarts"] = {c.name: c.restarts for c in sup.children.values() if c.restarts}
     summary["events"] = sup.events
@@ -230,6 +253,80 @@ async def _drain(js: Any, stream: str, durable: str, timeout: float) -> bool:
     return False
 
 
+async def _drain_pipeline(
+    js: Any,
+    sup: Supervisor,
+    exchange: BtcTurkClient,
+    sim_url: str,
+    api_key: str,
+    symbols: tuple[str, ...],
+    exec_start: int,
+) -> None:
+    """Stop from the front so every decision taken reaches the ledger."""
+    await sup.stop("marketdata")
+    await sup.stop("strategy")
+    await _drain(js, RISK_INTENTS.stream, RISK_INTENTS.durable, 20)
+    await _drain(js, EXECUTION_ORDERS.stream, EXECUTION_ORDERS.durable, 30)
+    # Orders still resting would fill after execution stops and never reach the ledger: cancel them through
+    # execution, then wait until every trade of the account at the exchange has been published as a fill.
+    canceled = await _cancel_resting(js, exchange, symbols)
+    if canceled:
+        say(f"   canceled {canceled} resting order(s)")
+        await _drain(js, EXECUTION_ORDERS.stream, EXECUTION_ORDERS.durable, 30)
+    await _settle_fills(js, sim_url, api_key, exec_start, 45)
+    await sup.stop("execution")
+    await _drain(js, LEDGER_EXECUTION.stream, LEDGER_EXECUTION.durable, 30)
+
+
+async def _cancel_resting(js: Any, exchange: BtcTurkClient, symbols: tuple[str, ...]) -> int:
+    """Publish a CancelOrder for every open order of ours (those with a client order id) at the exchange."""
+    publisher = NatsPublisher(js)
+    count = 0
+    for symbol in symbols:
+        for order in await exchange.open_orders(symbol):
+            if not order.client_order_id:
+                continue
+            reason = "shutdown"
+            await publisher.publish(
+                subjects.cancel(symbol),
+                CancelOrder(
+                    id=ids.cancel_command_id(order.client_order_id, reason),
+                    ts_ns=time.time_ns(),
+                    client_order_id=order.client_order_id,
+                    symbol=symbol,
+                    reason=reason,
+                    requested_by="btcbot-up",
+                ),
+            )
+            count += 1
+    return count
+
+
+async def _settle_fills(js: Any, sim_url: str, api_key: str, exec_start: int, timeout: float) -> bool:
+    """Wait until execution has published one OrderFilled per trade the simulator recorded for the account.
+
+    The simulator's admin view is used rather than the trades endpoint: the latter's rate limit (120/min per
+    IP) is shared with execution's own polling, and waiting out a 429 would stall the shutdown.
+    """
+    deadline = time.monotonic() + timeout
+    at_exchange = published = -1
+    async with httpx.AsyncClient(base_url=sim_url, timeout=5.0) as admin:
+        while time.monotonic() < deadline:
+            state = (await admin.get("/sim/state", params={"apiKey": api_key})).json()
+            at_exchange = len(state["trades"])
+            published = len(
+                {
+                    m.headers.get("Nats-Msg-Id")
+                    async for m in read_stream(js, "EXECUTION", exec_start + 1, "exec.filled.*")
+                }
+            )
+            if published >= at_exchange:
+                return True
+            await asyncio.sleep(1.0)
+    say(f"   warning: {at_exchange} trades at the exchange but {published} fills published after {timeout:.0f}s")
+    return False
+
+
 async def _summarize(js: Any, start_seqs: dict[str, int], database_url: str, trace_file: Path) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     for stream, start in start_seqs.items():
@@ -256,6 +353,19 @@ async def _summarize(js: Any, start_seqs: dict[str, int], database_url: str, tra
         "undecodable": counts["undecodable"],
         "trace_complete": traces.complete,
         "trace_id": traces.trace_id,
+    }
+
+
+async def _balances(database_url: str, base_url: str, api_key: str, api_secret: str) -> dict[str, Any]:
+    """The ledger's balances against the exchange's, per asset (the simulator is still running here)."""
+    from btcbot.cli.report import Exchange, add_exchange, load_report
+
+    report = await load_report(database_url, "TRY")
+    await add_exchange(report, Exchange(base_url, api_key, api_secret))
+    lines = report.exchange or []
+    return {
+        "balances_match": report.balances_match,
+        "balance_mismatches": [str(line["asset"]) for line in lines if not line["match"]],
     }
 
 

@@ -138,7 +138,7 @@ async def move_market(request: web.Request) -> web.Response:
 
 
 async def requests_received(request: web.Request) -> web.Response:
-    """GET /sim/requests[?since=N]: how many /api/ requests arrived, and the logged ones after the first N."""
+    """GET /sim/requests[?since=N]: count of /api/ and /v1/ requests, and the logged ones after the first N."""
     state = request.app[STATE]
     try:
         since = int(request.query.get("since", "0"))

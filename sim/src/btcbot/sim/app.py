@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from btcbot.sim import admin, rest
+from btcbot.sim import admin, graph, rest
 from btcbot.sim.config import SimConfig
 from btcbot.sim.gateway import gateway
 from btcbot.sim.responses import HUB, STATE
@@ -43,6 +43,7 @@ def create_app(config: SimConfig, *, clock: Clock = wall_clock_ms) -> web.Applic
     hub = WsHub(state, book_interval=config.ws_book_interval, snapshot_interval=config.ws_snapshot_interval)
     app[HUB] = hub
     rest.add_routes(app)
+    graph.add_routes(app)
     admin.add_routes(app)
     # BTCTurk's feed lives at the host root; /ws is offered too so one port can serve both.
     app.router.add_get("/", hub.handle)

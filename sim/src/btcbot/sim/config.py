@@ -213,6 +213,8 @@ class SimConfig:
     # never reuses an id that a ledger has already stored.
     first_order_id: int | None = None
     first_trade_id: int | None = None
+    # First id of deposits/withdrawals (the transactions/crypto and /fiat lists); None: the start time in ms.
+    first_transfer_id: int | None = None
     stamp_window_ms: int = 5000
     rate_limits_enabled: bool = True
     # UNCERTAIN in the spec: the 2025 docs print balances with a decimal comma; default is the dot.

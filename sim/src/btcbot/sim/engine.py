@@ -10,6 +10,7 @@ from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Literal
 
 from btcbot.sim.book import Method, Order, OrderBook, Side
+from btcbot.sim.candles import CandleHistory
 from btcbot.sim.config import Fees, SymbolRules
 from btcbot.sim.stats import DayStats, RollingStats
 from btcbot.sim.wallet import Wallet
@@ -154,6 +155,7 @@ class MatchingEngine:
         self._account_trades: dict[str, list[UserTrade]] = {}
         self._public_trades: dict[str, deque[Fill]] = {name: deque(maxlen=PUBLIC_TRADES_KEPT) for name in self.symbols}
         self._stats: dict[str, RollingStats] = {name: RollingStats() for name in self.symbols}
+        self._candles: dict[str, CandleHistory] = {name: CandleHistory() for name in self.symbols}
         self._events: list[Event] = []
 
     # -- accounts -----------------------------------------------------------------------------
@@ -213,6 +215,10 @@ class MatchingEngine:
     def day_stats(self, pair: str, now_ms: int) -> DayStats | None:
         """24-hour statistics of a pair."""
         return self._stats[pair].day(now_ms)
+
+    def candles(self, pair: str) -> CandleHistory:
+        """Minute and daily bars of a pair, from every trade it printed."""
+        return self._candles[pair]
 
     def last_price(self, pair: str) -> Decimal | None:
         """Last trade price of a pair."""
@@ -379,6 +385,7 @@ class MatchingEngine:
         self._events.append(fill)
         self._public_trades[rules.name].append(fill)
         self._stats[rules.name].add(price, amount, now_ms)
+        self._candles[rules.name].add(price, amount, now_ms)
         for party in (fill.maker, fill.taker):
             trades = self._account_trades.get(party.account)
             if trades is not None:

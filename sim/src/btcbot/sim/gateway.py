@@ -11,7 +11,20 @@ from btcbot.sim.auth import AuthFailed, authenticate
 from btcbot.sim.ratelimit import LIMITS, Limit, Throttled
 from btcbot.sim.responses import ACCOUNT_KEY, STATE, fail, raw
 
-PRIVATE_ROUTES = frozenset({"balances", "order", "order_by_id", "open_orders", "all_orders", "user_trades"})
+PRIVATE_ROUTES = frozenset(
+    {
+        "balances",
+        "order",
+        "order_by_id",
+        "open_orders",
+        "all_orders",
+        "user_trades",
+        "crypto_transactions",
+        "fiat_transactions",
+    }
+)
+# BTCTurk's REST paths, and graph-api's (served on the same port here).
+EXCHANGE_PREFIXES = ("/api/", "/v1/")
 
 
 def _too_many(throttled: Throttled) -> web.Response:
@@ -21,7 +34,7 @@ def _too_many(throttled: Throttled) -> web.Response:
 @web.middleware
 async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Apply latency, 5xx, 429 storm, rate limits and HMAC auth in that order."""
-    if not request.path.startswith("/api/"):
+    if not request.path.startswith(EXCHANGE_PREFIXES):
         return await handler(request)
     state = request.app[STATE]
     state.received(request.method, request.path)

@@ -17,6 +17,8 @@ class Limit:
     period_s: int
     block_s: int
     policy: Policy
+    # Endpoints naming the same scope count against one window (graph-api's host-wide limit).
+    scope: str | None = None
 
     @property
     def period_text(self) -> str:
@@ -25,6 +27,8 @@ class Limit:
 
 
 _ORDER = (Limit(300, 60, 60, "account"), Limit(10, 1, 1, "ip"))
+# graph-api.btcturk.com/*: 600 per 10 minutes across all its paths, per IP.
+_GRAPH = Limit(600, 600, 600, "ip", scope="graph")
 # Keyed by (method, route name); route names are the aiohttp resource names used in rest.py.
 LIMITS: dict[tuple[str, str], tuple[Limit, ...]] = {
     ("GET", "balances"): (Limit(120, 60, 60, "ip"),),
@@ -34,6 +38,10 @@ LIMITS: dict[tuple[str, str], tuple[Limit, ...]] = {
     ("GET", "open_orders"): (Limit(300, 60, 60, "ip"),),
     ("GET", "all_orders"): (Limit(300, 60, 60, "ip"),),
     ("GET", "user_trades"): (Limit(120, 60, 60, "ip"),),
+    ("GET", "crypto_transactions"): (Limit(90, 60, 60, "ip"),),
+    ("GET", "fiat_transactions"): (Limit(90, 60, 60, "ip"),),
+    ("GET", "ohlcs"): (Limit(120, 60, 60, "ip"), _GRAPH),
+    ("GET", "klines"): (_GRAPH,),
     ("GET", "ticker"): (Limit(600, 60, 60, "ip"),),
     ("GET", "orderbook"): (Limit(180, 60, 60, "ip"),),
     # WebSocket: at most 15 connection attempts per minute, then new connections blocked for 60 s.
@@ -81,7 +89,7 @@ class RateLimiter:
         """Count one call; return Throttled if any limit of the endpoint is exceeded."""
         for index, limit in enumerate(LIMITS.get((method, route), ())):
             subject = ip if limit.policy == "ip" or account is None else account
-            key = (method, route, index, subject)
+            key = ("*", limit.scope, 0, subject) if limit.scope else (method, route, index, subject)
             window = self._windows.get(key)
             if window is None or now_ms >= window.start_ms + limit.period_s * 1000:
                 if window is not None and now_ms < window.blocked_until_ms:

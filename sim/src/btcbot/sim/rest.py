@@ -13,6 +13,7 @@ from btcbot.sim import views
 from btcbot.sim.book import Order
 from btcbot.sim.config import SymbolRules
 from btcbot.sim.engine import Rejected
+from btcbot.sim.funding import select
 from btcbot.sim.responses import STATE, account_of, fail, ok, raw
 from btcbot.sim.rules import check_order, parse_order
 from btcbot.sim.state import SimState
@@ -325,6 +326,49 @@ async def user_trades(request: web.Request) -> web.Response:
     return ok(selected, "SUCCESS")
 
 
+def _repeated(request: web.Request, *names: str) -> list[str]:
+    """Every value of a repeatable parameter under any of its spellings (comma lists split too)."""
+    values: list[str] = []
+    for name in names:
+        for value in request.query.getall(name, []):
+            values.extend(v.strip() for v in value.split(",") if v.strip())
+    return values
+
+
+async def _transactions(request: web.Request, *, fiat: bool) -> web.Response:
+    state = _state(request)
+    # type/symbol per the current docs; the 2019 README spells the fiat ones balanceTypes/currencySymbols.
+    kinds = {k.lower() for k in _repeated(request, "type", "balanceTypes")}
+    currencies = {c.upper() for c in _repeated(request, "symbol", "currencySymbols")}
+    if kinds - {"deposit", "withdrawal"}:
+        return fail(400, "FAILED_ORDER_PARAMETER")
+    try:
+        start = _int_param(request, "startDate")
+        end = _int_param(request, "endDate")
+    except ValueError:
+        return fail(400, "FAILED_ORDER_PARAMETER")
+    now = state.now_ms()
+    selected = select(
+        state.funding.of(account_of(request).api_key),
+        fiat=fiat,
+        kinds=kinds,
+        currencies=currencies,
+        start_ms=start if start is not None else now - 30 * DAY_MS,
+        end_ms=end if end is not None else now,
+    )
+    return ok([views.transfer(t) for t in selected], "SUCCESS")
+
+
+async def crypto_transactions(request: web.Request) -> web.Response:
+    """GET /api/v1/users/transactions/crypto: deposits/withdrawals of crypto, newest first, last 30 days."""
+    return await _transactions(request, fiat=False)
+
+
+async def fiat_transactions(request: web.Request) -> web.Response:
+    """GET /api/v1/users/transactions/fiat: deposits/withdrawals of TRY, USD, EUR, newest first, last 30 days."""
+    return await _transactions(request, fiat=True)
+
+
 def add_routes(app: web.Application) -> None:
     """Register every BTCTurk path (both spellings where the docs disagree on case)."""
     r = app.router
@@ -343,3 +387,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/v1/allOrders", all_orders, name="all_orders")
     r.add_get("/api/v1/order/{order_id}", order_by_id, name="order_by_id")
     r.add_get("/api/v1/users/transactions/trade", user_trades, name="user_trades")
+    r.add_get("/api/v1/users/transactions/crypto", crypto_transactions, name="crypto_transactions")
+    r.add_get("/api/v1/users/transactions/fiat", fiat_transactions, name="fiat_transactions")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from btcbot.sim.config import KNOWN_CURRENCIES, Account, Currency, SimConfig, SymbolRules
 from btcbot.sim.engine import Event, MatchingEngine
+from btcbot.sim.funding import FundingLedger
 from btcbot.sim.market import Crowd
 from btcbot.sim.playback import Playback
 from btcbot.sim.ratelimit import RateLimiter
@@ -23,7 +24,7 @@ REQUEST_LOG_SIZE = 10_000
 
 @dataclass(frozen=True)
 class ReceivedRequest:
-    """One /api/ request as it reached the simulator, before any fault, limit or auth check."""
+    """One exchange request (/api/ or graph /v1/) as it reached the simulator, before any fault, limit or auth check."""
 
     ts_ms: int
     method: str
@@ -45,6 +46,7 @@ class SimState:
             first_trade_id=config.first_trade_id if config.first_trade_id is not None else now * 1000,
         )
         self.accounts: dict[str, Account] = {}
+        self.funding = FundingLedger(first_id=config.first_transfer_id if config.first_transfer_id is not None else now)
         for account in config.accounts:
             self.add_account(account)
         playback = None
@@ -78,6 +80,7 @@ class SimState:
             account = dataclasses.replace(account, user_id=10_000_001 + len(self.accounts))
         self.engine.open_account(account.api_key, account.balances)
         self.accounts[account.api_key] = account
+        self.funding.deposit_initial(account.api_key, account.balances, self.now_ms())
 
     def now_ms(self) -> int:
         """Exchange time in ms."""
@@ -92,7 +95,7 @@ class SimState:
         return str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4))
 
     def received(self, method: str, path: str) -> None:
-        """Count one /api/ request that reached the exchange."""
+        """Count one exchange request (/api/ or graph /v1/) that reached the simulator."""
         self.requests_received += 1
         self.request_log.append(ReceivedRequest(self.now_ms(), method, path))
 

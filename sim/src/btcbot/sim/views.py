@@ -8,8 +8,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from btcbot.sim.book import Order
+from btcbot.sim.candles import Bar
 from btcbot.sim.config import Currency, SymbolRules
 from btcbot.sim.engine import Fill, MatchingEngine, UserTrade
+from btcbot.sim.funding import Transfer
 from btcbot.sim.wallet import Balance
 
 Json = dict[str, Any]
@@ -242,4 +244,75 @@ def user_trade(trade: UserTrade, rules: SymbolRules, amount_scale: int | None) -
         "orderType": trade.side,
         "orderId": trade.order_id,
         "orderClientId": trade.client_id,
+    }
+
+
+def _change(bar: Bar) -> tuple[Decimal, Decimal]:
+    amount = bar.close - bar.open
+    return amount, (amount / bar.open * 100 if bar.open else Decimal(0))
+
+
+def ohlc_day(rules: SymbolRules, bar: Bar) -> Json:
+    """One graph-api /v1/ohlcs element: JSON numbers, `time` the day start in seconds."""
+    change, percent = _change(bar)
+    return {
+        "pair": rules.name,
+        "time": bar.start_s,
+        "open": number(bar.open),
+        "high": number(bar.high),
+        "low": number(bar.low),
+        "close": number(bar.close),
+        "volume": number(bar.volume),
+        "total": number(bar.quote_volume),
+        "average": number(bar.average, 2),
+        "dailyChangeAmount": number(change),
+        "dailyChangePercentage": number(percent, 2),
+    }
+
+
+def legacy_ohlc(rules: SymbolRules, bar: Bar) -> Json:
+    """One legacy /api/v2/ohlc element: decimals as strings, `time` the day start in ms."""
+    change, percent = _change(bar)
+    return {
+        "pairSymbol": rules.name,
+        "pairSymbolNormalized": rules.normalized,
+        "time": bar.start_s * 1000,
+        "open": fixed(bar.open, rules.denominator_scale),
+        "high": fixed(bar.high, rules.denominator_scale),
+        "low": fixed(bar.low, rules.denominator_scale),
+        "close": fixed(bar.close, rules.denominator_scale),
+        "volume": fixed(bar.volume, rules.numerator_scale),
+        "total": plain(bar.quote_volume),
+        "average": fixed(bar.average, rules.denominator_scale),
+        "dailyChangeAmount": fixed(change, rules.denominator_scale),
+        "dailyChangePercentage": fixed(percent, 2),
+    }
+
+
+def klines(rules: SymbolRules, bars: list[Bar]) -> Json:
+    """graph-api /v1/klines/history in TradingView UDF shape; `"s":"no_data"` when empty."""
+    if not bars:
+        return {"s": "no_data"}
+    return {
+        "s": "ok",
+        "t": [b.start_s for b in bars],
+        "o": [number(b.open) for b in bars],
+        "h": [number(b.high) for b in bars],
+        "l": [number(b.low) for b in bars],
+        "c": [number(b.close) for b in bars],
+        "v": [number(b.volume, rules.numerator_scale) for b in bars],
+    }
+
+
+def transfer(item: Transfer) -> Json:
+    """One transactions/crypto or /fiat element, numbers as in the docs sample."""
+    return {
+        "balanceType": item.kind.capitalize(),
+        "currencySymbol": item.currency,
+        "id": item.transfer_id,
+        "timestamp": item.ts_ms,
+        "funds": number(item.funds),
+        "amount": number(item.amount),
+        "fee": number(item.fee),
+        "tax": number(item.tax),
     }

@@ -23,6 +23,7 @@ from btcbot.btcturk.models import (
     Balance,
     Candle,
     ExchangeInfo,
+    Kline,
     Order,
     OrderAck,
     OrderBook,
@@ -33,6 +34,8 @@ from btcbot.btcturk.models import (
     Side,
     SymbolInfo,
     Ticker,
+    Transaction,
+    TransactionType,
     UserTrade,
 )
 from btcbot.btcturk.ratelimit import RateLimiter
@@ -55,6 +58,7 @@ __all__ = [
     "CircuitBreaker",
     "EndpointGroup",
     "ExchangeInfo",
+    "Kline",
     "LocalBook",
     "NotFound",
     "Order",
@@ -74,6 +78,8 @@ __all__ = [
     "Side",
     "SymbolInfo",
     "Ticker",
+    "Transaction",
+    "TransactionType",
     "TransportError",
     "Unavailable",
     "UserTrade",

@@ -20,9 +20,12 @@ class EndpointGroup(enum.StrEnum):
     SERVER_TIME = "server_time"
     EXCHANGE_INFO = "exchange_info"
     TICKER = "ticker"
+    TICKER_CURRENCY = "ticker_currency"
     ORDERBOOK = "orderbook"
     TRADES = "trades"
     OHLC = "ohlc"
+    KLINES = "klines"
+    LEGACY_OHLC = "legacy_ohlc"
     BALANCES = "balances"
     SUBMIT = "submit"
     CANCEL = "cancel"
@@ -30,6 +33,8 @@ class EndpointGroup(enum.StrEnum):
     OPEN_ORDERS = "open_orders"
     ALL_ORDERS = "all_orders"
     USER_TRADES = "user_trades"
+    CRYPTO_TRANSACTIONS = "crypto_transactions"
+    FIAT_TRANSACTIONS = "fiat_transactions"
 
 
 class Window(msgspec.Struct, frozen=True):
@@ -39,15 +44,19 @@ class Window(msgspec.Struct, frozen=True):
     period: float
 
 
-# Documented limits; groups the docs do not list (server time, exchangeinfo, v2 trades) get the
-# strictest public figure we know so we never find the real limit the hard way.
+# Documented limits; groups the docs do not list (server time, exchangeinfo, v2 trades, ticker by
+# currency, legacy ohlc) get the strictest public figure we know so we never find the real limit the
+# hard way.
 DEFAULT_LIMITS: Mapping[EndpointGroup, tuple[Window, ...]] = {
     EndpointGroup.SERVER_TIME: (Window(60, 60.0),),
     EndpointGroup.EXCHANGE_INFO: (Window(60, 60.0),),
     EndpointGroup.TICKER: (Window(600, 60.0),),
+    EndpointGroup.TICKER_CURRENCY: (Window(60, 60.0),),
     EndpointGroup.ORDERBOOK: (Window(180, 60.0),),
     EndpointGroup.TRADES: (Window(90, 60.0),),
-    EndpointGroup.OHLC: (Window(120, 60.0), Window(600, 600.0)),
+    EndpointGroup.OHLC: (Window(120, 60.0),),
+    EndpointGroup.KLINES: (Window(600, 600.0),),
+    EndpointGroup.LEGACY_OHLC: (Window(60, 60.0),),
     EndpointGroup.BALANCES: (Window(120, 60.0),),
     EndpointGroup.SUBMIT: (Window(300, 60.0), Window(10, 1.0)),
     EndpointGroup.CANCEL: (Window(300, 60.0), Window(10, 1.0)),
@@ -55,7 +64,15 @@ DEFAULT_LIMITS: Mapping[EndpointGroup, tuple[Window, ...]] = {
     EndpointGroup.OPEN_ORDERS: (Window(300, 60.0),),
     EndpointGroup.ALL_ORDERS: (Window(300, 60.0),),
     EndpointGroup.USER_TRADES: (Window(120, 60.0),),
+    EndpointGroup.CRYPTO_TRANSACTIONS: (Window(90, 60.0),),
+    EndpointGroup.FIAT_TRANSACTIONS: (Window(90, 60.0),),
 }
+
+GRAPH_POOL = "graph"
+# Budgets several groups draw on together: graph-api allows 600 requests per 10 minutes across all of
+# its paths, on top of the 120 per minute of /v1/ohlcs.
+SHARED_LIMITS: Mapping[str, tuple[Window, ...]] = {GRAPH_POOL: (Window(600, 600.0),)}
+DEFAULT_POOLS: Mapping[EndpointGroup, str] = {EndpointGroup.OHLC: GRAPH_POOL, EndpointGroup.KLINES: GRAPH_POOL}
 
 
 class Budget:

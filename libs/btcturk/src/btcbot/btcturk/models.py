@@ -142,7 +142,7 @@ class PublicTrade(msgspec.Struct, frozen=True):
 
 
 class Candle(msgspec.Struct, frozen=True):
-    """Daily OHLC from graph-api; ``time_s`` is the day start in seconds."""
+    """Daily OHLC from graph-api ``/v1/ohlcs`` or legacy ``/api/v2/ohlc``; ``time_s`` is the day start in seconds."""
 
     pair: str
     time_s: int
@@ -153,6 +153,19 @@ class Candle(msgspec.Struct, frozen=True):
     volume: Decimal
     total: Decimal | None = None
     average: Decimal | None = None
+    daily_change_amount: Decimal | None = None
+    daily_change_percentage: Decimal | None = None
+
+
+class Kline(msgspec.Struct, frozen=True):
+    """One candle of graph-api ``/v1/klines/history``; ``time_s`` is its start in seconds."""
+
+    time_s: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
 
 
 class Balance(msgspec.Struct, frozen=True):
@@ -231,3 +244,27 @@ class UserTrade(msgspec.Struct, frozen=True):
     def pair(self) -> str:
         """Pair symbol such as ``BTCTRY``."""
         return f"{self.numerator}{self.denominator}".upper()
+
+
+class TransactionType(enum.StrEnum):
+    """Kind of a crypto or fiat account transaction, normalised from ``Deposit``/``Withdrawal``."""
+
+    DEPOSIT = "deposit"
+    WITHDRAWAL = "withdrawal"
+
+
+class Transaction(msgspec.Struct, frozen=True):
+    """One deposit or withdrawal of ``/api/v1/users/transactions/crypto`` or ``/fiat``.
+
+    ``amount`` keeps BTCTurk's sign (negative for withdrawals); ``funds`` is the figure BTCTurk
+    reports next to it (the balance of that currency after the transaction, as far as samples show).
+    """
+
+    id: int
+    timestamp_ms: int
+    type: TransactionType
+    currency: str
+    amount: Decimal
+    funds: Decimal | None = None
+    fee: Decimal = Decimal(0)
+    tax: Decimal = Decimal(0)

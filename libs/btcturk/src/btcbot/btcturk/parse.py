@@ -14,12 +14,13 @@ from typing import Any
 
 import msgspec
 
-from btcbot.btcturk.errors import ProtocolError
+from btcbot.btcturk.errors import ProtocolError, Rejected
 from btcbot.btcturk.models import (
     Balance,
     Candle,
     CurrencyInfo,
     ExchangeInfo,
+    Kline,
     Level,
     Order,
     OrderAck,
@@ -31,10 +32,14 @@ from btcbot.btcturk.models import (
     Side,
     SymbolInfo,
     Ticker,
+    Transaction,
+    TransactionType,
     UserTrade,
 )
 
 JSON_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+# Graph-api times are seconds; a time above this is milliseconds (the legacy /api/v2/ohlc convention).
+_MS_CUTOFF = 100_000_000_000
 
 _METHODS = {m.value: m for m in OrderMethod}
 _METHOD_CODES = {0: OrderMethod.LIMIT, 1: OrderMethod.MARKET, 2: OrderMethod.STOP_LIMIT}
@@ -320,15 +325,20 @@ def parse_public_trades(data: Any) -> list[PublicTrade]:
     return trades
 
 
+def _seconds(value: Any) -> int:
+    stamp = to_int(value)
+    return stamp // 1000 if stamp >= _MS_CUTOFF else stamp
+
+
 def parse_ohlc(data: Any) -> list[Candle]:
-    """Parse graph-api ``/v1/ohlcs`` (bare list, time in seconds)."""
+    """Parse graph-api ``/v1/ohlcs`` (bare list, time in s) or legacy ``/api/v2/ohlc`` data (time in ms)."""
     candles = []
     for raw in _list(data, "ohlc"):
         f = Fields(raw, "candle")
         candles.append(
             Candle(
                 pair=_pair(f),
-                time_s=to_int(f.req("time")),
+                time_s=_seconds(f.req("time")),
                 open=to_decimal(f.req("open")),
                 high=to_decimal(f.req("high")),
                 low=to_decimal(f.req("low")),
@@ -336,9 +346,41 @@ def parse_ohlc(data: Any) -> list[Candle]:
                 volume=to_decimal(f.req("volume")),
                 total=opt_decimal(f.opt("total")),
                 average=opt_decimal(f.opt("average")),
+                daily_change_amount=opt_decimal(f.opt("dailyChangeAmount")),
+                daily_change_percentage=opt_decimal(f.opt("dailyChangePercentage")),
             )
         )
     return candles
+
+
+_KLINE_KEYS = ("t", "o", "h", "l", "c", "v")
+
+
+def parse_klines(data: Any) -> list[Kline]:
+    """Parse graph-api ``/v1/klines/history`` (TradingView UDF: ``s`` plus parallel arrays)."""
+    f = Fields(data, "klines")
+    status = str(f.req("s")).lower()
+    if status == "no_data":
+        return []
+    if status == "error":
+        text = str(f.opt("errmsg") or "klines error")
+        raise Rejected(text, message_code=text, endpoint="klines")
+    if status != "ok":
+        raise ProtocolError(f"klines: unknown status {status!r}")
+    columns = [_list(f.opt(key) or [], f"klines {key}") for key in _KLINE_KEYS]
+    if len({len(c) for c in columns}) != 1:
+        raise ProtocolError(f"klines: arrays of different lengths {[len(c) for c in columns]}")
+    return [
+        Kline(
+            time_s=_seconds(t),
+            open=to_decimal(o),
+            high=to_decimal(h),
+            low=to_decimal(lo),
+            close=to_decimal(c),
+            volume=to_decimal(v),
+        )
+        for t, o, h, lo, c, v in zip(*columns, strict=True)
+    ]
 
 
 def parse_balances(data: Any) -> list[Balance]:
@@ -453,3 +495,33 @@ def parse_user_trade(obj: Any) -> UserTrade:
 def parse_user_trades(data: Any) -> list[UserTrade]:
     """Parse ``/api/v1/users/transactions/trade`` data."""
     return [parse_user_trade(t) for t in _list(data, "user trades")]
+
+
+def parse_transaction_type(value: Any) -> TransactionType:
+    """Parse ``Deposit``/``deposit``/``Withdrawal`` (``withdraw`` tolerated)."""
+    lowered = str(value).strip().lower()
+    if lowered in ("withdraw", "withdrawal"):
+        return TransactionType.WITHDRAWAL
+    if lowered == "deposit":
+        return TransactionType.DEPOSIT
+    raise ProtocolError(f"unknown transaction type: {value!r}")
+
+
+def parse_transaction(obj: Any) -> Transaction:
+    """Parse one crypto or fiat transaction."""
+    f = Fields(obj, "transaction")
+    return Transaction(
+        id=to_int(f.req("id")),
+        timestamp_ms=to_int(f.req("timestamp")),
+        type=parse_transaction_type(f.req("balanceType", "type")),
+        currency=str(f.req("currencySymbol", "symbol")).upper(),
+        amount=to_decimal(f.req("amount")),
+        funds=opt_decimal(f.opt("funds")),
+        fee=to_decimal(f.opt("fee") or 0),
+        tax=to_decimal(f.opt("tax") or 0),
+    )
+
+
+def parse_transactions(data: Any) -> list[Transaction]:
+    """Parse ``/api/v1/users/transactions/crypto`` or ``/fiat`` data."""
+    return [parse_transaction(t) for t in _list(data, "transactions")]

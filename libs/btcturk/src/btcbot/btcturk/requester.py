@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # These failures leave no doubt that the request never reached the exchange.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 SERVER_TIME_PATH = "/api/v2/server/time"
+# A list of pairs sends a key more than once (type=buy&type=sell), as some endpoints expect.
+Params = Mapping[str, str] | list[tuple[str, str]]
 
 
 def wall_ms() -> int:
@@ -108,7 +110,7 @@ class Requester:
         method: str,
         path: str,
         *,
-        params: Mapping[str, str] | None = None,
+        params: Params | None = None,
         body: Mapping[str, str] | None = None,
         private: bool = False,
         mutation: bool = False,
@@ -154,7 +156,7 @@ class Requester:
         group: EndpointGroup,
         method: str,
         url: str,
-        params: Mapping[str, str] | None,
+        params: Params | None,
         body: Mapping[str, str] | None,
         private: bool,
         mutation: bool,
@@ -196,7 +198,7 @@ class Requester:
         group: EndpointGroup,
         method: str,
         url: str,
-        params: Mapping[str, str] | None,
+        params: Params | None,
         body: Mapping[str, str] | None,
         private: bool,
         mutation: bool,
@@ -209,8 +211,10 @@ class Requester:
         content = None if body is None else msgspec.json.encode(body)
         if content is not None:
             headers["Content-Type"] = "application/json"
+        # A tuple of pairs is covariant, so httpx's wider parameter type accepts it.
+        query = tuple(params) if isinstance(params, list) else params
         try:
-            return await self._http.request(method, url, params=params, content=content, headers=headers)
+            return await self._http.request(method, url, params=query, content=content, headers=headers)
         except _NOT_SENT as exc:
             raise TransportError(f"not sent: {type(exc).__name__}: {exc}", endpoint=group.value) from exc
         except httpx.HTTPError as exc:

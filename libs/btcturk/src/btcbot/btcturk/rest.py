@@ -22,6 +22,7 @@ from btcbot.btcturk.models import (
     Balance,
     Candle,
     ExchangeInfo,
+    Kline,
     Order,
     OrderAck,
     OrderBook,
@@ -30,6 +31,8 @@ from btcbot.btcturk.models import (
     ServerTime,
     Side,
     Ticker,
+    Transaction,
+    TransactionType,
     UserTrade,
 )
 from btcbot.btcturk.ratelimit import RateLimiter
@@ -39,6 +42,8 @@ from btcbot.btcturk.retry import RetryPolicy
 DEFAULT_BASE_URL = "https://api.btcturk.com"
 DEFAULT_GRAPH_URL = "https://graph-api.btcturk.com"
 MAX_CLIENT_ORDER_ID = 50
+# Klines resolutions: minutes as an int, or the day/week spellings graph-api and ccxt use.
+KLINE_RESOLUTIONS = frozenset({"1", "5", "15", "30", "60", "240", "1D", "1W"})
 
 
 def _amount(value: Decimal, what: str) -> str:
@@ -49,6 +54,14 @@ def _amount(value: Decimal, what: str) -> str:
 
 def _pair(pair: str) -> str:
     return parse.normalise_pair(pair)
+
+
+def _window(params: dict[str, str], from_s: int | None, to_s: int | None) -> dict[str, str]:
+    if from_s is not None:
+        params["from"] = str(int(from_s))
+    if to_s is not None:
+        params["to"] = str(int(to_s))
+    return params
 
 
 class BtcTurkClient:
@@ -156,6 +169,12 @@ class BtcTurkClient:
         data = await self._req.call(EndpointGroup.TICKER, "GET", "/api/v2/ticker", params=params)
         return parse.parse_tickers(data)
 
+    async def ticker_currency(self, currency: str) -> list[Ticker]:
+        """``GET /api/v2/ticker/currency?symbol=``: tickers of the pairs that trade ``currency``."""
+        params = {"symbol": currency.upper()}
+        data = await self._req.call(EndpointGroup.TICKER_CURRENCY, "GET", "/api/v2/ticker/currency", params=params)
+        return parse.parse_tickers(data)
+
     async def orderbook(self, pair: str, limit: int = 100) -> OrderBook:
         """``GET /api/v2/orderbook`` (limit 1..1000)."""
         params = {"pairSymbol": _pair(pair), "limit": str(limit)}
@@ -168,16 +187,34 @@ class BtcTurkClient:
         data = await self._req.call(EndpointGroup.TRADES, "GET", "/api/v2/trades", params=params)
         return parse.parse_public_trades(data)
 
-    async def ohlc(self, pair: str, from_s: int | None = None, to_s: int | None = None) -> list[Candle]:
-        """Daily candles from graph-api ``/v1/ohlcs`` (times in seconds)."""
-        params = {"pair": _pair(pair)}
-        if from_s is not None:
-            params["from"] = str(from_s)
-        if to_s is not None:
-            params["to"] = str(to_s)
+    async def ohlc(self, pair: str | None = None, from_s: int | None = None, to_s: int | None = None) -> list[Candle]:
+        """Daily candles from graph-api ``/v1/ohlcs`` (times in seconds); every pair when ``pair`` is None."""
+        params = _window({} if pair is None else {"pair": _pair(pair)}, from_s, to_s)
         data = await self._req.call(
-            EndpointGroup.OHLC, "GET", "/v1/ohlcs", params=params, enveloped=False, base=self._graph_url
+            EndpointGroup.OHLC, "GET", "/v1/ohlcs", params=params or None, enveloped=False, base=self._graph_url
         )
+        return parse.parse_ohlc(data)
+
+    async def klines(self, pair: str, resolution: int | str, from_s: int, to_s: int) -> list[Kline]:
+        """Candles from graph-api ``/v1/klines/history``: ``resolution`` in minutes, or "1D" / "1W".
+
+        An empty window (``"s":"no_data"``) gives an empty list.
+        """
+        text = str(resolution).upper()
+        if text not in KLINE_RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {sorted(KLINE_RESOLUTIONS)}, got {resolution!r}")
+        params = _window({"symbol": _pair(pair), "resolution": text}, from_s, to_s)
+        data = await self._req.call(
+            EndpointGroup.KLINES, "GET", "/v1/klines/history", params=params, enveloped=False, base=self._graph_url
+        )
+        return parse.parse_klines(data)
+
+    async def legacy_ohlc(self, pair: str, last: int | None = None) -> list[Candle]:
+        """Legacy ``GET /api/v2/ohlc?pairSymbol=&last=`` (enveloped; prefer :meth:`ohlc`)."""
+        params = {"pairSymbol": _pair(pair)}
+        if last is not None:
+            params["last"] = str(last)
+        data = await self._req.call(EndpointGroup.LEGACY_OHLC, "GET", "/api/v2/ohlc", params=params)
         return parse.parse_ohlc(data)
 
     # ----- private endpoints ------------------------------------------------------------
@@ -316,6 +353,51 @@ class BtcTurkClient:
             private=True,
         )
         return parse.parse_user_trades(data)
+
+    async def crypto_transactions(
+        self,
+        *,
+        types: tuple[TransactionType, ...] = (),
+        currencies: tuple[str, ...] = (),
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> list[Transaction]:
+        """``GET /api/v1/users/transactions/crypto``: crypto deposits and withdrawals (last 30 days by default)."""
+        return await self._transactions(
+            EndpointGroup.CRYPTO_TRANSACTIONS, "crypto", types, currencies, start_ms, end_ms
+        )
+
+    async def fiat_transactions(
+        self,
+        *,
+        types: tuple[TransactionType, ...] = (),
+        currencies: tuple[str, ...] = (),
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> list[Transaction]:
+        """``GET /api/v1/users/transactions/fiat``: fiat deposits and withdrawals (last 30 days by default)."""
+        return await self._transactions(EndpointGroup.FIAT_TRANSACTIONS, "fiat", types, currencies, start_ms, end_ms)
+
+    async def _transactions(
+        self,
+        group: EndpointGroup,
+        kind: str,
+        types: tuple[TransactionType, ...],
+        currencies: tuple[str, ...],
+        start_ms: int | None,
+        end_ms: int | None,
+    ) -> list[Transaction]:
+        # type and symbol repeat, as the docs write them: type=deposit&type=withdrawal&symbol=btc.
+        params: list[tuple[str, str]] = [("type", TransactionType(t).value) for t in types]
+        params += [("symbol", c.lower()) for c in currencies]
+        if start_ms is not None:
+            params.append(("startDate", str(start_ms)))
+        if end_ms is not None:
+            params.append(("endDate", str(end_ms)))
+        data = await self._req.call(
+            group, "GET", f"/api/v1/users/transactions/{kind}", params=params or None, private=True
+        )
+        return parse.parse_transactions(data)
 
     async def find_order_by_client_id(self, pair: str, client_order_id: str) -> Order | None:
         """Resolve an unknown outcome: search open orders, then all orders, then our trades."""
