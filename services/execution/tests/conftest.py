@@ -12,7 +12,7 @@ from btcbot.btcturk.errors import NotFound, OutcomeUnknown, Rejected
 from btcbot.contracts import ids
 from btcbot.contracts.messages import CancelOrder, SubmitOrder
 from btcbot.execution.handlers import Execution, Policy
-from btcbot.execution.journal import Journal
+from btcbot.execution.journal import Journal, MemoryActiveOrders
 from btcbot.execution.orders import Fill, Order
 from btcbot.execution.reconcile import ExchangeOrder, ExchangeStatus
 from btcbot.runtime.errors import StaleToken
@@ -47,6 +47,7 @@ class FakeExchange:
     cancels: list[str] = field(default_factory=list)
     cancel_script: list[object] = field(default_factory=list)
     finds: int = 0
+    open_order_reads: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
     async def submit(self, order: Order) -> str:
@@ -60,6 +61,12 @@ class FakeExchange:
         self.orders[xid] = Resting(xid, order.client_order_id, order.symbol, order.quantity)
         if action == "lost":  # placed, but the answer was lost
             raise OutcomeUnknown("read timeout", client_order_id=order.client_order_id)
+        return xid
+
+    def rest(self, coid: str, quantity: str, symbol: str = "BTCTRY") -> str:
+        """An order placed at the exchange by someone else (nothing in our journal); returns its id."""
+        xid = str(next(self._ids))
+        self.orders[xid] = Resting(xid, coid, symbol, D(quantity))
         return xid
 
     def trade(self, xid: str, tid: str, qty: str, price: str = "100", ts_ms: int = 1) -> Fill:
@@ -87,7 +94,13 @@ class FakeExchange:
             resting.status = ExchangeStatus.CANCELED
 
     def view(self, resting: Resting) -> ExchangeOrder:
-        return ExchangeOrder(resting.xid, resting.coid, resting.status, resting.filled)
+        return ExchangeOrder(resting.xid, resting.coid, resting.status, resting.filled, symbol=resting.symbol,
+                             side="buy", order_type="limit", price=D("100"), quantity=resting.quantity)  # fmt: skip
+
+    async def open_orders(self, symbol: str) -> list[ExchangeOrder]:
+        self.open_order_reads += 1
+        return [self.view(r) for r in self.orders.values()
+                if r.symbol == symbol and r.status == ExchangeStatus.OPEN]  # fmt: skip
 
     async def get(self, exchange_order_id: str) -> ExchangeOrder | None:
         resting = self.orders.get(exchange_order_id)
@@ -149,6 +162,7 @@ class Rig:
     exchange: FakeExchange
     execution: Execution
     clock: list[int]
+    active: MemoryActiveOrders = field(default_factory=MemoryActiveOrders)
 
     @staticmethod
     def submit(coid: str = "bbc1", quantity: str = "1", order_type: str = "limit", ts_ns: int = NOW) -> SubmitOrder:
@@ -162,7 +176,8 @@ class Rig:
 
     def new_execution(self, owner: str = "replica-2") -> Execution:
         """A second replica (or a restarted process) sharing the same Redis, bus and exchange."""
-        return Execution(bus=self.bus, journal=Journal(self.store, owner, 3600.0), locks=self.locks,
+        journal = Journal(self.store, owner, 3600.0, active=self.active, clock=lambda: self.clock[0])
+        return Execution(bus=self.bus, journal=journal, locks=self.locks,
                          exchange=self.exchange, account="main", owner=owner, clock=lambda: self.clock[0],
                          policy=self.execution.policy)  # fmt: skip
 
@@ -200,9 +215,10 @@ def rig() -> Rig:
     locks = MemoryLocks()
     exchange = FakeExchange()
     clock = [NOW]
+    active = MemoryActiveOrders()
     execution = Execution(
         bus=bus,
-        journal=Journal(store, "replica-1", 3600.0),
+        journal=Journal(store, "replica-1", 3600.0, active=active, clock=lambda: clock[0]),
         locks=locks,
         exchange=exchange,
         account="main",
@@ -210,4 +226,4 @@ def rig() -> Rig:
         clock=lambda: clock[0],
         policy=Policy(lookups=2, lookup_delay_s=0.5, max_order_age_s=120.0),
     )
-    return Rig(bus, store, locks, exchange, execution, clock)
+    return Rig(bus, store, locks, exchange, execution, clock, active)

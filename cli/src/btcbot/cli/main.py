@@ -32,6 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check NATS, Redis, Postgres, the streams and the exchange")
     sub.add_parser("migrate", help="apply the ledger's database migrations (DATABASE_URL)")
 
+    report = sub.add_parser("report", help="positions, PnL, equity and drawdown from the ledger (DATABASE_URL)")
+    report.add_argument("--json", action="store_true", help="one JSON object")
+    report.add_argument("--csv", action="store_true", help="long-form CSV: section,item,field,value")
+    report.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the equity curve and drawdown")
+    report.add_argument("--exchange", action="store_true", help="compare balances with the exchange (BTCTURK_*)")
+    report.add_argument("--run-file", type=Path, help="run.json of `btcbot up`: its database and simulator")
+
+    verify = sub.add_parser("verify", help="compare the simulator's record with execution's and the ledger's")
+    verify.add_argument("--run-file", help="run.json written by `btcbot up` (e.g. .state/up/run.json)")
+    for flag in ("sim-url", "api-key", "nats-url", "database-url", "redis-url", "key-prefix", "account"):
+        verify.add_argument(f"--{flag}", help="overrides the run file and the environment")
+    verify.add_argument("--since-ms", type=int, help="ignore stream messages older than this (epoch ms)")
+
     control = sub.add_parser("control", help="set the trading mode or the kill switch for every service")
     control.add_argument("action", choices=("mode", "kill", "release"))
     control.add_argument("mode", nargs="?", default="", help="NORMAL | REDUCE_ONLY | OBSERVE_ONLY (with `mode`)")
@@ -85,6 +98,16 @@ def main(argv: list[str] | None = None) -> None:
         from btcbot.cli.control import run_dlq
 
         raise SystemExit(asyncio.run(run_dlq(os.environ, args.service, args.limit)))
+    if args.command == "verify":
+        from btcbot.cli.verify import run_from_args
+
+        raise SystemExit(run_from_args(args))
+    if args.command == "report":
+        from btcbot.cli.report import ReportOptions, run_report
+
+        quote = os.environ.get("LEDGER_QUOTE_ASSET", "TRY")
+        ropts = ReportOptions(args.json, args.csv, args.plot, args.exchange, args.run_file, quote)
+        raise SystemExit(asyncio.run(run_report(ropts)))
     if args.command == "migrate":
         from btcbot.cli.doctor import run_migrate
 

@@ -1,4 +1,4 @@
-"""Wiring: exchange client, Redis stores, the order handler and the fill poller."""
+"""Wiring: exchange client, Redis stores, the order handler, the fill poller and the sweeper."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import CancelOrder, SubmitOrder
 from btcbot.execution.exchange import BtcTurkExchange
 from btcbot.execution.handlers import Execution, Policy
-from btcbot.execution.journal import Journal
+from btcbot.execution.journal import Journal, RedisActiveOrders
 from btcbot.execution.poller import FillPoller
 from btcbot.execution.settings import ExecutionSettings, arming
+from btcbot.execution.tasks import Sweeper
 from btcbot.runtime.idempotency import IdempotencyStore
 from btcbot.runtime.locks import FencedLock
 from btcbot.runtime.service import Service
@@ -37,7 +38,13 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
     prefix = f"{settings.key_prefix}:{settings.account}"
     execution = Execution(
         bus=svc.bus,
-        journal=Journal(IdempotencyStore(redis, prefix), settings.instance, settings.claim_ttl),
+        journal=Journal(
+            IdempotencyStore(redis, prefix),
+            settings.instance,
+            settings.claim_ttl,
+            active=RedisActiveOrders(redis, prefix),
+            clock=svc.now_ns,
+        ),
         locks=FencedLock(redis, prefix),
         exchange=BtcTurkExchange(client),
         account=settings.account,
@@ -62,3 +69,15 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
     )
     svc.task("fill-poller", poller.run)
     svc.readiness("fill-poller", lambda: poller.healthy)
+    sweeper = Sweeper(
+        execution,
+        settings.symbols,
+        interval_s=settings.sweep_interval,
+        settle_s=settings.sweep_settle,
+        lookback_s=settings.fill_lookback,
+        unknown_orders=settings.unknown_orders,
+        order_ttl_s=settings.order_ttl,
+    )
+    svc.task("sweeper", sweeper.run)
+    # Not ready until the start-up reconciliation with the exchange is done.
+    svc.readiness("reconciled", lambda: sweeper.started)

@@ -10,8 +10,10 @@ from typing import Protocol
 
 from btcbot.btcturk.errors import NotFound
 from btcbot.btcturk.models import Order as BtcTurkOrder
-from btcbot.btcturk.models import OrderStatus, UserTrade
+from btcbot.btcturk.models import OrderMethod, OrderStatus, UserTrade
+from btcbot.btcturk.models import Side as BtcTurkSide
 from btcbot.btcturk.rest import BtcTurkClient
+from btcbot.contracts.messages import OrderType
 from btcbot.execution.orders import Fill, Order
 from btcbot.execution.reconcile import ExchangeOrder, ExchangeStatus
 
@@ -21,6 +23,8 @@ _STATUS = {
     OrderStatus.CANCELED: ExchangeStatus.CANCELED,
     OrderStatus.CLOSED: ExchangeStatus.CLOSED,
 }
+
+_METHODS: dict[OrderMethod, OrderType] = {OrderMethod.LIMIT: "limit", OrderMethod.MARKET: "market"}
 
 
 class Exchange(Protocol):
@@ -38,6 +42,9 @@ class Exchange(Protocol):
     async def find(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
         """One order by our client order id, or None if the exchange has none."""
 
+    async def open_orders(self, symbol: str) -> list[ExchangeOrder]:
+        """Every order of our account resting in a symbol."""
+
     async def trades(self, symbol: str, since_ms: int) -> list[Fill]:
         """Our account's trades in a symbol since a time (ms)."""
 
@@ -52,6 +59,12 @@ def to_exchange_order(order: BtcTurkOrder) -> ExchangeOrder:
         client_order_id=order.client_order_id,
         status=_STATUS[order.status],
         filled_quantity=order.filled_amount,
+        symbol=order.pair.upper(),
+        side="buy" if order.side == BtcTurkSide.BUY else "sell",
+        # Stop orders are never placed by us; they cannot be adopted either (no contract type for them).
+        order_type=_METHODS.get(order.method),
+        price=order.price if order.method == OrderMethod.LIMIT else None,
+        quantity=order.quantity,
     )
 
 
@@ -104,6 +117,10 @@ class BtcTurkExchange:
         """Search open orders, all orders and trades for the client order id."""
         found = await self._client.find_order_by_client_id(symbol, client_order_id)
         return None if found is None else to_exchange_order(found)
+
+    async def open_orders(self, symbol: str) -> list[ExchangeOrder]:
+        """GET openOrders of one pair."""
+        return [to_exchange_order(o) for o in await self._client.open_orders(symbol)]
 
     async def trades(self, symbol: str, since_ms: int) -> list[Fill]:
         """User trades of a pair since ``since_ms``."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Literal, Protocol
 
 import structlog
 
@@ -43,6 +43,9 @@ _KINDS: dict[type[Message], str] = {
     OrderCanceled: "canceled",
     OrderFilled: "filled",
 }
+
+# What to do with an order whose POST proved never to have arrived (see Execution.resolve).
+Missing = Literal["place", "reject", "unsent"]
 
 
 class Locks(Protocol):
@@ -119,11 +122,11 @@ class Execution:
         log = self.log.bind(client_order_id=coid, symbol=cmd.symbol, deliveries=delivery.deliveries)
         first = await self.journal.claim(coid)
         log.info("submit.claim", taken=first, owner=self.owner)
-        async with self._locked(cmd.symbol, log) as lease:
+        async with self.locked(cmd.symbol, log) as lease:
             record = await self.journal.load(coid)
             if record is None:
                 # First claim, or a claim whose owner died before writing the order: nothing was sent.
-                record = Record(orders.from_submit(cmd), Phase.CLAIMED)
+                record = Record(orders.from_submit(cmd), Phase.CLAIMED, created_ns=cmd.ts_ns)
                 await self.journal.save(record)
                 await self.journal.remember_trace(coid, current_traceparent())
             await self._drive(record, cmd.ts_ns, lease, log)
@@ -132,7 +135,7 @@ class Execution:
         """Cancel an order we placed and emit OrderCanceled once the exchange confirms it."""
         coid = cmd.client_order_id
         log = self.log.bind(client_order_id=coid, symbol=cmd.symbol, deliveries=delivery.deliveries)
-        async with self._locked(cmd.symbol, log) as lease:
+        async with self.locked(cmd.symbol, log) as lease:
             record = await self.journal.load(coid)
             if record is None:
                 log.warning("cancel.unknown_order")
@@ -145,7 +148,7 @@ class Execution:
                 await self.commit(Record(step.order, Phase.SENT), step.events, log)
                 return
             if record.phase == Phase.SENDING:
-                record = await self._resolve(record, None, lease, log, why="cancel requested", place=False)
+                record = await self.resolve(record, None, lease, log, why="cancel requested", missing="reject")
             order = record.order
             if order.is_terminal:
                 log.info("cancel.already_final", status=order.status.value)
@@ -175,12 +178,12 @@ class Execution:
                 return record
             return await self._place(record, sent_ns, lease, log)
         if record.phase == Phase.SENDING:
-            return await self._resolve(record, sent_ns, lease, log, why="redelivered while sending")
+            return await self.resolve(record, sent_ns, lease, log, why="redelivered while sending")
         if order.is_terminal:
             log.info("submit.already_final", status=order.status.value)
             return record
         # Sent: the exchange answered before; catch up on whatever happened since.
-        return await self._sync(record, log)
+        return await self.sync(record, log)
 
     async def _place(
         self, record: Record, sent_ns: int | None, lease: Lease, log: structlog.stdlib.BoundLogger
@@ -207,7 +210,7 @@ class Execution:
             exchange_order_id = await self.exchange.submit(sending.order)
         except OutcomeUnknown as exc:
             log.warning("submit.outcome_unknown", error=str(exc))
-            return await self._resolve(sending, sent_ns, lease, log, why="response lost")
+            return await self.resolve(sending, sent_ns, lease, log, why="response lost")
         except Rejected as exc:
             log.info("submit.rejected", code=exc.message_code, error=str(exc))
             step = orders.reject(sending.order, exc.message_code, exc.message, self.clock())
@@ -224,7 +227,7 @@ class Execution:
         await self.journal.index(result.order)
         return result
 
-    async def _resolve(
+    async def resolve(
         self,
         record: Record,
         sent_ns: int | None,
@@ -232,9 +235,14 @@ class Execution:
         log: structlog.stdlib.BoundLogger,
         *,
         why: str,
-        place: bool = True,
+        missing: Missing = "place",
     ) -> Record:
-        """The POST may or may not have arrived: ask the exchange by client order id, never resend blindly."""
+        """The POST may or may not have arrived: ask the exchange by client order id, never resend blindly.
+
+        When the exchange still has no such order after ``policy.lookups`` looks, the POST never arrived, and
+        ``missing`` says what then: place it now, reject it (a cancel came first), or mark it unsent so the
+        SubmitOrder's next delivery places it (the sweep, which never places orders itself).
+        """
         order = record.order
         seen = await self.exchange.find(order.symbol, order.client_order_id)
         if seen is None:
@@ -245,12 +253,14 @@ class Execution:
                 raise Retry(f"order {order.client_order_id} not at the exchange yet ({why})",
                             self.policy.lookup_delay_s)  # fmt: skip
             # Looked long enough: the POST never arrived. Back to "claimed", then place it for real.
-            log.warning("reconcile.never_arrived", lookups=record.lookups, place=place)
-            if not place:
+            log.warning("reconcile.never_arrived", lookups=record.lookups, then=missing)
+            if missing == "reject":
                 step = orders.reject(order, "CANCELED", "canceled before the exchange had it", self.clock())
                 return await self.commit(Record(step.order, Phase.SENT), step.events, log)
             claimed = Record(replace(order, status=Status.PENDING), Phase.CLAIMED)
             await self.journal.save(claimed)
+            if missing == "unsent":
+                return claimed
             return await self._place(claimed, sent_ns, lease, log)
         trades = await self.exchange.order_trades(seen.exchange_order_id)
         result = reconcile(order, seen, trades, self.clock())
@@ -261,7 +271,7 @@ class Execution:
         await self.journal.index(committed.order)
         return committed
 
-    async def _sync(self, record: Record, log: structlog.stdlib.BoundLogger) -> Record:
+    async def sync(self, record: Record, log: structlog.stdlib.BoundLogger) -> Record:
         """Catch a sent order up with the exchange (fills, cancel, close)."""
         order = record.order
         seen = await self.exchange.get(order.exchange_order_id) if order.exchange_order_id else None
@@ -333,24 +343,34 @@ class Execution:
         await self.journal.save(record)
         return record
 
-    def _locked(self, symbol: str, log: structlog.stdlib.BoundLogger) -> _Held:
-        return _Held(self, f"orders:{self.account}:{symbol}", log)
+    def locked(self, symbol: str, log: structlog.stdlib.BoundLogger, wait_s: float | None = None) -> _Held:
+        """``async with``: the per account+symbol order lock, or Retry when it stays busy."""
+        return _Held(self, f"orders:{self.account}:{symbol}", log, wait_s)
+
+    async def cancel_resting(
+        self, record: Record, lease: Lease, log: structlog.stdlib.BoundLogger, reason: str
+    ) -> bool:
+        """Cancel a resting order under a held lease; True once the exchange confirms it is gone."""
+        await self._cancel_at_exchange(record, lease, log)
+        return await self._confirm_cancel(record.order.client_order_id, reason, log)
 
 
 class _Held:
     """``async with``: hold the per account+symbol order lock, or ask for a retry."""
 
-    def __init__(self, execution: Execution, name: str, log: structlog.stdlib.BoundLogger) -> None:
+    def __init__(
+        self, execution: Execution, name: str, log: structlog.stdlib.BoundLogger, wait_s: float | None = None
+    ) -> None:
         self._execution = execution
         self._name = name
         self._log = log
+        self._wait_s = wait_s
         self._lease: Lease | None = None
 
     async def __aenter__(self) -> Lease:
         policy = self._execution.policy
-        lease = await self._execution.locks.acquire(
-            self._name, self._execution.owner, policy.lock_ttl_s, policy.lock_wait_s
-        )
+        wait_s = policy.lock_wait_s if self._wait_s is None else self._wait_s
+        lease = await self._execution.locks.acquire(self._name, self._execution.owner, policy.lock_ttl_s, wait_s)
         if lease is None:
             self._log.info("lock.busy", lock=self._name)
             raise Retry(f"lock {self._name} busy", policy.lock_wait_s)

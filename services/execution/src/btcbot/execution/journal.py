@@ -1,4 +1,5 @@
-"""Execution's durable memory in the idempotency store: order claims, exchange id index, seen trades.
+"""Execution's durable memory in the idempotency store: order claims, exchange id index, seen trades,
+and the set of orders that are not settled yet (what the sweep walks).
 
 Every key lives in the shared store (Redis in production) so replicas and restarts agree. Redis failures
 surface as DependencyUnavailable from the store: the caller does nothing and the message is retried.
@@ -6,18 +7,103 @@ surface as DependencyUnavailable from the store: the caller does nothing and the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
 from btcbot.execution.orders import Order
 from btcbot.execution.record import Phase, Record, from_fields, has_order, to_fields
+from btcbot.runtime.errors import DependencyUnavailable
 from btcbot.runtime.idempotency import IdempotencyStoreProtocol
+
+
+class ActiveOrders(Protocol):
+    """The client order ids of orders not settled yet: in flight, resting, or never sent."""
+
+    async def add(self, client_order_id: str) -> None:
+        """Remember an order as active."""
+
+    async def remove(self, client_order_id: str) -> None:
+        """Forget a settled order."""
+
+    async def members(self) -> list[str]:
+        """Every active client order id."""
+
+
+class MemoryActiveOrders:
+    """:class:`ActiveOrders` in memory, for unit tests."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    async def add(self, client_order_id: str) -> None:
+        """Remember an order."""
+        self.ids.add(client_order_id)
+
+    async def remove(self, client_order_id: str) -> None:
+        """Forget an order."""
+        self.ids.discard(client_order_id)
+
+    async def members(self) -> list[str]:
+        """Every remembered id."""
+        return sorted(self.ids)
+
+
+class RedisActiveOrders:
+    """:class:`ActiveOrders` as one Redis set under the service's prefix."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._redis = client
+        self.key = f"{prefix}:exec:active"
+
+    async def add(self, client_order_id: str) -> None:
+        """SADD."""
+        try:
+            await self._redis.sadd(self.key, client_order_id)
+        except RedisError as exc:
+            raise DependencyUnavailable(f"redis: add active order: {exc!r}") from exc
+
+    async def remove(self, client_order_id: str) -> None:
+        """SREM."""
+        try:
+            await self._redis.srem(self.key, client_order_id)
+        except RedisError as exc:
+            raise DependencyUnavailable(f"redis: remove active order: {exc!r}") from exc
+
+    async def members(self) -> list[str]:
+        """SMEMBERS, sorted."""
+        try:
+            raw = await self._redis.smembers(self.key)
+        except RedisError as exc:
+            raise DependencyUnavailable(f"redis: list active orders: {exc!r}") from exc
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in raw)
+
+
+def settled(record: Record) -> bool:
+    """True once nothing about the order can change: terminal and its outcome recorded as sent."""
+    return record.order.is_terminal and record.phase == Phase.SENT
 
 
 class Journal:
     """Claims and records of orders, plus the indexes the fill poller needs."""
 
-    def __init__(self, store: IdempotencyStoreProtocol, owner: str, ttl_s: float) -> None:
+    def __init__(
+        self,
+        store: IdempotencyStoreProtocol,
+        owner: str,
+        ttl_s: float,
+        *,
+        active: ActiveOrders | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
         self._store = store
         self._owner = owner
         self._ttl_s = ttl_s
+        self.active: ActiveOrders = active if active is not None else MemoryActiveOrders()
+        self._clock = clock
 
     async def claim(self, client_order_id: str) -> bool:
         """Claim a client order id; True if this call made the claim (no one ever handled it)."""
@@ -36,10 +122,26 @@ class Journal:
         return from_fields(client_order_id, {**fields, "phase": fields.get("state", Phase.CLAIMED.value)})
 
     async def save(self, record: Record) -> None:
-        """Write the record (its phase into the claim's ``state`` field)."""
+        """Write the record (its phase into the claim's ``state`` field) and keep the active set in step.
+
+        An order joins the active set before its record is written and leaves it only after, so a crash in
+        between leaves the set a superset of the unsettled orders, never a subset.
+        """
+        coid = record.order.client_order_id
+        if self._clock is not None:
+            record = replace(record, saved_ns=self._clock())
+        done = settled(record)
+        if not done:
+            await self.active.add(coid)
         fields = to_fields(record)
         fields["state"] = fields.pop("phase")
-        await self._store.record(_order_key(record.order.client_order_id), **fields)
+        await self._store.record(_order_key(coid), **fields)
+        if done:
+            await self.active.remove(coid)
+
+    async def forget(self, client_order_id: str) -> None:
+        """Drop an id from the active set (its record is settled or gone)."""
+        await self.active.remove(client_order_id)
 
     async def remember_trace(self, client_order_id: str, traceparent: str) -> None:
         """Keep the trace of the SubmitOrder with its claim, so fills found later join that trace."""

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from btcbot.contracts.messages import Message
+from btcbot.contracts.messages import Message, OrderType, Side
 from btcbot.execution import orders
 from btcbot.execution.orders import Fill, Order, Status
 
@@ -28,12 +28,20 @@ class ExchangeStatus(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ExchangeOrder:
-    """An order as the exchange reports it; ``filled_quantity`` in base units."""
+    """An order as the exchange reports it; ``filled_quantity`` in base units.
+
+    The order's terms (symbol to quantity) are only needed to adopt an order execution never placed.
+    """
 
     exchange_order_id: str
     client_order_id: str | None
     status: ExchangeStatus
     filled_quantity: Decimal
+    symbol: str = ""
+    side: Side | None = None
+    order_type: OrderType | None = None
+    price: Decimal | None = None
+    quantity: Decimal | None = None
 
 
 class Verdict(enum.StrEnum):

@@ -36,6 +36,10 @@ class Record:
     order: Order
     phase: Phase
     lookups: int = 0
+    # When the SubmitOrder was created (its ts_ns): the age the expiry check and the order TTL use.
+    created_ns: int = 0
+    # When the record was last written; the sweep leaves a record alone while a handler may still act on it.
+    saved_ns: int = 0
 
 
 _SIDES = ("buy", "sell")
@@ -45,7 +49,7 @@ _TYPES = ("limit", "market")
 def to_fields(record: Record) -> dict[str, str]:
     """Flatten a record into string fields."""
     order = record.order
-    return {
+    fields = {
         "phase": record.phase.value,
         "lookups": str(record.lookups),
         "status": order.status.value,
@@ -61,6 +65,12 @@ def to_fields(record: Record) -> dict[str, str]:
         "filled_notional": str(order.filled_notional),
         "trade_ids": ",".join(sorted(order.trade_ids)),
     }
+    # Zero means "not known here": left out so an update never wipes what an earlier write stored.
+    if record.created_ns:
+        fields["created_ns"] = str(record.created_ns)
+    if record.saved_ns:
+        fields["saved_ns"] = str(record.saved_ns)
+    return fields
 
 
 def has_order(fields: Mapping[str, str]) -> bool:
@@ -92,7 +102,13 @@ def from_fields(client_order_id: str, fields: Mapping[str, str]) -> Record:
             filled_notional=Decimal(fields.get("filled_notional", "0")),
             trade_ids=frozenset(t for t in trade_ids.split(",") if t),
         )
-        return Record(order, Phase(fields["phase"]), int(fields.get("lookups", "0")))
+        return Record(
+            order,
+            Phase(fields["phase"]),
+            int(fields.get("lookups", "0")),
+            created_ns=int(fields.get("created_ns", "0")),
+            saved_ns=int(fields.get("saved_ns", "0")),
+        )
     except KeyError as exc:
         raise CorruptRecord(f"{client_order_id}: missing field {exc.args[0]}") from exc
     except (ValueError, InvalidOperation) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -29,6 +30,13 @@ class ExecutionSettings(CommonSettings, ExchangeSettings):
     unknown_lookups: int = Field(3, ge=1)
     lookup_delay: float = Field(2.0, gt=0)
     max_order_age: float = Field(120.0, ge=0)
+    # The sweep: how often unsettled orders are checked, and how long a record must sit untouched first.
+    sweep_interval: float = Field(5.0, gt=0)
+    sweep_settle: float = Field(20.0, ge=0)
+    # An order at the exchange that no journal record explains: adopt it, cancel it, or only report it.
+    unknown_orders: Literal["adopt", "cancel", "report"] = "adopt"
+    # Cancel a resting order this many seconds after its command was made (0: never; strategy owns TTLs).
+    order_ttl: float = Field(0.0, ge=0)
 
 
 def is_real_exchange(base_url: str) -> bool:

@@ -1,0 +1,364 @@
+"""`btcbot verify`: does what the exchange did match what execution and the ledger recorded?
+
+Evidence comes from four places: the simulator's record of the account (GET /sim/state: every order with its
+client id, every trade, balances), the EXECUTION stream (OrderAccepted / OrderRejected / OrderCanceled /
+OrderFilled), the INTENTS and ORDERS streams (what was asked for), the ledger's Postgres tables (fills,
+balances) and execution's order claims in Redis. :func:`compare` is pure; the rest fetches.
+
+Printed as one JSON line; the exit code is 1 when any count in :data:`PROBLEMS` is not zero:
+
+    duplicate_orders     orders at the exchange beyond the first for one client order id
+    unrecorded_orders    exchange orders whose client id execution never reported accepted
+    missing_fills        exchange trades of the account that the ledger has not booked
+    missing_fill_events  exchange trades without an OrderFilled event
+    extra_fills          ledger fills or OrderFilled events for trades the exchange does not have
+    fill_mismatches      ledger fills whose order, side, price or quantity differ from the exchange's trade
+    orders_in_flight     claims stuck in "sending", or orders execution still thinks open (by its events or
+                         its claim) that the exchange reports closed, canceled or never had
+    balance_mismatches   assets whose ledger balance differs from the exchange's total
+    lost_intents         intents that became neither a SubmitOrder nor an OrderDenied
+    unresolved_orders    SubmitOrders that ended neither accepted nor rejected
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import urllib.parse
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from btcbot.contracts.codec import decode
+from btcbot.contracts.messages import (
+    Message,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDenied,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    SubmitOrder,
+)
+
+PROBLEMS = (
+    "duplicate_orders",
+    "unrecorded_orders",
+    "missing_fills",
+    "missing_fill_events",
+    "extra_fills",
+    "fill_mismatches",
+    "orders_in_flight",
+    "balance_mismatches",
+    "lost_intents",
+    "unresolved_orders",
+)
+CLOSED_AT_EXCHANGE = frozenset({"Canceled", "Closed"})
+TERMINAL_CLAIM_STATUSES = frozenset({"filled", "canceled", "rejected"})
+EXAMPLES = 5  # ids listed per problem, so a failure says where to look
+
+
+class VerifyError(Exception):
+    """An input is missing or a source cannot be read."""
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the records are; `redis_url` empty skips the claim checks."""
+
+    sim_url: str
+    api_key: str
+    nats_url: str
+    database_url: str
+    redis_url: str = ""
+    key_prefix: str = "btcbot"
+    account: str = "main"
+    since_ns: int = 0
+
+
+@dataclass(frozen=True)
+class LedgerFill:
+    """One row of the ledger's fills table, as compared."""
+
+    symbol: str
+    trade_id: str
+    client_order_id: str
+    side: str
+    price: Decimal
+    quantity: Decimal
+
+
+@dataclass
+class Evidence:
+    """Everything compared, already fetched."""
+
+    sim: Mapping[str, Any]
+    messages: list[Message] = field(default_factory=list)
+    ledger_fills: list[LedgerFill] = field(default_factory=list)
+    ledger_balances: dict[str, Decimal] = field(default_factory=dict)
+    claims: dict[str, dict[str, str]] | None = None  # client order id -> claim fields; None = not read
+
+
+def compare(evidence: Evidence) -> dict[str, Any]:
+    """The verdict: the counts of :data:`PROBLEMS`, context counts, and a few example ids per problem."""
+    sim_orders: list[Mapping[str, Any]] = list(evidence.sim.get("orders", []))
+    sim_trades: list[Mapping[str, Any]] = list(evidence.sim.get("trades", []))
+    by_type: dict[type[Message], list[Any]] = defaultdict(list)
+    for message in evidence.messages:
+        by_type[type(message)].append(message)
+    examples: dict[str, list[str]] = {}
+
+    def note(problem: str, ids: list[str]) -> int:
+        if ids:
+            examples[problem] = sorted(ids)[:EXAMPLES]
+        return len(ids)
+
+    placed = Counter(str(o.get("clientId") or "") for o in sim_orders)
+    placed.pop("", None)
+    duplicates = [coid for coid, n in placed.items() for _ in range(n - 1)]
+
+    accepted = {m.client_order_id for m in by_type[OrderAccepted]}
+    rejected = {m.client_order_id for m in by_type[OrderRejected]}
+    unrecorded = [coid for coid in placed if coid not in accepted]
+
+    trades = {(str(t["pair"]), str(t["tradeId"])): t for t in sim_trades}
+    ledger = {(f.symbol, f.trade_id): f for f in evidence.ledger_fills}
+    fill_events = {(m.symbol, m.trade_id) for m in by_type[OrderFilled]}
+    missing = [f"{s}:{t}" for s, t in trades if (s, t) not in ledger]
+    missing_events = [f"{s}:{t}" for s, t in trades if (s, t) not in fill_events]
+    extra = [f"ledger {s}:{t}" for s, t in ledger if (s, t) not in trades]
+    extra += [f"event {s}:{t}" for s, t in fill_events if (s, t) not in trades]
+    mismatched = [f"{key[0]}:{key[1]}" for key, f in ledger.items() if key in trades and not _same(f, trades[key])]
+
+    in_flight = _in_flight(sim_orders, by_type, evidence.claims)
+
+    sim_balances = {a: Decimal(str(b["total"])) for a, b in evidence.sim.get("balances", {}).items()}
+    assets = set(sim_balances) | set(evidence.ledger_balances)
+    zero = Decimal(0)
+    balance_diffs = [
+        f"{a}: exchange {sim_balances.get(a, zero)} ledger {evidence.ledger_balances.get(a, zero)}"
+        for a in assets
+        if sim_balances.get(a, zero) != evidence.ledger_balances.get(a, zero)
+    ]
+
+    submitted = {m.intent_id for m in by_type[SubmitOrder]}
+    denied = {m.intent_id for m in by_type[OrderDenied]}
+    lost = [m.id for m in by_type[OrderIntent] if m.id not in submitted and m.id not in denied]
+    submits = {m.client_order_id for m in by_type[SubmitOrder]}
+    unresolved = [coid for coid in submits if coid not in accepted and coid not in rejected]
+
+    verdict: dict[str, Any] = {
+        "duplicate_orders": note("duplicate_orders", duplicates),
+        "unrecorded_orders": note("unrecorded_orders", unrecorded),
+        "missing_fills": note("missing_fills", missing),
+        "missing_fill_events": note("missing_fill_events", missing_events),
+        "extra_fills": note("extra_fills", extra),
+        "fill_mismatches": note("fill_mismatches", mismatched),
+        "orders_in_flight": note("orders_in_flight", in_flight),
+        "balance_mismatches": note("balance_mismatches", balance_diffs),
+        "lost_intents": note("lost_intents", lost),
+        "unresolved_orders": note("unresolved_orders", unresolved),
+        "exchange_orders": len(sim_orders),
+        "exchange_trades": len(sim_trades),
+        "intents": len(by_type[OrderIntent]),
+        "submits": len(submits),
+        "denied": len(denied),
+        "accepted": len(accepted),
+        "rejected": len(rejected),
+        "canceled": len({m.client_order_id for m in by_type[OrderCanceled]}),
+        "fill_events": len(fill_events),
+        "ledger_fills": len(ledger),
+        "claims_checked": evidence.claims is not None,
+    }
+    verdict["ok"] = not any(verdict[p] for p in PROBLEMS)
+    verdict["examples"] = examples
+    return verdict
+
+
+def _same(fill: LedgerFill, trade: Mapping[str, Any]) -> bool:
+    return (
+        fill.client_order_id == str(trade.get("clientId") or fill.client_order_id)
+        and fill.side == str(trade.get("side", fill.side)).lower()
+        and fill.price == Decimal(str(trade["price"]))
+        and fill.quantity == abs(Decimal(str(trade["amount"])))
+    )
+
+
+def _in_flight(
+    sim_orders: list[Mapping[str, Any]],
+    by_type: Mapping[type[Message], list[Any]],
+    claims: Mapping[str, Mapping[str, str]] | None,
+) -> list[str]:
+    """Client ids whose outcome execution has not settled although the exchange has (see the module doc)."""
+    status_at_exchange = {str(o.get("clientId")): str(o.get("status")) for o in sim_orders if o.get("clientId")}
+    stuck: set[str] = set()
+    # Execution's view from its events: accepted, not yet canceled/rejected, not yet completely filled.
+    filled: dict[str, Decimal] = defaultdict(Decimal)
+    for fill in by_type.get(OrderFilled, []):
+        filled[fill.client_order_id] += fill.quantity
+    ended = {m.client_order_id for m in [*by_type.get(OrderCanceled, []), *by_type.get(OrderRejected, [])]}
+    for acc in by_type.get(OrderAccepted, []):
+        coid = acc.client_order_id
+        complete = acc.order_type == "limit" and filled[coid] >= acc.quantity
+        at_exchange = status_at_exchange.get(coid)
+        # A market order may close short of its size: Closed with fills is settled.
+        market_done = acc.order_type == "market" and at_exchange == "Closed" and filled[coid] > 0
+        closed = at_exchange is None or at_exchange in CLOSED_AT_EXCHANGE
+        if coid not in ended and not complete and not market_done and closed:
+            stuck.add(coid)
+    # Execution's view from its claims.
+    for coid, fields in (claims or {}).items():
+        if "status" not in fields:
+            continue  # claimed, crashed before writing the order: nothing was sent
+        state, status = fields.get("state", ""), fields["status"]
+        at_exchange = status_at_exchange.get(coid)
+        if state == "sending" or (
+            state == "sent"
+            and status not in TERMINAL_CLAIM_STATUSES
+            and (at_exchange is None or at_exchange in CLOSED_AT_EXCHANGE)
+        ):
+            stuck.add(coid)
+    return sorted(stuck)
+
+
+# ---- fetching ----------------------------------------------------------------------------------
+
+
+def sources_from(options: Mapping[str, str | None], env: Mapping[str, str]) -> Sources:
+    """Sources from explicit options, else the run file (`--run-file`), else the environment."""
+    run: dict[str, Any] = {}
+    run_file = options.get("run_file")
+    if run_file:
+        path = Path(run_file)
+        if not path.exists():
+            raise VerifyError(f"run file {path} not found (written by `btcbot up` once its services are ready)")
+        run = json.loads(path.read_text())
+
+    def pick(option: str, run_key: str, env_key: str, default: str | None = None) -> str:
+        value = options.get(option) or run.get(run_key) or env.get(env_key) or default
+        if value is None:
+            raise VerifyError(f"--{option.replace('_', '-')} (or {env_key}, or a --run-file) is needed")
+        return str(value)
+
+    since_ms = options.get("since_ms")
+    return Sources(
+        sim_url=pick("sim_url", "sim_url", "BTCTURK_BASE_URL"),
+        api_key=pick("api_key", "api_key", "BTCTURK_API_KEY"),
+        nats_url=pick("nats_url", "nats_url", "NATS_URL"),
+        database_url=pick("database_url", "database_url", "DATABASE_URL"),
+        redis_url=pick("redis_url", "redis_url", "REDIS_URL", ""),
+        key_prefix=pick("key_prefix", "key_prefix", "BTCBOT_KEY_PREFIX", "btcbot"),
+        account=pick("account", "account", "BTCBOT_ACCOUNT", "main"),
+        since_ns=int(since_ms) * 1_000_000 if since_ms else 0,
+    )
+
+
+async def gather(sources: Sources) -> Evidence:
+    """Fetch every record `compare` needs."""
+    sim = await asyncio.to_thread(_sim_state, sources.sim_url, sources.api_key)
+    evidence = Evidence(sim=sim, messages=await _stream_messages(sources.nats_url, sources.since_ns))
+    evidence.ledger_fills, evidence.ledger_balances = await _ledger(sources.database_url)
+    if sources.redis_url:
+        evidence.claims = await _claims(sources.redis_url, f"{sources.key_prefix}:{sources.account}")
+    return evidence
+
+
+async def run_verify(sources: Sources) -> int:
+    """Print the verdict as one JSON line; 0 when nothing is wrong, 1 otherwise."""
+    verdict = compare(await gather(sources))
+    print(json.dumps(verdict, sort_keys=False), flush=True)
+    return 0 if verdict["ok"] else 1
+
+
+def _sim_state(sim_url: str, api_key: str) -> dict[str, Any]:
+    url = f"{sim_url.rstrip('/')}/sim/state?{urllib.parse.urlencode({'apiKey': api_key})}"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310  (the simulator's admin URL)
+            data: dict[str, Any] = json.loads(response.read())
+    except (OSError, ValueError) as exc:
+        raise VerifyError(f"cannot read the simulator's record at {sim_url}: {exc}") from exc
+    return data
+
+
+async def _stream_messages(nats_url: str, since_ns: int) -> list[Message]:
+    from btcbot.runtime.inspect import read_stream
+    from btcbot.runtime.jetstream import connect
+
+    nc = await connect(nats_url, "btcbot-verify", 10, reconnect_forever=False)
+    try:
+        js = nc.jetstream()
+        found: list[Message] = []
+        for stream in ("INTENTS", "ORDERS", "EXECUTION"):
+            async for stored in read_stream(js, stream, 1):
+                try:
+                    message = decode(stored.data)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    continue  # garbage is the DLQ's business, not a record of what happened
+                if message.ts_ns >= since_ns:
+                    found.append(message)
+        return found
+    finally:
+        await nc.close()
+
+
+async def _ledger(database_url: str) -> tuple[list[LedgerFill], dict[str, Decimal]]:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(database_url, timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise VerifyError(f"cannot reach the ledger database: {exc}") from exc
+    try:
+        rows = await conn.fetch("SELECT symbol, trade_id, client_order_id, side, price, quantity FROM fills")
+        balances = await conn.fetch("SELECT asset, total FROM balances")
+    finally:
+        await conn.close()
+    fills = [
+        LedgerFill(r["symbol"], r["trade_id"], r["client_order_id"], r["side"], r["price"], r["quantity"]) for r in rows
+    ]
+    return fills, {r["asset"]: r["total"] for r in balances}
+
+
+async def _claims(redis_url: str, prefix: str) -> dict[str, dict[str, str]]:
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    client = Redis.from_url(redis_url, socket_timeout=5, decode_responses=True)
+    marker = f"{prefix}:idem:exec:order:"
+    try:
+        claims: dict[str, dict[str, str]] = {}
+        async for key in client.scan_iter(match=f"{marker}*", count=1000):
+            fields = await client.hgetall(key)
+            claims[str(key)[len(marker) :]] = {str(k): str(v) for k, v in fields.items()}
+        return claims
+    except RedisError as exc:
+        raise VerifyError(f"cannot read execution's claims from Redis: {exc}") from exc
+    finally:
+        await client.aclose()
+
+
+def main_options(args: Any) -> dict[str, str | None]:
+    """The argparse namespace of `btcbot verify` as the options `sources_from` reads."""
+    keys = ("run_file", "sim_url", "api_key", "nats_url", "database_url", "redis_url", "key_prefix", "account")
+    options: dict[str, str | None] = {k: getattr(args, k, None) for k in keys}
+    since = getattr(args, "since_ms", None)
+    options["since_ms"] = None if since is None else str(since)
+    return options
+
+
+def run_from_args(args: Any) -> int:
+    """Entry point used by `btcbot.cli.main`: exit 2 on a missing input or unreachable source."""
+    try:
+        sources = sources_from(main_options(args), os.environ)
+        return asyncio.run(run_verify(sources))
+    except VerifyError as exc:
+        print(f"btcbot verify: {exc}", file=sys.stderr, flush=True)
+        return 2

@@ -1,0 +1,137 @@
+"""`btcbot verify`'s comparison (pure) and how it finds its inputs."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from btcbot.cli.verify import Evidence, LedgerFill, VerifyError, compare, sources_from
+from btcbot.contracts.messages import (
+    Message,
+    OrderAccepted,
+    OrderDenied,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    SubmitOrder,
+)
+
+D = Decimal
+
+
+def intent(n: int) -> OrderIntent:
+    return OrderIntent(id=f"i{n}", ts_ns=1, strategy="s", symbol="BTCTRY", side="buy", order_type="limit",
+                       price=D(100), quantity=D(1), reason="r", book_id="b")  # fmt: skip
+
+
+def submit(n: int) -> SubmitOrder:
+    return SubmitOrder(id=f"submit:c{n}", ts_ns=1, client_order_id=f"c{n}", intent_id=f"i{n}", strategy="s",
+                       symbol="BTCTRY", side="buy", order_type="limit", price=D(100), quantity=D(1))  # fmt: skip
+
+
+def accepted(n: int) -> OrderAccepted:
+    return OrderAccepted(id=f"accepted:c{n}", ts_ns=1, client_order_id=f"c{n}", exchange_order_id=str(n),
+                         intent_id=f"i{n}", strategy="s", symbol="BTCTRY", side="buy", order_type="limit",
+                         price=D(100), quantity=D(1))  # fmt: skip
+
+
+def filled(n: int, trade: str, qty: str = "1") -> OrderFilled:
+    return OrderFilled(id=f"fill:BTCTRY:{trade}", ts_ns=1, client_order_id=f"c{n}", exchange_order_id=str(n),
+                       strategy="s", symbol="BTCTRY", side="buy", trade_id=trade, price=D(100), quantity=D(qty),
+                       fee=D(0), fee_asset="TRY", tax=D(0), exchange_ts_ns=1, base_asset="BTC",
+                       quote_asset="TRY")  # fmt: skip
+
+
+def sim_order(n: int, status: str = "Closed") -> dict[str, Any]:
+    return {"id": n, "clientId": f"c{n}", "pair": "BTCTRY", "status": status}
+
+
+def sim_trade(n: int, trade: str, qty: str = "1") -> dict[str, Any]:
+    return {"tradeId": int(trade), "orderId": n, "clientId": f"c{n}", "pair": "BTCTRY", "side": "buy",
+            "price": "100", "amount": qty}  # fmt: skip
+
+
+def ledger_fill(n: int, trade: str, qty: str = "1") -> LedgerFill:
+    return LedgerFill("BTCTRY", trade, f"c{n}", "buy", D(100), D(qty))
+
+
+def healthy() -> Evidence:
+    messages: list[Message] = [intent(1), submit(1), accepted(1), filled(1, "10"), intent(2),
+                               OrderDenied(id="denied:i2", ts_ns=1, intent_id="i2", strategy="s", symbol="BTCTRY",
+                                           reason="MODE")]  # fmt: skip
+    return Evidence(
+        sim={"orders": [sim_order(1)], "trades": [sim_trade(1, "10")],
+             "balances": {"TRY": {"total": "900"}, "BTC": {"total": "1"}}},
+        messages=messages,
+        ledger_fills=[ledger_fill(1, "10")],
+        ledger_balances={"TRY": D("900.00"), "BTC": D(1)},
+        claims={"c1": {"state": "sent", "status": "filled"}},
+    )  # fmt: skip
+
+
+def test_a_consistent_record_is_ok() -> None:
+    verdict = compare(healthy())
+    assert verdict["ok"], verdict
+    assert (verdict["exchange_orders"], verdict["ledger_fills"], verdict["denied"]) == (1, 1, 1)
+
+
+def test_each_problem_is_counted_with_examples() -> None:
+    evidence = healthy()
+    evidence.sim["orders"].append(sim_order(1))  # placed twice
+    evidence.sim["trades"].append(sim_trade(1, "11"))  # the ledger and execution never saw it
+    evidence.ledger_fills.append(ledger_fill(1, "99"))  # the exchange has no such trade
+    evidence.ledger_balances["BTC"] = D(2)
+    evidence.messages += [intent(3), submit(4)]  # intent 3 lost; order 4 never resolved
+    verdict = compare(evidence)
+    assert verdict["duplicate_orders"] == 1
+    assert verdict["missing_fills"] == 1
+    assert verdict["missing_fill_events"] == 1
+    assert verdict["extra_fills"] == 1
+    assert verdict["balance_mismatches"] == 1
+    assert verdict["lost_intents"] == 1
+    assert verdict["unresolved_orders"] == 1
+    assert verdict["examples"]["missing_fills"] == ["BTCTRY:11"]
+    assert not verdict["ok"]
+
+
+def test_orders_in_flight_from_claims_and_from_events() -> None:
+    evidence = healthy()
+    evidence.messages.remove(next(m for m in evidence.messages if isinstance(m, OrderFilled)))
+    evidence.ledger_fills.clear()
+    evidence.sim["trades"].clear()
+    # Execution's events say open; the exchange says closed.
+    assert compare(evidence)["examples"]["orders_in_flight"] == ["c1"]
+    evidence.sim["orders"][0]["status"] = "Untouched"
+    evidence.claims = {"c1": {"state": "sent", "status": "accepted"}, "c5": {"state": "sending", "status": "x"},
+                       "c6": {"owner": "r"}}  # fmt: skip
+    verdict = compare(evidence)
+    # c1 rests at the exchange (fine); c5 is stuck sending; c6 is a bare claim (nothing was sent).
+    assert verdict["examples"]["orders_in_flight"] == ["c5"]
+    rejected = OrderRejected(id="rejected:c7", ts_ns=1, client_order_id="c7", intent_id="i7", strategy="s",
+                             symbol="BTCTRY", reason="X")  # fmt: skip
+    evidence.messages += [submit(7), rejected]
+    assert compare(evidence)["unresolved_orders"] == 0
+
+
+def test_fill_mismatch_is_reported() -> None:
+    evidence = healthy()
+    evidence.ledger_fills = [ledger_fill(1, "10", qty="0.5")]
+    assert compare(evidence)["fill_mismatches"] == 1
+
+
+def test_sources_come_from_flags_then_run_file_then_env(tmp_path: Path) -> None:
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"sim_url": "http://sim", "api_key": "k", "nats_url": "nats://n",
+                               "database_url": "postgresql://db", "redis_url": "redis://r",
+                               "key_prefix": "p"}))  # fmt: skip
+    sources = sources_from({"run_file": str(run), "api_key": "flag"}, {"BTCBOT_ACCOUNT": "acct"})
+    assert (sources.sim_url, sources.api_key, sources.key_prefix, sources.account) == ("http://sim", "flag", "p",
+                                                                                        "acct")  # fmt: skip
+    with pytest.raises(VerifyError, match="--sim-url"):
+        sources_from({}, {})
+    with pytest.raises(VerifyError, match="not found"):
+        sources_from({"run_file": str(tmp_path / "missing.json")}, {})

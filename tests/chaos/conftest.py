@@ -1,0 +1,314 @@
+"""The chaos rig: the simulator, ledger, risk and two execution replicas as real processes on a private NATS,
+a private (persistent) Redis and a fresh database; intents are published straight onto `intent.<SYMBOL>`.
+
+Strategy and marketdata are not run: the test is the only source of intents, so every intent is accounted for.
+The simulator runs with `--no-rate-limits`: two replicas polling fills every half second would otherwise spend
+BTCTurk's 120/min user-trades budget, which is a capacity question, not an exactly-once one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+
+SYMBOL = "BTCTRY"
+FUNDS = "TRY=100000000,BTC=100"
+REPLICAS = ("execution-a", "execution-b")
+
+
+class PrivateRedis:
+    """A redis-server of our own on a fixed port, with an fsync-always AOF so a stop and restart keeps every key.
+
+    Execution's claims must survive a Redis restart (production runs Redis with persistence); the shared
+    server on 6379 is never touched.
+    """
+
+    def __init__(self, base: Path) -> None:
+        from btcbot.cli.infra import find_executable, free_port
+
+        binary = find_executable("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed")
+        self.binary = binary
+        self.port = free_port()
+        self.dir = base / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.dir / "redis.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        args = [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir),
+                "--logfile", str(self.log_path), "--daemonize", "no"]  # fmt: skip
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pings():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on {self.port}: {self.log_path.read_text()[-2000:]}")
+
+    def pings(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@dataclass
+class Chaos:
+    """A running rig and what the test did to it."""
+
+    base: Path
+    sup: Any
+    nats: Any
+    redis: PrivateRedis
+    database_url: str
+    sim_url: str = ""
+    api_key: str = "chaos"
+    key_prefix: str = field(default_factory=lambda: f"chaos-{secrets.token_hex(4)}")
+    nc: Any = None
+    published: list[str] = field(default_factory=list)
+    kills: list[str] = field(default_factory=list)
+
+    # ---- processes ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from btcbot.contracts.streams import ALL_STREAMS
+        from btcbot.runtime.jetstream import NatsPublisher, connect, provision
+
+        self.nc = await connect(self.nats.url, "chaos-test", 10, reconnect_forever=False)
+        js = self.nc.jetstream()
+        await provision(js, ALL_STREAMS)
+        self.publisher = NatsPublisher(js)
+        secret = base64.b64encode(secrets.token_bytes(32)).decode()
+        port_file = self.base / "sim.port"
+        self.sup.add("sim", "btcbot.sim", {"SIM_API_KEY": self.api_key, "SIM_API_SECRET": secret},
+                     ["--port", "0", "--port-file", str(port_file), "--seed", "11", "--symbols", SYMBOL,
+                      "--fund", FUNDS, "--no-rate-limits", "--tick-interval", "0.1"], health=False)  # fmt: skip
+        await self.sup.start("sim")
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert time.monotonic() < deadline, "the simulator did not report its port"
+            await asyncio.sleep(0.05)
+        self.sim_url = f"http://127.0.0.1:{int(port_file.read_text())}"
+        common = {
+            "NATS_URL": self.nats.url,
+            "REDIS_URL": self.redis.url,
+            "DATABASE_URL": self.database_url,
+            "BTCBOT_KEY_PREFIX": self.key_prefix,
+            "BTCBOT_SYMBOLS": SYMBOL,
+            "BTCBOT_SHUTDOWN_GRACE": "3",
+            "BTCBOT_LOG_LEVEL": "INFO",
+        }
+        exchange = {"BTCTURK_BASE_URL": self.sim_url, "BTCTURK_API_KEY": self.api_key, "BTCTURK_API_SECRET": secret}
+        # The ledger gets no exchange credentials: its own reconciliation must not paper over a lost fill.
+        self.sup.add("ledger", "btcbot.ledger", {**common, "LEDGER_OPENING_BALANCES": FUNDS,
+                                                  "LEDGER_RECONCILE_INTERVAL": "0"})  # fmt: skip
+        self.sup.add("risk", "btcbot.risk", {**common, **exchange, "RISK_MAX_INTENT_AGE": "60"})
+        for name in REPLICAS:
+            self.sup.add(name, "btcbot.execution", {
+                **common, **exchange,
+                "BTCBOT_INSTANCE": name,
+                "EXECUTION_FILL_POLL_INTERVAL": "0.5",
+                "EXECUTION_LOCK_TTL": "5",
+                "EXECUTION_LOCK_WAIT": "1",
+                "EXECUTION_LOOKUP_DELAY": "1",
+                "EXECUTION_SWEEP_INTERVAL": "2",
+                "EXECUTION_SWEEP_SETTLE": "8",
+            })  # fmt: skip
+        for name in ("ledger", "risk", *REPLICAS):
+            await self.sup.start(name)
+        for name in ("ledger", "risk", *REPLICAS):
+            await self.sup.wait_ready(name, 90)
+
+    async def kill(self, name: str) -> None:
+        """SIGKILL a child (no goodbye: no ack, no record, no release)."""
+        child = self.sup.children[name]
+        child.expected_exit = True
+        with contextlib.suppress(ProcessLookupError):
+            child.process.send_signal(signal.SIGKILL)
+        await child.process.wait()
+        self.kills.append(name)
+
+    async def restart(self, name: str) -> None:
+        self.sup.children[name].expected_exit = False
+        await self.sup.start(name)
+
+    def log_events(self, name: str, event: str) -> list[dict[str, Any]]:
+        """The JSON log lines of a child with this event name (all its lives)."""
+        path = self.sup.children[name].log_path
+        found = []
+        for line in path.read_text(errors="replace").splitlines():
+            if f'"{event}"' in line:
+                with contextlib.suppress(ValueError):
+                    found.append(json.loads(line))
+        return found
+
+    async def ready(self, name: str) -> bool:
+        port = self.sup.children[name].health_port
+        status = await asyncio.to_thread(_status, f"http://127.0.0.1:{port}/readyz")
+        return status == 200
+
+    # ---- the exchange ---------------------------------------------------------------------------
+
+    async def sim(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return await asyncio.to_thread(_http_json, self.sim_url + path, body)
+
+    async def state(self) -> dict[str, Any]:
+        data: dict[str, Any] = await self.sim(f"/sim/state?apiKey={self.api_key}")
+        return data
+
+    async def faults(self, **changes: Any) -> None:
+        await self.sim("/sim/faults", changes)
+
+    async def top(self) -> tuple[Decimal, Decimal]:
+        book = (await self.sim(f"/api/v2/orderbook?pairSymbol={SYMBOL}&limit=1"))["data"]
+        return Decimal(str(book["bids"][0][0])), Decimal(str(book["asks"][0][0]))
+
+    # ---- intents --------------------------------------------------------------------------------
+
+    async def publish_intents(self, count: int, per_second: float, between: Callable[[int], Awaitable[None]]) -> None:
+        """Marketable limit buys, `per_second`; `between(i)` runs after each.
+
+        Buys only: our own sell could match our own buy, and a self-trade is one exchange trade id on two of
+        our orders, which the fill id (`fill:SYMBOL:trade id`) and the ledger's key cannot tell apart.
+        """
+        from btcbot.contracts import ids, subjects
+        from btcbot.contracts.messages import OrderIntent
+
+        _bid, ask = await self.top()
+        started = time.monotonic()
+        for i in range(count):
+            if i % 10 == 0:
+                _bid, ask = await self.top()
+            # Through the touch by 0.3%: it takes liquidity now, whatever the crowd did meanwhile.
+            price = (ask * Decimal("1.003")).quantize(Decimal(1), rounding=ROUND_DOWN)
+            book = ids.book_id(SYMBOL, time.time_ns(), len(self.published))
+            intent = OrderIntent(
+                id=ids.intent_id("chaos", SYMBOL, book), ts_ns=time.time_ns(), strategy="chaos", symbol=SYMBOL,
+                side="buy", order_type="limit", price=price, quantity=Decimal("0.0005"), reason="chaos test",
+                book_id=book,
+            )  # fmt: skip
+            await self.publisher.publish(subjects.intent(SYMBOL), intent)
+            self.published.append(intent.id)
+            await between(i)
+            lag = started + (i + 1) / per_second - time.monotonic()
+            if lag > 0:
+                await asyncio.sleep(lag)
+
+    # ---- the verdict ----------------------------------------------------------------------------
+
+    def sources(self) -> Any:
+        from btcbot.cli.verify import Sources
+
+        return Sources(self.sim_url, self.api_key, self.nats.url, self.database_url, self.redis.url, self.key_prefix)
+
+    async def verdict(self) -> dict[str, Any]:
+        from btcbot.cli.verify import compare, gather
+
+        return compare(await gather(self.sources()))
+
+    async def quiesce(self, timeout: float) -> dict[str, Any]:
+        """Wait until verify finds nothing wrong twice in a row (or time runs out); returns the last verdict."""
+        deadline = time.monotonic() + timeout
+        clean = 0
+        verdict: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            verdict = await self.verdict()
+            clean = clean + 1 if verdict["ok"] and verdict["intents"] == len(self.published) else 0
+            if clean >= 2:
+                break
+            if not verdict["ok"]:
+                shown = {k: v for k, v in verdict.items() if v and k not in ("examples",)}
+                print(
+                    f"[chaos] {time.monotonic() - deadline + timeout:.0f}s not settled: {shown} {verdict['examples']}"
+                )
+            await asyncio.sleep(2.0)
+        return verdict
+
+
+def _http_json(url: str, body: dict[str, Any] | None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def chaos(pg_admin_url: str) -> AsyncIterator[Chaos]:
+    from btcbot.cli.infra import drop_database, ensure_database, start_nats
+    from btcbot.cli.supervisor import Supervisor
+
+    base = Path(tempfile.mkdtemp(prefix="btcbot-chaos-"))
+    base.chmod(0o711)
+    nats = start_nats(base / "nats")
+    redis = PrivateRedis(base)
+    redis.start()
+    db_name = f"btcbot_chaos_{secrets.token_hex(4)}"
+    database_url = await ensure_database(pg_admin_url, db_name)
+    # max_restarts=0: the test restarts what it kills, when it chooses to.
+    rig = Chaos(base, Supervisor(base / "logs", max_restarts=0), nats, redis, database_url)
+    try:
+        await rig.start()
+        yield rig
+    finally:
+        with contextlib.suppress(Exception):
+            await rig.sup.close()
+        if rig.nc is not None:
+            with contextlib.suppress(Exception):
+                await rig.nc.close()
+        redis.stop()
+        nats.stop()
+        with contextlib.suppress(Exception):
+            await drop_database(pg_admin_url, db_name)
+        if os.environ.get("BTCBOT_KEEP_CHAOS") != "1":
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            print(f"chaos state kept in {base}")
