@@ -324,3 +324,41 @@ def test_a_large_position_is_sold_in_slices_within_the_order_limit():
     assert d.side == "sell"
     assert d.quantity == round_down(D(5000) / D("1001000"), 8)
     assert d.quantity * d.price <= D(5000)
+
+
+def test_resting_order_is_canceled_when_the_mid_drifts_away_then_replaced_after_confirmation():
+    e = engine(cooldown_ns=0, order_ttl_ns=600 * S, max_drift_bps=D(50))
+    intent = e.on_book(book(seq=1), T0)  # buy at the ask, 1000100
+    assert isinstance(intent, OrderIntent)
+    e.on_accepted(accepted(intent))
+    coid = ids.client_order_id(intent.id)
+    # 40 bps away: still within the limit.
+    assert isinstance(e.on_book(book("1003900", "1004100", seq=2, at=T0 + S), T0 + S), Hold)
+    cancel = e.on_book(book("1010000", "1010200", seq=3, at=T0 + 2 * S), T0 + 2 * S)  # ~100 bps
+    assert isinstance(cancel, CancelOrder)
+    assert cancel.reason == "drift"
+    assert cancel.id == ids.cancel_command_id(coid, "drift")
+    # No replacement until the cancel is confirmed.
+    assert isinstance(e.on_book(book("1010000", "1010200", seq=4, at=T0 + 3 * S), T0 + 3 * S), Hold)
+    e.on_canceled(
+        OrderCanceled(
+            id=ids.canceled_id(coid),
+            ts_ns=T0,
+            client_order_id=coid,
+            exchange_order_id="1",
+            symbol="BTCTRY",
+            filled_quantity=D(0),
+        ),
+        T0 + 4 * S,
+    )
+    replacement = e.on_book(book("1010000", "1010200", seq=5, at=T0 + 5 * S), T0 + 5 * S)
+    assert isinstance(replacement, OrderIntent)
+    assert replacement.price == D("1010200")
+
+
+def test_drift_cancel_can_be_switched_off():
+    e = engine(cooldown_ns=0, order_ttl_ns=600 * S, max_drift_bps=None)
+    intent = e.on_book(book(seq=1), T0)
+    assert isinstance(intent, OrderIntent)
+    e.on_accepted(accepted(intent))
+    assert isinstance(e.on_book(book("2000000", "2000100", seq=2, at=T0 + S), T0 + S), Hold)

@@ -23,6 +23,7 @@ class InFlight:
     quantity: Decimal
     sent_ns: int
     position_before: Decimal
+    price: Decimal | None = None
     accepted: bool = False
     filled: Decimal = Decimal(0)
     trade_ids: set[str] = field(default_factory=set)

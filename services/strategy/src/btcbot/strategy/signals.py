@@ -44,6 +44,7 @@ class ProfitParams:
     cooldown_ns: int = 2_000_000_000
     intent_timeout_ns: int = 15_000_000_000
     order_ttl_ns: int = 60_000_000_000
+    max_drift_bps: Decimal | None = Decimal(50)
     portfolio_wait_ns: int = 15_000_000_000
     max_book_age_ns: int = 5_000_000_000
     quantity_scale: int = 8
@@ -167,7 +168,7 @@ class ProfitV1:
         if state is None:
             return Hold(f"{book.symbol} is not traded by this strategy")
         p = self.params
-        pending = self._pending(book.symbol, state, now_ns)
+        pending = self._pending(book, state, now_ns)
         if pending is not None:
             return pending
         if book.stale or now_ns - book.exchange_ts_ns > p.max_book_age_ns:
@@ -189,7 +190,7 @@ class ProfitV1:
             return self._entry(book, state, bid, ask, now_ns)
         return self._exit(book, state, bid, now_ns)
 
-    def _pending(self, symbol: str, state: SymbolState, now_ns: int) -> Decision | None:
+    def _pending(self, book: BookSnapshot, state: SymbolState, now_ns: int) -> Decision | None:
         inflight = state.inflight
         if inflight is None:
             return None
@@ -197,17 +198,33 @@ class ProfitV1:
         if inflight.expired(now_ns, p.intent_timeout_ns):
             state.inflight = None
             return None
-        if inflight.heard_back and not inflight.cancel_requested and now_ns - inflight.sent_ns >= p.order_ttl_ns:
-            inflight.cancel_requested = True
-            return CancelOrder(
-                id=ids.cancel_command_id(inflight.client_order_id, "ttl"),
-                ts_ns=now_ns,
-                client_order_id=inflight.client_order_id,
-                symbol=symbol,
-                reason="ttl",
-                requested_by=STRATEGY,
-            )
+        if inflight.heard_back and not inflight.cancel_requested:
+            reason = None
+            if now_ns - inflight.sent_ns >= p.order_ttl_ns:
+                reason = "ttl"
+            elif (drift := self._drift_bps(book, inflight)) is not None and drift > (p.max_drift_bps or Decimal(0)):
+                reason = "drift"
+            if reason is not None:
+                # A replacement waits for the cancel's confirmation: the symbol stays in flight until then.
+                inflight.cancel_requested = True
+                return CancelOrder(
+                    id=ids.cancel_command_id(inflight.client_order_id, reason),
+                    ts_ns=now_ns,
+                    client_order_id=inflight.client_order_id,
+                    symbol=book.symbol,
+                    reason=reason,
+                    requested_by=STRATEGY,
+                )
         return Hold(f"order {inflight.client_order_id} in flight")
+
+    def _drift_bps(self, book: BookSnapshot, inflight: InFlight) -> Decimal | None:
+        """How far a resting order's price is from the mid, in bps (None without a price, a book or a limit)."""
+        if self.params.max_drift_bps is None or inflight.price is None or book.stale or not book.bids or not book.asks:
+            return None
+        mid = (book.bids[0].price + book.asks[0].price) / 2
+        if mid <= 0:
+            return None
+        return abs(inflight.price - mid) / mid * _BPS
 
     def _entry(self, book: BookSnapshot, state: SymbolState, bid: Decimal, ask: Decimal, now_ns: int) -> Decision:
         p = self.params
@@ -267,6 +284,7 @@ class ProfitV1:
             quantity=quantity,
             sent_ns=now_ns,
             position_before=state.quantity,
+            price=price,
         )
         state.last_intent_ns = now_ns
         return intent
