@@ -54,3 +54,13 @@ def test_rules_start_unloaded():
     assert view.rules is not None
     assert set(view.rules) == {"BTCTRY"}
     assert s.rules_loaded_ns == 7
+
+
+def test_halted_symbols_come_from_the_newest_snapshot():
+    import msgspec
+
+    s = RiskState("main")
+    s.on_portfolio(msgspec.structs.replace(snap("main", 10, "1"), halted=("BTCTRY",)))
+    assert s.view().halted == frozenset({"BTCTRY"})
+    s.on_portfolio(snap("main", 11, "1"))
+    assert s.view().halted == frozenset()

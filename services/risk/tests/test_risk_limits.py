@@ -36,6 +36,7 @@ RULES = {
 ALL_CHECKS = (
     "KILL_SWITCH",
     "MODE",
+    "SYMBOL_HALTED",
     "STALE_INTENT",
     "UNKNOWN_SYMBOL",
     "SYMBOL_NOT_TRADING",
@@ -101,6 +102,7 @@ def test_checks_without_a_rule_are_not_claimed():
         (intent(side="sell"), {"mode": "OBSERVE_ONLY", "positions": {"BTCTRY": D(1)}}, "MODE"),
         (intent(), {"mode": "REDUCE_ONLY"}, "MODE"),
         (intent(side="sell", qty="2"), {"mode": "REDUCE_ONLY", "positions": {"BTCTRY": D(1)}}, "MODE"),
+        (intent(), {"halted": frozenset({"BTCTRY"})}, "SYMBOL_HALTED"),
         (intent(ts=NOW - 31 * 10**9), {}, "STALE_INTENT"),
         (intent(), {"rules": None}, "RULES_NOT_LOADED"),
         (intent(symbol="XRPTRY"), {}, "UNKNOWN_SYMBOL"),

@@ -139,7 +139,10 @@ class OrderCanceled(Message, frozen=True, kw_only=True, tag="canceled"):
 
 
 class OrderFilled(Message, frozen=True, kw_only=True, tag="filled"):
-    """One exchange trade of our order; `trade_id` is the exchange's and unique per symbol."""
+    """One side of an exchange trade of our order: (symbol, trade_id, exchange_order_id) identifies it.
+
+    `trade_id` is the exchange's; when two of our orders match each other both sides carry the same one.
+    """
 
     client_order_id: str
     exchange_order_id: str
@@ -193,6 +196,8 @@ class PortfolioSnapshot(Message, frozen=True, kw_only=True, tag="portfolio"):
     drawdown: Decimal
     fills: int
     last_fill_id: str = ""
+    # Symbols whose books failed an integrity check (an oversell): no new orders until the ledger resumes them.
+    halted: tuple[str, ...] = ()
 
 
 class ModeChanged(Message, frozen=True, kw_only=True, tag="mode"):

@@ -193,6 +193,7 @@ class Ledger:
             drawdown=drawdown,
             fills=state.fills,
             last_fill_id=state.last_fill_id,
+            halted=tuple(state.halted),
         )
         try:
             await self.bus.publish(subjects.portfolio(self.account), snapshot)

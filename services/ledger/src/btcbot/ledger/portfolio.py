@@ -75,6 +75,7 @@ def build_snapshot(
     drawdown: Decimal,
     fills: int,
     last_fill_id: str,
+    halted: tuple[str, ...] = (),
 ) -> PortfolioSnapshot:
     """The PortfolioSnapshot message for a ledger state valued at marks."""
     return PortfolioSnapshot(
@@ -102,6 +103,7 @@ def build_snapshot(
         equity=valuation.equity,
         peak_equity=peak,
         drawdown=drawdown,
+        halted=tuple(sorted(halted)),
         fills=fills,
         last_fill_id=last_fill_id,
     )

@@ -22,6 +22,7 @@ class RiskState:
         self.mode: Mode = "NORMAL"
         self.kill_engaged = False
         self.positions: dict[str, Decimal] = {}
+        self.halted: frozenset[str] = frozenset()
         self.rules: Mapping[str, SymbolRules] | None = None
         self.rules_loaded_ns: int | None = None
         self._mode_ts = -1
@@ -50,6 +51,7 @@ class RiskState:
             return False
         self._portfolio_ts = snapshot.ts_ns
         self.positions = {p.symbol: p.quantity for p in snapshot.positions}
+        self.halted = frozenset(snapshot.halted)
         return True
 
     def set_rules(self, rules: Mapping[str, SymbolRules], now_ns: int) -> None:
@@ -60,5 +62,9 @@ class RiskState:
     def view(self) -> RiskView:
         """A consistent view for one check."""
         return RiskView(
-            mode=self.mode, kill_engaged=self.kill_engaged, positions=dict(self.positions), rules=self.rules
+            mode=self.mode,
+            kill_engaged=self.kill_engaged,
+            positions=dict(self.positions),
+            rules=self.rules,
+            halted=self.halted,
         )

@@ -4,7 +4,7 @@ Checks run in a fixed order and the first failure decides; each failure is a sta
 exception. Order matters: the switches an operator controls come first, then whether the symbol can be
 traded at all, then the shape of the order, then the exchange's filters, then our own size limit.
 
-    KILL_SWITCH, MODE, STALE_INTENT, RULES_NOT_LOADED, UNKNOWN_SYMBOL, SYMBOL_NOT_TRADING, ORDER_TYPE,
+    KILL_SWITCH, MODE, SYMBOL_HALTED, STALE_INTENT, RULES_NOT_LOADED, UNKNOWN_SYMBOL, SYMBOL_NOT_TRADING, ORDER_TYPE,
     BAD_QUANTITY, MISSING_PRICE, BAD_PRICE, REDUCE_ONLY, PRICE_RANGE, PRICE_TICK, PRICE_SCALE,
     QUANTITY_SCALE, MIN_NOTIONAL, MAX_ORDER_NOTIONAL
 """
@@ -55,6 +55,7 @@ class RiskView:
     kill_engaged: bool = False
     positions: Mapping[str, Decimal] = field(default_factory=dict)
     rules: Mapping[str, SymbolRules] | None = None
+    halted: frozenset[str] = frozenset()
 
 
 def decimals(value: Decimal) -> int:
@@ -105,6 +106,9 @@ def check(intent: OrderIntent, view: RiskView, limits: RiskLimits, now_ns: int) 
     if view.mode == "REDUCE_ONLY" and increases_exposure(intent.side, intent.quantity, position):
         return Denied("MODE", f"mode is REDUCE_ONLY: {intent.side} {intent.quantity} vs position {position}")
     ok("MODE")
+    if intent.symbol in view.halted:
+        return Denied("SYMBOL_HALTED", f"the ledger halted {intent.symbol} after an integrity error")
+    ok("SYMBOL_HALTED")
     age_ns = now_ns - intent.ts_ns
     if age_ns > limits.max_intent_age_ns:
         return Denied("STALE_INTENT", f"intent is {age_ns / 1e9:.1f}s old")
