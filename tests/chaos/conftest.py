@@ -141,7 +141,9 @@ class Chaos:
         # The ledger gets no exchange credentials: its own reconciliation must not paper over a lost fill.
         self.sup.add("ledger", "btcbot.ledger", {**common, "LEDGER_OPENING_BALANCES": FUNDS,
                                                   "LEDGER_RECONCILE_INTERVAL": "0"})  # fmt: skip
-        self.sup.add("risk", "btcbot.risk", {**common, **exchange, "RISK_MAX_INTENT_AGE": "60"})
+        # Intents come straight from the test, with no market data: risk's fresh-book check is off.
+        self.sup.add("risk", "btcbot.risk", {**common, **exchange, "RISK_MAX_INTENT_AGE": "60",
+                                              "RISK_MAX_BOOK_AGE": "0"})  # fmt: skip
         for name in REPLICAS:
             self.sup.add(name, "btcbot.execution", {
                 **common, **exchange,

@@ -65,3 +65,29 @@ def test_a_drop_invalidates_every_book_until_the_next_connection():
     assert books.overdue(now_ns=201, timeout_ns=100) == ["ETHTRY"]
     books.resubscribing("ETHTRY", 201)
     assert books.overdue(now_ns=250, timeout_ns=100) == []
+
+
+async def test_an_unchanged_book_is_republished_once_per_heartbeat():
+    from btcbot.contracts.messages import BookSnapshot as Published
+    from btcbot.marketdata.freshness import Freshness
+    from btcbot.marketdata.handlers import WsBookPublisher
+    from btcbot.marketdata.sequence import Sequencer
+    from btcbot.runtime.memory import InMemoryBus
+
+    s = 1_000_000_000
+    books = LocalBooks(["BTCTRY"])
+    books.on_connected(now_ns=0)
+    books.on_snapshot(snap(10))
+    bus = InMemoryBus()
+    publisher = WsBookPublisher(
+        bus, books, Sequencer(), depth=5, stale_after_ns=5 * s, freshness=Freshness(["BTCTRY"], 5 * s), heartbeat_ns=s
+    )
+    await publisher.snapshot("BTCTRY", 10, received_ts_ns=10 * s)
+    # Frames that leave the top unchanged: nothing new until a heartbeat is due.
+    assert await publisher.diff("BTCTRY", 11, received_ts_ns=10 * s + s // 2) is None
+    again = await publisher.diff("BTCTRY", 12, received_ts_ns=11 * s)
+    assert again is not None
+    published = bus.of_type(Published)
+    assert len(published) == 2
+    assert published[1].sequence > published[0].sequence
+    assert published[1].id != published[0].id

@@ -17,7 +17,7 @@ from btcbot.contracts.messages import (
     Position,
     SubmitOrder,
 )
-from btcbot.contracts.streams import RISK_CONTROL, RISK_INTENTS, RISK_PORTFOLIO
+from btcbot.contracts.streams import RISK_BOOKS, RISK_CONTROL, RISK_INTENTS, RISK_PORTFOLIO
 from btcbot.risk import app
 from btcbot.risk.control import RiskState
 from btcbot.risk.handlers import RiskHandlers
@@ -215,7 +215,7 @@ async def test_register_loads_rules_after_a_failure_and_turns_ready(risk_env):
     info = ExchangeInfo(server_time_ms=None, symbols=(symbol_info(),))
     client = FakeClient([Unavailable("503"), info])
     state = app.register(svc, load_settings(RiskSettings), client)
-    assert svc.consumers == [RISK_CONTROL, RISK_PORTFOLIO, RISK_INTENTS]
+    assert svc.consumers == [RISK_CONTROL, RISK_PORTFOLIO, RISK_BOOKS, RISK_INTENTS]
     assert svc.checks["rules"]() is False
     stop = asyncio.Event()
     task = asyncio.ensure_future(svc.tasks["rules"](stop))

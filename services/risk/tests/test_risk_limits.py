@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from btcbot.contracts.messages import OrderIntent
 from btcbot.risk.limits import (
     Approved,
+    BookSeen,
     Denied,
     RiskLimits,
     RiskView,
@@ -268,3 +269,22 @@ def test_an_order_snapped_to_the_rules_passes_the_exchange_checks(rules, price, 
         assert reason(verdict) == "MIN_NOTIONAL"
     else:
         assert isinstance(verdict, Approved)
+
+
+@pytest.mark.parametrize(
+    ("books", "code"),
+    [
+        ({}, "STALE_BOOK"),
+        ({"BTCTRY": BookSeen(NOW - 11 * 10**9, stale=False)}, "STALE_BOOK"),
+        ({"BTCTRY": BookSeen(NOW, stale=True)}, "STALE_BOOK"),
+        ({"BTCTRY": BookSeen(NOW - 9 * 10**9, stale=False)}, None),
+    ],
+)
+def test_a_required_fresh_book(books, code):
+    limits = RiskLimits(max_book_age_ns=10 * 10**9)
+    verdict = check(intent(), RiskView(rules=RULES, books=books), limits, NOW)
+    if code is None:
+        assert isinstance(verdict, Approved), verdict
+        assert "STALE_BOOK" in verdict.checks
+    else:
+        assert reason(verdict) == code

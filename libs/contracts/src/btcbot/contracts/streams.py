@@ -116,6 +116,16 @@ RISK_PORTFOLIO = ConsumerSpec(
     description="exposure for portfolio limits",
     fanout=True,
 )
+RISK_BOOKS = ConsumerSpec(
+    "risk-books",
+    MARKET.name,
+    ("md.book.*",),
+    deliver="new",
+    max_deliver=2,
+    backoff=(0.5,),
+    description="book freshness per symbol: risk refuses to trade on a stale market",
+    fanout=True,
+)
 EXECUTION_ORDERS = ConsumerSpec(
     "execution-orders",
     ORDERS.name,
@@ -151,6 +161,7 @@ ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (
     RISK_INTENTS,
     RISK_CONTROL,
     RISK_PORTFOLIO,
+    RISK_BOOKS,
     EXECUTION_ORDERS,
     LEDGER_EXECUTION,
     LEDGER_MARKS,

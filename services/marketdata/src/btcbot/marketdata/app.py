@@ -61,6 +61,7 @@ def register(
             depth=settings.depth,
             stale_after_ns=settings.stale_after_ns,
             freshness=freshness,
+            heartbeat_ns=int(settings.heartbeat * 1_000_000_000),
         )
         feed = WsFeed(
             socket,

@@ -66,7 +66,8 @@ class BookPoller:
 
 
 class WsBookPublisher:
-    """Publishes the top of a WebSocket-kept local book whenever it changed (source "ws")."""
+    """Publishes the top of a WebSocket-kept local book whenever it changed (source "ws"), and at least once
+    per heartbeat while frames confirm it, so consumers can tell a quiet market from a dead feed."""
 
     def __init__(
         self,
@@ -77,8 +78,11 @@ class WsBookPublisher:
         depth: int,
         stale_after_ns: int,
         freshness: Freshness,
+        heartbeat_ns: int = 1_000_000_000,
     ) -> None:
         self._bus = bus
+        self._heartbeat_ns = heartbeat_ns
+        self._last_sent_ns: dict[str, int] = {}
         self._books = books
         self._sequencer = sequencer
         self._depth = depth
@@ -94,9 +98,10 @@ class WsBookPublisher:
         return snapshot
 
     async def diff(self, symbol: str, cs: int, received_ts_ns: int) -> BookSnapshot | None:
-        """Publish the book after change-set `cs` if its top levels moved; None if they did not."""
+        """Publish the book after change-set `cs` if its top levels moved or a heartbeat is due; else None."""
         snapshot = self._build(symbol, self._sequencer.ws_diff(symbol, cs), received_ts_ns)
-        if self._last_top.get(symbol) == (snapshot.bids, snapshot.asks):
+        quiet = received_ts_ns - self._last_sent_ns.get(symbol, 0) < self._heartbeat_ns
+        if self._last_top.get(symbol) == (snapshot.bids, snapshot.asks) and quiet:
             return None
         await self._send(snapshot)
         return snapshot
@@ -122,6 +127,7 @@ class WsBookPublisher:
         await self._bus.publish(subjects.book(snapshot.symbol), snapshot)
         self._sequencer.commit(snapshot.symbol, snapshot.sequence)
         self._last_top[snapshot.symbol] = (snapshot.bids, snapshot.asks)
+        self._last_sent_ns[snapshot.symbol] = snapshot.received_ts_ns
 
 
 class TradePoller:

@@ -22,6 +22,7 @@ class MarketdataSettings(CommonSettings, ExchangeSettings):
     resync_timeout: float = Field(5.0, gt=0, description="seconds to wait for an obdiff snapshot before asking again")
     poll_interval: float = Field(0.5, gt=0, description="seconds between order book polls of one symbol")
     depth: int = Field(10, ge=1, le=1000, description="levels per side in a BookSnapshot")
+    heartbeat: float = Field(1.0, gt=0, description="seconds after which an unchanged WebSocket book is republished")
     stale_after: float = Field(5.0, gt=0, description="seconds of exchange-time lag that make a book stale")
     trades_interval: float = Field(2.0, gt=0, description="seconds between public trade polls of one symbol")
     trades_last: int = Field(50, ge=1, le=1000, description="trades asked for per poll")

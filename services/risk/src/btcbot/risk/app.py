@@ -10,8 +10,8 @@ from typing import Protocol
 from btcbot.btcturk.errors import BtcTurkError
 from btcbot.btcturk.rest import BtcTurkClient
 from btcbot.contracts.codec import Codec
-from btcbot.contracts.messages import KillSwitch, ModeChanged, OrderIntent, PortfolioSnapshot
-from btcbot.contracts.streams import RISK_CONTROL, RISK_INTENTS, RISK_PORTFOLIO
+from btcbot.contracts.messages import BookSnapshot, KillSwitch, ModeChanged, OrderIntent, PortfolioSnapshot
+from btcbot.contracts.streams import RISK_BOOKS, RISK_CONTROL, RISK_INTENTS, RISK_PORTFOLIO
 from btcbot.risk.control import RiskState
 from btcbot.risk.handlers import ControlMessage, RiskHandlers
 from btcbot.risk.rules import ExchangeSymbol, rules_from_exchange
@@ -109,6 +109,8 @@ def register(svc: Service, settings: RiskSettings, client: RulesClient, state: R
     control: Codec[ControlMessage] = Codec(ModeChanged | KillSwitch)
     svc.consume(RISK_CONTROL, control, handlers.on_control)
     svc.consume(RISK_PORTFOLIO, Codec(PortfolioSnapshot), handlers.on_portfolio)
+    if settings.max_book_age > 0:
+        svc.consume(RISK_BOOKS, Codec(BookSnapshot), handlers.on_book)
     svc.consume(RISK_INTENTS, Codec(OrderIntent), handlers.on_intent)
     return state
 

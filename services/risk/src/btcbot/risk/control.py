@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
-from btcbot.contracts.messages import KillSwitch, Mode, ModeChanged, PortfolioSnapshot
-from btcbot.risk.limits import RiskView
+from btcbot.contracts.messages import BookSnapshot, KillSwitch, Mode, ModeChanged, PortfolioSnapshot
+from btcbot.risk.limits import BookSeen, RiskView
 from btcbot.risk.rules import SymbolRules
 
 
@@ -23,6 +23,7 @@ class RiskState:
         self.kill_engaged = False
         self.positions: dict[str, Decimal] = {}
         self.halted: frozenset[str] = frozenset()
+        self.books: dict[str, BookSeen] = {}
         self.rules: Mapping[str, SymbolRules] | None = None
         self.rules_loaded_ns: int | None = None
         self._mode_ts = -1
@@ -54,6 +55,14 @@ class RiskState:
         self.halted = frozenset(snapshot.halted)
         return True
 
+    def on_book(self, book: BookSnapshot) -> bool:
+        """Remember the newest book of a symbol (by exchange time)."""
+        seen = self.books.get(book.symbol)
+        if seen is not None and book.exchange_ts_ns < seen.exchange_ts_ns:
+            return False
+        self.books[book.symbol] = BookSeen(book.exchange_ts_ns, book.stale)
+        return True
+
     def set_rules(self, rules: Mapping[str, SymbolRules], now_ns: int) -> None:
         """Replace the exchange rules (after a successful exchangeinfo load)."""
         self.rules = dict(rules)
@@ -67,4 +76,5 @@ class RiskState:
             positions=dict(self.positions),
             rules=self.rules,
             halted=self.halted,
+            books=dict(self.books),
         )

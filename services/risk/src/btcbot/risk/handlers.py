@@ -8,6 +8,7 @@ from typing import Any
 
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.messages import (
+    BookSnapshot,
     KillSwitch,
     ModeChanged,
     OrderDenied,
@@ -120,6 +121,10 @@ class RiskHandlers:
             self._log.warning(
                 "risk.kill_switch", engaged=message.engaged, reason=message.reason, operator=message.operator
             )
+
+    async def on_book(self, book: BookSnapshot, delivery: Delivery) -> None:
+        """Track how fresh each symbol's market is."""
+        self._state.on_book(book)
 
     async def on_portfolio(self, snapshot: PortfolioSnapshot, delivery: Delivery) -> None:
         """Take positions from this account's ledger snapshots."""

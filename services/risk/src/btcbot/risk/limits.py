@@ -4,9 +4,9 @@ Checks run in a fixed order and the first failure decides; each failure is a sta
 exception. Order matters: the switches an operator controls come first, then whether the symbol can be
 traded at all, then the shape of the order, then the exchange's filters, then our own size limit.
 
-    KILL_SWITCH, MODE, SYMBOL_HALTED, STALE_INTENT, RULES_NOT_LOADED, UNKNOWN_SYMBOL, SYMBOL_NOT_TRADING, ORDER_TYPE,
-    BAD_QUANTITY, MISSING_PRICE, BAD_PRICE, REDUCE_ONLY, PRICE_RANGE, PRICE_TICK, PRICE_SCALE,
-    QUANTITY_SCALE, MIN_NOTIONAL, MAX_ORDER_NOTIONAL
+    KILL_SWITCH, MODE, SYMBOL_HALTED, STALE_INTENT, STALE_BOOK, RULES_NOT_LOADED, UNKNOWN_SYMBOL,
+    SYMBOL_NOT_TRADING, ORDER_TYPE, BAD_QUANTITY, MISSING_PRICE, BAD_PRICE, REDUCE_ONLY, PRICE_RANGE,
+    PRICE_TICK, PRICE_SCALE, QUANTITY_SCALE, MIN_NOTIONAL, MAX_ORDER_NOTIONAL
 """
 
 from __future__ import annotations
@@ -45,6 +45,16 @@ class RiskLimits:
 
     max_order_notional: Decimal = Decimal(5000)
     max_intent_age_ns: int = 30_000_000_000
+    # None: do not require a fresh book (for drills that publish intents without market data).
+    max_book_age_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class BookSeen:
+    """The newest book risk saw for a symbol."""
+
+    exchange_ts_ns: int
+    stale: bool
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class RiskView:
     positions: Mapping[str, Decimal] = field(default_factory=dict)
     rules: Mapping[str, SymbolRules] | None = None
     halted: frozenset[str] = frozenset()
+    books: Mapping[str, BookSeen] = field(default_factory=dict)
 
 
 def decimals(value: Decimal) -> int:
@@ -113,6 +124,16 @@ def check(intent: OrderIntent, view: RiskView, limits: RiskLimits, now_ns: int) 
     if age_ns > limits.max_intent_age_ns:
         return Denied("STALE_INTENT", f"intent is {age_ns / 1e9:.1f}s old")
     ok("STALE_INTENT")
+    if limits.max_book_age_ns is not None:
+        seen = view.books.get(intent.symbol)
+        if seen is None:
+            return Denied("STALE_BOOK", f"no book of {intent.symbol} seen yet")
+        if seen.stale:
+            return Denied("STALE_BOOK", f"marketdata marked the last {intent.symbol} book stale")
+        book_age = now_ns - seen.exchange_ts_ns
+        if book_age > limits.max_book_age_ns:
+            return Denied("STALE_BOOK", f"last {intent.symbol} book is {book_age / 1e9:.1f}s old")
+        ok("STALE_BOOK")
     if view.rules is None:
         return Denied("RULES_NOT_LOADED", "exchange symbol rules are not loaded yet")
     rules = view.rules.get(intent.symbol)
