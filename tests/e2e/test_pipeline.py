@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 GARBAGE_INPUTS = {
     # subject -> the services whose consumers read it
-    "md.book.BTCTRY": {"strategy", "ledger"},
+    "md.book.BTCTRY": {"strategy", "ledger", "risk"},
     "intent.BTCTRY": {"risk"},
     "order.submit.BTCTRY": {"execution"},
 }
