@@ -54,7 +54,7 @@ def fills(n: int) -> list[OrderFilled]:
         side = "sell" if t % 5 == 0 else "buy"
         out.append(
             OrderFilled(
-                id=ids.fill_id(symbol, str(t)),
+                id=ids.fill_id(symbol, str(t), str(t // 3)),
                 ts_ns=T0,
                 client_order_id=f"bb{t // 3}",
                 exchange_order_id=str(t // 3),

@@ -34,6 +34,7 @@ SHELL_MODULES = {
     "exchange",
     "sources",
     "feed",
+    "userfeed",
     "poller",
     "polling",
     "tasks",

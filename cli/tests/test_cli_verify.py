@@ -39,9 +39,9 @@ def accepted(n: int) -> OrderAccepted:
                          price=D(100), quantity=D(1))  # fmt: skip
 
 
-def filled(n: int, trade: str, qty: str = "1") -> OrderFilled:
-    return OrderFilled(id=f"fill:BTCTRY:{trade}", ts_ns=1, client_order_id=f"c{n}", exchange_order_id=str(n),
-                       strategy="s", symbol="BTCTRY", side="buy", trade_id=trade, price=D(100), quantity=D(qty),
+def filled(n: int, trade: str, qty: str = "1", side: str = "buy") -> OrderFilled:
+    return OrderFilled(id=f"fill:BTCTRY:{trade}:{n}", ts_ns=1, client_order_id=f"c{n}", exchange_order_id=str(n),
+                       strategy="s", symbol="BTCTRY", side=side, trade_id=trade, price=D(100), quantity=D(qty),
                        fee=D(0), fee_asset="TRY", tax=D(0), exchange_ts_ns=1, base_asset="BTC",
                        quote_asset="TRY")  # fmt: skip
 
@@ -50,13 +50,13 @@ def sim_order(n: int, status: str = "Closed") -> dict[str, Any]:
     return {"id": n, "clientId": f"c{n}", "pair": "BTCTRY", "status": status}
 
 
-def sim_trade(n: int, trade: str, qty: str = "1") -> dict[str, Any]:
-    return {"tradeId": int(trade), "orderId": n, "clientId": f"c{n}", "pair": "BTCTRY", "side": "buy",
+def sim_trade(n: int, trade: str, qty: str = "1", side: str = "buy") -> dict[str, Any]:
+    return {"tradeId": int(trade), "orderId": n, "clientId": f"c{n}", "pair": "BTCTRY", "side": side,
             "price": "100", "amount": qty}  # fmt: skip
 
 
-def ledger_fill(n: int, trade: str, qty: str = "1") -> LedgerFill:
-    return LedgerFill("BTCTRY", trade, f"c{n}", "buy", D(100), D(qty))
+def ledger_fill(n: int, trade: str, qty: str = "1", side: str = "buy") -> LedgerFill:
+    return LedgerFill("BTCTRY", trade, f"c{n}", side, D(100), D(qty), str(n))
 
 
 def healthy() -> Evidence:
@@ -94,7 +94,7 @@ def test_each_problem_is_counted_with_examples() -> None:
     assert verdict["balance_mismatches"] == 1
     assert verdict["lost_intents"] == 1
     assert verdict["unresolved_orders"] == 1
-    assert verdict["examples"]["missing_fills"] == ["BTCTRY:11"]
+    assert verdict["examples"]["missing_fills"] == ["BTCTRY:11:1"]
     assert not verdict["ok"]
 
 
@@ -135,3 +135,27 @@ def test_sources_come_from_flags_then_run_file_then_env(tmp_path: Path) -> None:
         sources_from({}, {})
     with pytest.raises(VerifyError, match="not found"):
         sources_from({"run_file": str(tmp_path / "missing.json")}, {})
+
+
+def test_each_side_of_a_self_match_is_checked_on_its_own() -> None:
+    # Our sell (order 2) rested; our buy (order 1) crossed it: one trade id, two orders, two fills.
+    evidence = healthy()
+    evidence.sim["orders"].append(sim_order(2))
+    evidence.sim["trades"] += [sim_trade(1, "12"), sim_trade(2, "12", side="sell")]
+    evidence.messages += [intent(2), submit(2), accepted(2), filled(1, "12"), filled(2, "12", side="sell")]
+    evidence.messages = [m for m in evidence.messages if not isinstance(m, OrderDenied)]
+    evidence.ledger_fills += [ledger_fill(1, "12"), ledger_fill(2, "12", side="sell")]
+    evidence.claims = None
+    verdict = compare(evidence)
+    assert verdict["ok"], verdict
+    assert (verdict["self_matched_trades"], verdict["ledger_fills"]) == (1, 3)
+    # The sell side dropped as a "duplicate" of the buy: caught.
+    evidence.ledger_fills.pop()
+    verdict = compare(evidence)
+    assert verdict["missing_fills"] == 1
+    assert verdict["examples"]["missing_fills"] == ["BTCTRY:12:2"]
+    # Booked twice: caught too.
+    evidence.ledger_fills += [ledger_fill(2, "12", side="sell"), ledger_fill(2, "12", side="sell")]
+    verdict = compare(evidence)
+    assert (verdict["missing_fills"], verdict["extra_fills"]) == (0, 1)
+    assert verdict["examples"]["extra_fills"] == ["ledger twice BTCTRY:12:2"]

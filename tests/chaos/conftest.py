@@ -207,33 +207,43 @@ class Chaos:
     # ---- intents --------------------------------------------------------------------------------
 
     async def publish_intents(self, count: int, per_second: float, between: Callable[[int], Awaitable[None]]) -> None:
-        """Marketable limit buys, `per_second`; `between(i)` runs after each.
+        """Limit intents, `per_second`, buys and sells mixed; `between(i)` runs after each.
 
-        Buys only: our own sell could match our own buy, and a self-trade is one exchange trade id on two of
-        our orders, which the fill id (`fill:SYMBOL:trade id`) and the ledger's key cannot tell apart.
+        Of every ten after the first ten: one sell rests inside the spread (so our next buys, priced through the
+        ask, cross it: a self-match, one exchange trade id on two of our orders), one sell takes the bid, and the
+        rest buy through the ask. The buys run ahead of the sells, so the ledger's position never goes short.
         """
-        from btcbot.contracts import ids, subjects
-        from btcbot.contracts.messages import OrderIntent
-
         _bid, ask = await self.top()
         started = time.monotonic()
         for i in range(count):
             if i % 10 == 0:
-                _bid, ask = await self.top()
-            # Through the touch by 0.3%: it takes liquidity now, whatever the crowd did meanwhile.
-            price = (ask * Decimal("1.003")).quantize(Decimal(1), rounding=ROUND_DOWN)
-            book = ids.book_id(SYMBOL, time.time_ns(), len(self.published))
-            intent = OrderIntent(
-                id=ids.intent_id("chaos", SYMBOL, book), ts_ns=time.time_ns(), strategy="chaos", symbol=SYMBOL,
-                side="buy", order_type="limit", price=price, quantity=Decimal("0.0005"), reason="chaos test",
-                book_id=book,
-            )  # fmt: skip
-            await self.publisher.publish(subjects.intent(SYMBOL), intent)
-            self.published.append(intent.id)
+                bid, ask = await self.top()
+            if i >= 10 and i % 10 == 4:
+                # Inside the spread (at the ask if there is no room): the best ask until one of our buys takes it.
+                side, price = "sell", max(((bid + ask) / 2).quantize(Decimal(1), rounding=ROUND_DOWN), bid + 1)
+            elif i >= 10 and i % 10 == 8:
+                side, price = "sell", (bid * Decimal("0.997")).quantize(Decimal(1), rounding=ROUND_DOWN)
+            else:
+                # Through the touch by 0.3%: it takes liquidity now, whatever the crowd did meanwhile.
+                side, price = "buy", (ask * Decimal("1.003")).quantize(Decimal(1), rounding=ROUND_DOWN)
+            await self.publish_intent(side, price)
             await between(i)
             lag = started + (i + 1) / per_second - time.monotonic()
             if lag > 0:
                 await asyncio.sleep(lag)
+
+    async def publish_intent(self, side: str, price: Decimal) -> None:
+        from btcbot.contracts import ids, subjects
+        from btcbot.contracts.messages import OrderIntent
+
+        book = ids.book_id(SYMBOL, time.time_ns(), len(self.published))
+        intent = OrderIntent(
+            id=ids.intent_id("chaos", SYMBOL, book), ts_ns=time.time_ns(), strategy="chaos", symbol=SYMBOL,
+            side=side, order_type="limit", price=price, quantity=Decimal("0.0005"),  # type: ignore[arg-type]
+            reason="chaos test", book_id=book,
+        )  # fmt: skip
+        await self.publisher.publish(subjects.intent(SYMBOL), intent)
+        self.published.append(intent.id)
 
     # ---- the verdict ----------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """Exactly-once order placement under SIGKILLed execution replicas and a Redis outage (issue 4, "Done when").
 
-Each test drives 500 marketable limit intents through risk into two execution replicas against the simulator,
-breaks things on purpose, waits for the system to settle and then judges it with `btcbot verify`'s logic:
-no client order id placed twice, every exchange trade of the account in the ledger exactly once, nothing in
-flight, balances equal, every intent either placed once or denied/rejected with a reason.
+Each test drives 500 limit intents (buys and sells, some of our sells resting where our own buys cross them)
+through risk into two execution replicas against the simulator, breaks things on purpose, waits for the system
+to settle and then judges it with `btcbot verify`'s logic: no client order id placed twice, every side of every
+exchange trade of the account in the ledger exactly once (a self-match is one trade id on two of our orders),
+nothing in flight, balances equal, every intent either placed once or denied/rejected with a reason.
 """
 
 from __future__ import annotations
@@ -33,6 +34,23 @@ def assert_clean(verdict: dict[str, Any], published: int) -> None:
     assert not problems, f"verify found {problems}; examples {verdict['examples']}; full {verdict}"
     assert verdict["intents"] == published
     assert verdict["claims_checked"]
+
+
+async def every_trade_side_booked_once(chaos: Any) -> int:
+    """Each (trade id, order id) the simulator lists is one ledger fill, and vice versa; returns the self-matches."""
+    from btcbot.cli.verify import gather
+
+    evidence = await gather(chaos.sources())
+    sides = Counter((str(t["tradeId"]), str(t["orderId"])) for t in evidence.sim["trades"])
+    booked = Counter((f.trade_id, f.exchange_order_id) for f in evidence.ledger_fills)
+    assert set(sides.values()) == {1}, "the simulator lists one order's side of a trade twice"
+    assert booked == sides, {"missing": sides - booked, "extra": booked - sides}
+    per_trade = Counter(trade for trade, _ in sides)
+    self_matches = [trade for trade, n in per_trade.items() if n == 2]
+    for trade in self_matches:
+        assert {f.side for f in evidence.ledger_fills if f.trade_id == trade} == {"buy", "sell"}, trade
+    assert max(per_trade.values()) <= 2, per_trade.most_common(3)
+    return len(self_matches)
 
 
 def placed_once(state: dict[str, Any]) -> Counter[str]:
@@ -126,6 +144,9 @@ async def test_sigkilled_replicas_never_place_an_order_twice_nor_lose_a_fill(cha
     assert_clean(verdict, len(chaos.published))
     assert verdict["exchange_orders"] >= INTENTS * 0.9, verdict
     assert verdict["exchange_trades"] >= verdict["exchange_orders"] * 0.5, verdict
+    # Our buys crossed our own resting sells, and both sides of each such trade were booked.
+    assert verdict["self_matched_trades"] >= 1, verdict
+    assert await every_trade_side_booked_once(chaos) == verdict["self_matched_trades"]
     for name in replicas:
         assert await chaos.ready(name), f"{name} not ready at the end"
 
@@ -170,3 +191,5 @@ async def test_no_order_is_placed_while_redis_is_down_and_none_is_lost(chaos: An
     assert verdict["accepted"] + verdict["rejected"] == verdict["submits"], verdict
     assert verdict["submits"] + verdict["denied"] == INTENTS, verdict
     assert verdict["exchange_orders"] >= INTENTS * 0.9, verdict
+    assert verdict["self_matched_trades"] >= 1, verdict
+    assert await every_trade_side_booked_once(chaos) == verdict["self_matched_trades"]

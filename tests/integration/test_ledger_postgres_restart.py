@@ -117,7 +117,7 @@ def fills(symbol: str, n: int) -> list[OrderFilled]:
         side = "sell" if t % 4 == 0 else "buy"
         out.append(
             OrderFilled(
-                id=ids.fill_id(symbol, str(t)),
+                id=ids.fill_id(symbol, str(t), str(t)),
                 ts_ns=T0,
                 client_order_id=f"bb{t}",
                 exchange_order_id=str(t),

@@ -228,6 +228,15 @@ def test_client_order_id_is_deterministic_and_short() -> None:
     assert a != ids.client_order_id(intent + "x")
 
 
+def test_fill_id_tells_apart_the_two_sides_of_a_self_match() -> None:
+    # Our buy crossing our own resting sell: one exchange trade id, two orders, two fills.
+    buy, sell = ids.fill_id("BTCTRY", "777", "1001"), ids.fill_id("BTCTRY", "777", "1000")
+    assert buy != sell
+    assert buy == ids.fill_id("BTCTRY", "777", "1001")  # deterministic: a republish carries the same id
+    assert ids.fill_id("ETHTRY", "777", "1001") != buy
+    assert ids.fill_id("BTCTRY", "778", "1001") != buy
+
+
 def test_subjects_put_symbol_last_and_refuse_bad_tokens() -> None:
     assert subjects.book("BTCTRY") == "md.book.BTCTRY"
     assert subjects.execution("filled", "ETHTRY") == "exec.filled.ETHTRY"

@@ -6,6 +6,7 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 
 from btcbot.btcturk.errors import Unavailable
@@ -42,7 +43,7 @@ async def test_each_trade_is_published_once(rig: Any) -> None:
     rig.exchange.trade(xid, "t2", "0.6", ts_ms=now_ms(rig) + 1)
     assert (await p.poll("BTCTRY")).published == 1
     fills = rig.bus.of_type(OrderFilled)
-    assert [f.id for f in fills] == [ids.fill_id("BTCTRY", "t1"), ids.fill_id("BTCTRY", "t2")]
+    assert [f.id for f in fills] == [ids.fill_id("BTCTRY", "t1", xid), ids.fill_id("BTCTRY", "t2", xid)]
     assert rig.bus.subjects()[-1] == subjects.execution("filled", "BTCTRY")
     first = fills[0]
     assert first.fee == D("0.15")
@@ -73,7 +74,7 @@ async def test_crash_between_publish_and_mark_publishes_the_same_id(rig: Any) ->
     p = poller(rig)
     real_mark = rig.execution.journal.mark_trade
 
-    async def crash(symbol: str, trade_id: str) -> None:
+    async def crash(symbol: str, trade_id: str, exchange_order_id: str) -> None:
         raise RuntimeError("killed")
 
     rig.execution.journal.mark_trade = crash
@@ -163,3 +164,43 @@ async def test_run_survives_exchange_errors_and_reports_health(rig: Any) -> None
     assert calls["n"] >= 2
     assert p.healthy
     assert len(rig.bus.of_type(OrderFilled)) == 1
+
+
+async def test_a_self_match_books_both_sides_once(rig: Any) -> None:
+    # Our buy crosses our own resting sell: the exchange lists ONE trade id twice, once per order.
+    sell_cmd = msgspec.structs.replace(rig.submit("bbsell", "0.5"), side="sell")
+    assert await rig.bus.deliver(rig.execution.on_order, sell_cmd) == "ack"
+    sell_xid = next(o.xid for o in rig.exchange.orders.values() if o.coid == "bbsell")
+    buy_xid = await placed(rig, "bbbuy", "0.5")
+    rig.exchange.trade(sell_xid, "t7", "0.5", ts_ms=now_ms(rig))
+    rig.exchange.trade(buy_xid, "t7", "0.5", ts_ms=now_ms(rig))
+    p = poller(rig)
+    assert (await p.poll("BTCTRY")).published == 2
+    assert (await p.poll("BTCTRY")).published == 0
+    assert (await poller(rig, rig.new_execution("replica-2")).poll("BTCTRY")).published == 0
+    fills = sorted(rig.bus.of_type(OrderFilled), key=lambda f: f.side)
+    assert [(f.side, f.client_order_id, f.trade_id) for f in fills] == [
+        ("buy", "bbbuy", "t7"),
+        ("sell", "bbsell", "t7"),
+    ]
+    assert [f.id for f in fills] == [ids.fill_id("BTCTRY", "t7", buy_xid), ids.fill_id("BTCTRY", "t7", sell_xid)]
+    for coid in ("bbbuy", "bbsell"):
+        record = await rig.execution.journal.load(coid)
+        assert record is not None
+        assert record.order.status == orders.Status.FILLED
+    assert await rig.execution.journal.trade_seen("BTCTRY", "t7", buy_xid)
+    assert await rig.execution.journal.trade_seen("BTCTRY", "t7", sell_xid)
+    assert rig.bus.duplicates == 0
+
+
+async def test_seen_mark_of_one_side_does_not_hide_the_other(rig: Any) -> None:
+    sell_cmd = msgspec.structs.replace(rig.submit("bbsell", "0.5"), side="sell")
+    assert await rig.bus.deliver(rig.execution.on_order, sell_cmd) == "ack"
+    sell_xid = next(o.xid for o in rig.exchange.orders.values() if o.coid == "bbsell")
+    buy_xid = await placed(rig, "bbbuy", "0.5")
+    rig.exchange.trade(buy_xid, "t8", "0.5", ts_ms=now_ms(rig))
+    p = poller(rig)
+    assert (await p.poll("BTCTRY")).published == 1  # the buy side, listed first (e.g. the sell's answer lagged)
+    rig.exchange.trade(sell_xid, "t8", "0.5", ts_ms=now_ms(rig))
+    assert (await p.poll("BTCTRY")).published == 1
+    assert {f.client_order_id for f in rig.bus.of_type(OrderFilled)} == {"bbbuy", "bbsell"}

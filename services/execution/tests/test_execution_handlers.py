@@ -75,7 +75,7 @@ async def test_redelivery_emits_only_the_missing_events(rig: Any) -> None:
     kinds = [type(m) for _, m in rig.bus.published]
     assert kinds == [OrderAccepted, OrderFilled]
     fill = rig.bus.of_type(OrderFilled)[0]
-    assert fill.id == ids.fill_id("BTCTRY", "t1")
+    assert fill.id == ids.fill_id("BTCTRY", "t1", xid)
     assert fill.quantity == D("0.4")
     record = await record_of(rig)
     assert record.phase == Phase.SENT

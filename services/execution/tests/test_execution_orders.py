@@ -103,7 +103,7 @@ def test_happy_path_emits_accept_then_fills() -> None:
     assert step.order.status == Status.PARTIALLY_FILLED
     (filled,) = step.events
     assert isinstance(filled, OrderFilled)
-    assert filled.id == ids.fill_id("BTCTRY", "t1")
+    assert filled.id == ids.fill_id("BTCTRY", "t1", "X1")
     assert filled.fee == D("0.1")
     assert filled.tax == D("0.018")
     assert filled.fee_asset == "TRY"

@@ -184,7 +184,7 @@ async def test_startup_adopts_the_fills_of_an_unknown_closed_order(rig: Any) -> 
     assert [f.trade_id for f in rig.bus.of_type(OrderFilled)] == ["t1", "t2"]
     record = await record_of(rig, f"x{xid}")
     assert record.order.status == Status.FILLED
-    assert await rig.execution.journal.trade_seen("BTCTRY", "t1")
+    assert await rig.execution.journal.trade_seen("BTCTRY", "t1", xid)
 
 
 async def test_startup_knows_our_own_orders_whatever_their_phase(rig: Any) -> None:

@@ -48,7 +48,7 @@ async def store(ledger_db: str) -> AsyncIterator[Store]:
 
 def fill_event(symbol: str, trade: int, side: str, price: str, qty: str, fee: str, fee_asset: str) -> OrderFilled:
     return OrderFilled(
-        id=ids.fill_id(symbol, str(trade)),
+        id=ids.fill_id(symbol, str(trade), str(trade % 5)),
         ts_ns=NOW,
         client_order_id=f"bb-{trade % 5}",
         exchange_order_id=str(trade % 5),

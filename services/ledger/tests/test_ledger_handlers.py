@@ -85,7 +85,7 @@ def make_ledger(store: Store, bus: InMemoryBus | None = None) -> Ledger:
 
 def filled(trade: str, side: str, price: str, quantity: str, fee: str = "0") -> OrderFilled:
     return OrderFilled(
-        id=ids.fill_id("BTCTRY", trade),
+        id=ids.fill_id("BTCTRY", trade, "x1"),
         ts_ns=NOW,
         client_order_id="bb-1",
         exchange_order_id="x1",
@@ -144,7 +144,7 @@ async def test_marks_revalue_unrealized_pnl_equity_and_drawdown(store: Store) ->
     await bus.deliver(ledger.on_book, book(1, "1090", "1110"))
     up = await ledger.revalue()
     assert up is not None
-    assert up.id.startswith(f"portfolio:main:{ids.fill_id('BTCTRY', '1')}:marks:")
+    assert up.id.startswith(f"portfolio:main:{ids.fill_id('BTCTRY', '1', 'x1')}:marks:")
     assert (up.unrealized_pnl, up.equity, up.peak_equity, up.drawdown) == (D(200), D(10200), D(10200), D(0))
     assert up.positions[0].mark == D(1100)
     assert await ledger.revalue() is None  # nothing moved

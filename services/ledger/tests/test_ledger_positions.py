@@ -40,6 +40,7 @@ def fill(
     ts: int = 0,
     fee_asset: str = "TRY",
     tax: str = "0",
+    order: str = "",
 ) -> Fill:
     base, quote = split_symbol(symbol)
     return Fill(
@@ -54,6 +55,7 @@ def fill(
         ts_ns=ts or int(trade_id) * 1_000_000_000,
         base_asset=base,
         quote_asset=quote,
+        exchange_order_id=order,
     )
 
 
@@ -135,6 +137,20 @@ def test_canonical_keeps_the_first_copy_of_a_trade() -> None:
     a = fill("1", "buy", "100", "1")
     again = fill("1", "buy", "999", "9")
     assert canonical([a, again]) == [a]
+
+
+def test_a_self_match_is_two_fills_buy_first() -> None:
+    # Our buy crossed our own resting sell: one trade id, two orders. Both sides count, and the buy is folded
+    # first, so a flat position does not look oversold by its own match.
+    sell = fill("5", "sell", "100", "1", "0.1", order="900")
+    buy = fill("5", "buy", "100", "1", "0.2", order="901")
+    assert canonical([sell, buy, sell]) == [buy, sell]
+    assert trade_sort_key(5, "5", "buy", "999") < trade_sort_key(5, "5", "sell", "1")
+    assert trade_sort_key(5, "5", "sell", "9") < trade_sort_key(5, "5", "sell", "10")
+    assert trade_sort_key(5, "0") == trade_sort_key(5, "000")  # a stored, zero-stripped id reloads to the same key
+    state = replay([sell, buy]).positions["BTCTRY"]
+    assert (state.quantity, state.cost, state.fills) == (D(0), D(0), 2)
+    assert state.realized_pnl == D("-0.3")  # the two fees: a self-match only costs what it paid
 
 
 def test_split_symbol_and_errors() -> None:
@@ -237,7 +253,12 @@ def histories(draw: st.DrawFn) -> list[Fill]:
         held[symbol] += quantity if side == "buy" else -quantity
         fee = (price * quantity * D("0.0009")).quantize(D("0.00000001"))
         ts = (i // 3) * 1_000_000_000 + 1  # groups of three trades share an exchange time
-        out.append(fill(str(i + 1), side, str(price), str(quantity), str(fee), symbol=symbol, ts=ts))
+        trade = str(i + 1)
+        out.append(fill(trade, side, str(price), str(quantity), str(fee), symbol=symbol, ts=ts, order=f"{i}a"))
+        if side == "buy" and draw(st.booleans()):
+            # A self-match: our own sell order took part in the same trade (same trade id, its own order id).
+            held[symbol] -= quantity
+            out.append(fill(trade, "sell", str(price), str(quantity), str(fee), symbol=symbol, ts=ts, order=f"{i}b"))
     return out
 
 

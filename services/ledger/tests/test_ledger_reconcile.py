@@ -11,8 +11,10 @@ S = 1_000_000_000
 NOW = 1_750_000_000 * S
 
 
-def trade(trade_id: str, age_s: int, *, quantity: str = "1", fee: str = "0.1", side: str = "buy") -> TradeView:
-    return TradeView("BTCTRY", trade_id, side, D("100"), D(quantity), D(fee), D("0.018"), NOW - age_s * S)
+def trade(
+    trade_id: str, age_s: int, *, quantity: str = "1", fee: str = "0.1", side: str = "buy", order: str = "x1"
+) -> TradeView:
+    return TradeView("BTCTRY", trade_id, side, D("100"), D(quantity), D(fee), D("0.018"), NOW - age_s * S, order)
 
 
 def run(ledger_trades, exchange_trades, ledger_bal=None, exchange_bal=None):  # type: ignore[no-untyped-def]
@@ -36,7 +38,7 @@ def test_agreeing_sides_match() -> None:
 def test_a_young_trade_the_ledger_lacks_defers_and_skips_balances() -> None:
     result = run([trade("1", 100)], [trade("1", 100), trade("2", 3)], {"TRY": D(1000)}, {"TRY": D(900)})
     assert result.status == "deferred"
-    assert result.in_flight == (("BTCTRY", "2"),)
+    assert result.in_flight == (("BTCTRY", "2", "x1"),)
     assert result.differences == ()  # the balance differs by exactly that fill: not compared
 
 
@@ -78,3 +80,14 @@ def test_only_differences_seen_twice_with_the_same_values_are_confirmed() -> Non
     assert confirm([], first) == []
     assert confirm(first, same) == same
     assert confirm(first, moved) == []  # a fill landed in between: still moving, not a mismatch yet
+
+
+def test_both_sides_of_a_self_match_are_compared_each_on_its_own() -> None:
+    # One trade id, two of our orders: the exchange lists it twice and so must the ledger.
+    buy = trade("7", 100, side="buy", order="x10", fee="0.2")
+    sell = trade("7", 100, side="sell", order="x11")
+    assert run([buy, sell], [sell, buy]).status == "match"
+    missing = run([buy], [buy, sell])
+    assert [(d.kind, d.trade_id, d.exchange_order_id) for d in missing.differences] == [("missing_fill", "7", "x11")]
+    swapped = run([buy, trade("7", 100, side="sell", order="x11", quantity="2")], [buy, sell])
+    assert [(d.kind, d.exchange_order_id) for d in swapped.differences] == [("fill_differs", "x11")]

@@ -48,7 +48,7 @@ async def test_the_service_books_a_fill_and_publishes_the_portfolio(
     )
     try:
         event = OrderFilled(
-            id=ids.fill_id("BTCTRY", trade),
+            id=ids.fill_id("BTCTRY", trade, "1"),
             ts_ns=1,
             client_order_id="bb-svc",
             exchange_order_id="1",

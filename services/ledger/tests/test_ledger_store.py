@@ -15,7 +15,7 @@ import pytest_asyncio
 from btcbot.contracts import ids
 from btcbot.contracts.messages import OrderAccepted, OrderCanceled, OrderFilled, OrderRejected
 from btcbot.ledger.positions import fill_from_event, replay
-from btcbot.ledger.store import Origin, Store, StoreUnavailable
+from btcbot.ledger.store import Incoming, Origin, Store, StoreUnavailable
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def filled(
     message_id: str | None = None,
 ) -> OrderFilled:
     return OrderFilled(
-        id=message_id or ids.fill_id(symbol, trade),
+        id=message_id or ids.fill_id(symbol, trade, "x" + order),
         ts_ns=NOW,
         client_order_id=order,
         exchange_order_id="x" + order,
@@ -125,6 +125,49 @@ async def test_the_same_trade_under_another_message_id_is_a_no_op(store: Store, 
     assert (await position(db))["quantity"] == D(1)
     # The second message id is still recorded as seen, so its redelivery is cheap.
     assert await db.fetchval("SELECT count(*) FROM applied_messages") == 2
+
+
+async def test_both_sides_of_a_self_match_are_booked(store: Store, db: asyncpg.Connection) -> None:
+    # Our buy crossed our own resting sell: the exchange gives both sides ONE trade id, each its own order id.
+    await store.seed_balances({"TRY": D(1000), "BTC": D(1)}, NOW)
+    await store.apply_fill(filled("3", "buy", "100", "1", "0.1", order="bb-0"), ORIGIN, NOW)
+    sell = filled("7", "sell", "100", "1", "0.1", order="bb-s")
+    buy = filled("7", "buy", "100", "1", "0.2", order="bb-b")
+    assert sell.id != buy.id
+    # The sell side arrives first: it is not an oversell (the position holds 1), and the buy then folds in
+    # canonical order (buy before sell at one trade id), which rebuilds the symbol.
+    assert (await store.apply_fill(sell, ORIGIN, NOW)).status == "applied"
+    assert (await store.apply_fill(buy, ORIGIN, NOW)).status == "applied"
+    again = await store.apply_fill(
+        filled("7", "sell", "100", "1", "0.1", order="bb-s", message_id="fill:x"), ORIGIN, NOW
+    )
+    assert again.status == "duplicate_trade"
+    rows = await db.fetch("SELECT trade_id, exchange_order_id, side FROM fills WHERE trade_id = '7' ORDER BY side")
+    assert [(r["exchange_order_id"], r["side"]) for r in rows] == [("xbb-b", "buy"), ("xbb-s", "sell")]
+    # Net of the self-match: only the two fees moved money.
+    assert await balances(db) == {"TRY": D("899.6"), "BTC": D(2)}
+    row = await position(db)
+    expected = replay(
+        fill_from_event(e) for e in (filled("3", "buy", "100", "1", "0.1", order="bb-0"), sell, buy)
+    ).positions["BTCTRY"]
+    assert (row["quantity"], row["cost"], row["realized_pnl"], row["fills"]) == (
+        expected.quantity,
+        expected.cost,
+        expected.realized_pnl,
+        3,
+    )
+    assert (row["last_trade_id"], row["last_side"], row["last_exchange_order_id"]) == ("7", "sell", "xbb-s")
+    assert row["halted_reason"] is None
+
+
+async def test_a_self_match_in_one_batch_is_booked_buy_first(store: Store, db: asyncpg.Connection) -> None:
+    sell = filled("4", "sell", "100", "2", "0.1", order="bb-s")
+    buy = filled("4", "buy", "100", "2", "0.1", order="bb-b")
+    results = await store.apply_batch([Incoming(sell, ORIGIN), Incoming(buy, ORIGIN), Incoming(sell, ORIGIN)], NOW)
+    assert [r.status for r in results] == ["applied", "applied", "duplicate"]
+    row = await position(db)
+    assert (row["quantity"], row["fills"], row["halted_reason"]) == (D(0), 2, None)
+    assert await db.fetchval("SELECT count(*) FROM ledger_alerts") == 0
 
 
 async def test_concurrent_application_from_two_connections_stores_once(

@@ -116,7 +116,7 @@ async def test_round_trip_buy_then_take_profit(rig):
         quantity=buy.quantity,
     )
     filled = OrderFilled(
-        id=ids.fill_id("BTCTRY", "t1"),
+        id=ids.fill_id("BTCTRY", "t1", "9"),
         ts_ns=T0,
         client_order_id=coid,
         exchange_order_id="9",

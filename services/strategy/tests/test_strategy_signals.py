@@ -61,7 +61,7 @@ def portfolio(qty="0", cost="0", *, at=T0, symbol="BTCTRY"):
 
 def fill(intent: OrderIntent, qty, trade="t1", price=None):
     return OrderFilled(
-        id=ids.fill_id(intent.symbol, trade),
+        id=ids.fill_id(intent.symbol, trade, "1"),
         ts_ns=T0,
         client_order_id=ids.client_order_id(intent.id),
         exchange_order_id="1",

@@ -11,13 +11,18 @@ Printed as one JSON line; the exit code is 1 when any count in :data:`PROBLEMS` 
     unrecorded_orders    exchange orders whose client id execution never reported accepted
     missing_fills        exchange trades of the account that the ledger has not booked
     missing_fill_events  exchange trades without an OrderFilled event
-    extra_fills          ledger fills or OrderFilled events for trades the exchange does not have
+    extra_fills          ledger fills or OrderFilled events for trades the exchange does not have, and ledger
+                         fills booked more than once
     fill_mismatches      ledger fills whose order, side, price or quantity differ from the exchange's trade
     orders_in_flight     claims stuck in "sending", or orders execution still thinks open (by its events or
                          its claim) that the exchange reports closed, canceled or never had
     balance_mismatches   assets whose ledger balance differs from the exchange's total
     lost_intents         intents that became neither a SubmitOrder nor an OrderDenied
     unresolved_orders    SubmitOrders that ended neither accepted nor rejected
+
+Trades are matched per (symbol, trade id, exchange order id): when two of our orders match each other the
+exchange lists one trade id twice, once per order, and each side must be booked (`self_matched_trades` counts
+those trade ids).
 """
 
 from __future__ import annotations
@@ -94,6 +99,12 @@ class LedgerFill:
     side: str
     price: Decimal
     quantity: Decimal
+    exchange_order_id: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """One order's side of an exchange trade."""
+        return (self.symbol, self.trade_id, self.exchange_order_id)
 
 
 @dataclass
@@ -129,14 +140,17 @@ def compare(evidence: Evidence) -> dict[str, Any]:
     rejected = {m.client_order_id for m in by_type[OrderRejected]}
     unrecorded = [coid for coid in placed if coid not in accepted]
 
-    trades = {(str(t["pair"]), str(t["tradeId"])): t for t in sim_trades}
-    ledger = {(f.symbol, f.trade_id): f for f in evidence.ledger_fills}
-    fill_events = {(m.symbol, m.trade_id) for m in by_type[OrderFilled]}
-    missing = [f"{s}:{t}" for s, t in trades if (s, t) not in ledger]
-    missing_events = [f"{s}:{t}" for s, t in trades if (s, t) not in fill_events]
-    extra = [f"ledger {s}:{t}" for s, t in ledger if (s, t) not in trades]
-    extra += [f"event {s}:{t}" for s, t in fill_events if (s, t) not in trades]
-    mismatched = [f"{key[0]}:{key[1]}" for key, f in ledger.items() if key in trades and not _same(f, trades[key])]
+    trades = {(str(t["pair"]), str(t["tradeId"]), str(t["orderId"])): t for t in sim_trades}
+    self_matched = Counter((s, t) for s, t, _ in trades)
+    ledger = {f.key: f for f in evidence.ledger_fills}
+    booked = Counter(f.key for f in evidence.ledger_fills)
+    fill_events = {(m.symbol, m.trade_id, m.exchange_order_id) for m in by_type[OrderFilled]}
+    missing = [_name(k) for k in trades if k not in ledger]
+    missing_events = [_name(k) for k in trades if k not in fill_events]
+    extra = [f"ledger {_name(k)}" for k in ledger if k not in trades]
+    extra += [f"ledger twice {_name(k)}" for k, n in booked.items() for _ in range(n - 1)]
+    extra += [f"event {_name(k)}" for k in fill_events if k not in trades]
+    mismatched = [_name(key) for key, f in ledger.items() if key in trades and not _same(f, trades[key])]
 
     in_flight = _in_flight(sim_orders, by_type, evidence.claims)
 
@@ -168,6 +182,7 @@ def compare(evidence: Evidence) -> dict[str, Any]:
         "unresolved_orders": note("unresolved_orders", unresolved),
         "exchange_orders": len(sim_orders),
         "exchange_trades": len(sim_trades),
+        "self_matched_trades": sum(1 for n in self_matched.values() if n > 1),
         "intents": len(by_type[OrderIntent]),
         "submits": len(submits),
         "denied": len(denied),
@@ -175,12 +190,16 @@ def compare(evidence: Evidence) -> dict[str, Any]:
         "rejected": len(rejected),
         "canceled": len({m.client_order_id for m in by_type[OrderCanceled]}),
         "fill_events": len(fill_events),
-        "ledger_fills": len(ledger),
+        "ledger_fills": len(evidence.ledger_fills),
         "claims_checked": evidence.claims is not None,
     }
     verdict["ok"] = not any(verdict[p] for p in PROBLEMS)
     verdict["examples"] = examples
     return verdict
+
+
+def _name(key: tuple[str, str, str]) -> str:
+    return ":".join(key)
 
 
 def _same(fill: LedgerFill, trade: Mapping[str, Any]) -> bool:
@@ -317,12 +336,23 @@ async def _ledger(database_url: str) -> tuple[list[LedgerFill], dict[str, Decima
     except (OSError, asyncpg.PostgresError) as exc:
         raise VerifyError(f"cannot reach the ledger database: {exc}") from exc
     try:
-        rows = await conn.fetch("SELECT symbol, trade_id, client_order_id, side, price, quantity FROM fills")
+        rows = await conn.fetch(
+            "SELECT symbol, trade_id, client_order_id, side, price, quantity, exchange_order_id FROM fills"
+        )
         balances = await conn.fetch("SELECT asset, total FROM balances")
     finally:
         await conn.close()
     fills = [
-        LedgerFill(r["symbol"], r["trade_id"], r["client_order_id"], r["side"], r["price"], r["quantity"]) for r in rows
+        LedgerFill(
+            r["symbol"],
+            r["trade_id"],
+            r["client_order_id"],
+            r["side"],
+            r["price"],
+            r["quantity"],
+            r["exchange_order_id"],
+        )
+        for r in rows
     ]
     return fills, {r["asset"]: r["total"] for r in balances}
 

@@ -64,9 +64,13 @@ def cancel_command_id(client_order: str, reason: str) -> str:
     return f"cancel:{client_order}:{reason}"
 
 
-def fill_id(symbol: str, trade_id: str) -> str:
-    """Id of an OrderFilled event: the exchange trade id, unique per symbol."""
-    return f"fill:{symbol}:{trade_id}"
+def fill_id(symbol: str, trade_id: str, exchange_order_id: str) -> str:
+    """Id of an OrderFilled event: one side of one exchange trade.
+
+    A trade id alone is not enough: when two of our orders match each other the exchange reports one trade id
+    for both sides, each under its own order id.
+    """
+    return f"fill:{symbol}:{trade_id}:{exchange_order_id}"
 
 
 def dead_letter_id(consumer: str, stream: str, sequence: int) -> str:

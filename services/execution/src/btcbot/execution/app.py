@@ -1,8 +1,9 @@
-"""Wiring: exchange client, Redis stores, the order handler, the fill poller and the sweeper."""
+"""Wiring: exchange client, Redis stores, the order handler, the fill poller, the user feed and the sweeper."""
 
 from __future__ import annotations
 
 from btcbot.btcturk.rest import BtcTurkClient
+from btcbot.btcturk.ws import BtcTurkWebSocket
 from btcbot.contracts import streams
 from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import CancelOrder, SubmitOrder
@@ -12,6 +13,7 @@ from btcbot.execution.journal import Journal, RedisActiveOrders
 from btcbot.execution.poller import FillPoller
 from btcbot.execution.settings import ExecutionSettings, arming
 from btcbot.execution.tasks import Sweeper
+from btcbot.execution.userfeed import UserFeed
 from btcbot.runtime.idempotency import IdempotencyStore
 from btcbot.runtime.locks import FencedLock
 from btcbot.runtime.service import Service
@@ -20,6 +22,7 @@ from btcbot.runtime.service import Service
 async def setup(svc: Service, settings: ExecutionSettings) -> None:
     """Build the execution engine and register its consumer and the fill poller."""
     mode = arming(settings)  # raises SettingsError (exit 2) for any half-armed combination
+    ws_key, ws_secret = settings.ws_credentials()  # SettingsError for a half-set override
     svc.log.warning(
         "execution.armed" if mode == "live" else "execution.dry_run",
         mode=mode,
@@ -69,6 +72,21 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
     )
     svc.task("fill-poller", poller.run)
     svc.readiness("fill-poller", lambda: poller.healthy)
+    if settings.user_feed == "ws":
+        # Readiness does not wait for the socket: while it is down the poller runs at full rate.
+        socket = BtcTurkWebSocket(settings.btcturk_ws_url, public_key=ws_key, private_key=ws_secret)
+        svc.on_close(socket.aclose)
+        feed = UserFeed(
+            execution,
+            poller,
+            socket,
+            ws_interval_s=settings.fill_poll_interval_ws,
+            poll_interval_s=settings.fill_poll_interval,
+        )
+        svc.task("user-feed", feed.run)
+    svc.log.info("execution.user_feed", mode=settings.user_feed, ws_url=settings.btcturk_ws_url,
+                 poll_interval_s=settings.fill_poll_interval,
+                 ws_poll_interval_s=settings.fill_poll_interval_ws)  # fmt: skip
     sweeper = Sweeper(
         execution,
         settings.symbols,

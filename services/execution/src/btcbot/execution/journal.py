@@ -165,13 +165,13 @@ class Journal:
         fields = await self._store.get(_exchange_key(symbol, exchange_order_id))
         return None if fields is None else fields.get("client_order_id")
 
-    async def trade_seen(self, symbol: str, trade_id: str) -> bool:
-        """True once a trade's OrderFilled was published."""
-        return await self._store.get(_trade_key(symbol, trade_id)) is not None
+    async def trade_seen(self, symbol: str, trade_id: str, exchange_order_id: str) -> bool:
+        """True once the OrderFilled of one order's side of a trade was published."""
+        return await self._store.get(_trade_key(symbol, trade_id, exchange_order_id)) is not None
 
-    async def mark_trade(self, symbol: str, trade_id: str) -> None:
-        """Remember a published trade (after the publish: a crash in between republishes the same id)."""
-        await self._store.claim(_trade_key(symbol, trade_id), self._owner, self._ttl_s)
+    async def mark_trade(self, symbol: str, trade_id: str, exchange_order_id: str) -> None:
+        """Remember a published fill (after the publish: a crash in between republishes the same id)."""
+        await self._store.claim(_trade_key(symbol, trade_id, exchange_order_id), self._owner, self._ttl_s)
 
 
 def _order_key(client_order_id: str) -> str:
@@ -182,5 +182,6 @@ def _exchange_key(symbol: str, exchange_order_id: str) -> str:
     return f"exec:xid:{symbol}:{exchange_order_id}"
 
 
-def _trade_key(symbol: str, trade_id: str) -> str:
-    return f"exec:trade:{symbol}:{trade_id}"
+def _trade_key(symbol: str, trade_id: str, exchange_order_id: str) -> str:
+    # One trade id covers both sides of a self-match (our buy against our own sell): the order id tells them apart.
+    return f"exec:trade:{symbol}:{trade_id}:{exchange_order_id}"

@@ -10,7 +10,8 @@ as ``ts_ns``; event ids come from ``btcbot.contracts.ids`` so a replayed transit
     (ACCEPTED / PARTIALLY_FILLED may also be canceled directly, e.g. by the exchange or an operator.)
 
 An order whose submit outcome is unknown stays SUBMITTING until the exchange is asked; a timeout is never a
-rejection. Terminal states (FILLED, CANCELED, REJECTED) never change. A trade id already applied is a no-op.
+rejection. Terminal states (FILLED, CANCELED, REJECTED) never change. A trade id already applied is a no-op
+(trade ids are kept per order: the other side of a self-match is the other order's trade).
 """
 
 from __future__ import annotations
@@ -265,7 +266,7 @@ def fill(order: Order, trade: Fill, ts_ns: int) -> Step:
     )
     events.append(
         OrderFilled(
-            id=ids.fill_id(order.symbol, trade.trade_id),
+            id=ids.fill_id(order.symbol, trade.trade_id, trade.exchange_order_id),
             ts_ns=ts_ns,
             client_order_id=order.client_order_id,
             exchange_order_id=trade.exchange_order_id,

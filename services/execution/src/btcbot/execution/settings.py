@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 
 from btcbot.runtime.errors import SettingsError
 from btcbot.runtime.settings import CommonSettings, ExchangeSettings, service_config
@@ -22,6 +22,12 @@ class ExecutionSettings(CommonSettings, ExchangeSettings):
     live: bool = False
     live_ack: str = ""
     fill_poll_interval: float = Field(0.5, gt=0)
+    # Fills also come from the user WebSocket ("ws"); while it is up, polling slows to this safety-net rate.
+    user_feed: Literal["ws", "off"] = "ws"
+    fill_poll_interval_ws: float = Field(10.0, gt=0)
+    # BTCTurk issues a separate key pair for WebSocket login; unset, the REST pair is used.
+    btcturk_ws_api_key: str | None = Field(None, validation_alias=AliasChoices("BTCTURK_WS_API_KEY"), min_length=1)
+    btcturk_ws_api_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("BTCTURK_WS_API_SECRET"))
     # On start, fills this far back are re-read (and deduplicated) to cover the time we were down.
     fill_lookback: float = Field(6 * 3600.0, gt=0)
     claim_ttl: float = Field(7 * 24 * 3600.0, gt=0)
@@ -37,6 +43,25 @@ class ExecutionSettings(CommonSettings, ExchangeSettings):
     unknown_orders: Literal["adopt", "cancel", "report"] = "adopt"
     # Cancel a resting order this many seconds after its command was made (0: never; strategy owns TTLs).
     order_ttl: float = Field(0.0, ge=0)
+
+    @field_validator("btcturk_ws_url")
+    @classmethod
+    def _ws_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("ws", "wss"):
+            raise ValueError(f"not a WebSocket URL (ws:// or wss://): {value!r}")
+        return value
+
+    def ws_credentials(self) -> tuple[str, str]:
+        """The WebSocket login's key pair: BTCTURK_WS_API_KEY/SECRET if set, else the REST pair.
+
+        Raises SettingsError when only one of the two overrides is set.
+        """
+        key, secret = self.btcturk_ws_api_key, self.btcturk_ws_api_secret
+        if key is None and secret is None:
+            return self.btcturk_api_key, self.btcturk_api_secret.get_secret_value()
+        if key is None or secret is None or not secret.get_secret_value():
+            raise SettingsError("BTCTURK_WS_API_KEY and BTCTURK_WS_API_SECRET must be set together")
+        return key, secret.get_secret_value()
 
 
 def is_real_exchange(base_url: str) -> bool:

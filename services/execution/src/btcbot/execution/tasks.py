@@ -170,7 +170,7 @@ class Sweeper:
             committed = await ex.commit(Record(result.order, Phase.SENT), result.events, log)
             await ex.journal.index(committed.order)
             for trade in trades:
-                await ex.journal.mark_trade(symbol, trade.trade_id)
+                await ex.journal.mark_trade(symbol, trade.trade_id, trade.exchange_order_id)
         log.warning("reconcile.adopted", client_order_id=coid, status=committed.order.status.value,
                     events=[m.id for m in result.events])  # fmt: skip
         return "unknown_adopted"

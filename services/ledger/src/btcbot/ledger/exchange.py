@@ -26,6 +26,7 @@ def trade_view(trade: UserTrade) -> TradeView:
         fee=abs(trade.fee),
         tax=abs(trade.tax),
         ts_ns=trade.timestamp_ms * 1_000_000,
+        exchange_order_id=str(trade.order_id),
     )
 
 

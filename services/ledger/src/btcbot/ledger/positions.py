@@ -1,9 +1,11 @@
 """Fills to positions, balances and PnL at weighted average cost: pure accounting, no I/O.
 
 The ledger's state must be a function of the SET of fills, whatever order or how many times they were
-delivered. So the model deduplicates fills by (symbol, exchange trade id) and folds them in one canonical
-order: exchange time, then trade id. A position keeps its total cost basis (not only the average) so
-that a full close leaves exactly zero cost and no rounding residue.
+delivered. So the model deduplicates fills by (symbol, exchange trade id, exchange order id) and folds them
+in one canonical order: exchange time, trade id, side (buy first), exchange order id. A trade id alone does
+not identify a fill: when two of our orders match each other the exchange reports one trade id for both
+sides, each under its own order id, and both moved money. A position keeps its total cost basis (not only
+the average) so that a full close leaves exactly zero cost and no rounding residue.
 
 Conventions:
 - Fees and taxes are costs whatever their sign on the wire (BTCTurk reports them negative).
@@ -34,7 +36,9 @@ Side = Literal["buy", "sell"]
 ZERO = Decimal(0)
 KNOWN_QUOTES: tuple[str, ...] = ("USDT", "USDC", "TRY", "EUR", "USD", "BTC", "ETH")
 
-SortKey = tuple[int, int, str]
+# (exchange time, trade id rank, trade id, side rank, exchange order id rank, exchange order id)
+SortKey = tuple[int, int, str, int, int, str]
+_SIDE_RANK = {"buy": 0, "sell": 1}
 
 
 class Oversell(Exception):  # noqa: N818  (names the integrity error itself, as store.py reports it)
@@ -56,12 +60,21 @@ def split_symbol(symbol: str, quotes: Iterable[str] = KNOWN_QUOTES) -> tuple[str
     raise ValueError(f"cannot split {symbol!r} into base and quote asset (known quotes: {tuple(quotes)})")
 
 
-def trade_sort_key(ts_ns: int, trade_id: str) -> SortKey:
-    """Canonical order of fills: exchange time, then trade id (numerically when it is a number)."""
-    if trade_id.isdigit():
-        return (ts_ns, len(trade_id.lstrip("0")), trade_id.lstrip("0"))
-    # Non-numeric ids sort after numeric ones at the same instant, then lexically.
-    return (ts_ns, 1 << 30, trade_id)
+def _id_rank(value: str) -> tuple[int, str]:
+    if value.isdigit():
+        digits = value.lstrip("0") or "0"
+        return (len(digits), digits)
+    # Non-numeric ids sort after numeric ones, then lexically.
+    return (1 << 30, value)
+
+
+def trade_sort_key(ts_ns: int, trade_id: str, side: str = "buy", exchange_order_id: str = "") -> SortKey:
+    """Canonical order of fills: exchange time, trade id, side, exchange order id (ids numerically if numbers).
+
+    The buy side of a self-match comes before its sell side, so matching our own order never looks like
+    selling what the position does not hold yet.
+    """
+    return (ts_ns, *_id_rank(trade_id), _SIDE_RANK.get(side, 2), *_id_rank(exchange_order_id))
 
 
 @dataclass(frozen=True)
@@ -81,16 +94,17 @@ class Fill:
     quote_asset: str
     # Quote units per unit of a third fee asset, taken from the mark at fill time; None when unknown.
     fee_rate: Decimal | None = None
+    exchange_order_id: str = ""
 
     @property
-    def key(self) -> tuple[str, str]:
-        """Identity of the trade at the exchange: trade ids are unique per symbol."""
-        return (self.symbol, self.trade_id)
+    def key(self) -> tuple[str, str, str]:
+        """Identity of the fill: one order's side of an exchange trade (a self-match has two under one trade id)."""
+        return (self.symbol, self.trade_id, self.exchange_order_id)
 
     @property
     def sort_key(self) -> SortKey:
         """Position of this fill in the canonical order."""
-        return trade_sort_key(self.ts_ns, self.trade_id)
+        return trade_sort_key(self.ts_ns, self.trade_id, self.side, self.exchange_order_id)
 
     @property
     def notional(self) -> Decimal:
@@ -168,6 +182,7 @@ def fill_from_event(
         base_asset=base,
         quote_asset=quote,
         fee_rate=fee_rate,
+        exchange_order_id=event.exchange_order_id,
     )
 
 
@@ -293,8 +308,8 @@ def apply_fill(position: PositionState, fill: Fill) -> FillOutcome:
 
 
 def canonical(fills: Iterable[Fill]) -> list[Fill]:
-    """The set of fills (first copy of each trade wins) in canonical order."""
-    unique: dict[tuple[str, str], Fill] = {}
+    """The set of fills (first copy of each fill wins) in canonical order."""
+    unique: dict[tuple[str, str, str], Fill] = {}
     for fill in fills:
         unique.setdefault(fill.key, fill)
     return sorted(unique.values(), key=lambda f: (f.symbol, f.sort_key))

@@ -32,11 +32,12 @@ class TradeView:
     fee: Decimal
     tax: Decimal
     ts_ns: int
+    exchange_order_id: str = ""
 
     @property
-    def key(self) -> tuple[str, str]:
-        """Trade ids are unique per symbol."""
-        return (self.symbol, self.trade_id)
+    def key(self) -> tuple[str, str, str]:
+        """One order's side of a trade: a self-match lists one trade id twice, once per order."""
+        return (self.symbol, self.trade_id, self.exchange_order_id)
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,12 @@ class Difference:
     ledger: Decimal | None = None
     exchange: Decimal | None = None
     detail: Mapping[str, str] = field(default_factory=dict)
+    exchange_order_id: str | None = None
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
+    def key(self) -> tuple[str, str, str, str, str]:
         """What identifies the difference across rounds."""
-        return (self.kind, self.asset or "", self.symbol or "", self.trade_id or "")
+        return (self.kind, self.asset or "", self.symbol or "", self.trade_id or "", self.exchange_order_id or "")
 
     @property
     def same_as(self) -> tuple[object, ...]:
@@ -68,7 +70,7 @@ class Comparison:
 
     status: Status
     differences: tuple[Difference, ...]
-    in_flight: tuple[tuple[str, str], ...]
+    in_flight: tuple[tuple[str, str, str], ...]
     assets: int
     trades: int
     balances: tuple[BalanceLine, ...] = ()
@@ -128,7 +130,7 @@ def compare(
     theirs = {t.key: t for t in exchange_trades} if exchange_trades is not None else {}
     settled = now_ns - grace_ns
     differences: list[Difference] = []
-    in_flight: list[tuple[str, str]] = []
+    in_flight: list[tuple[str, str, str]] = []
     for key, trade in sorted(theirs.items()):
         mine = ours.get(key)
         if mine is None:
@@ -136,18 +138,38 @@ def compare(
                 in_flight.append(key)
             else:
                 differences.append(
-                    Difference("missing_fill", symbol=trade.symbol, trade_id=trade.trade_id, exchange=trade.quantity)
+                    Difference(
+                        "missing_fill",
+                        symbol=trade.symbol,
+                        trade_id=trade.trade_id,
+                        exchange_order_id=trade.exchange_order_id,
+                        exchange=trade.quantity,
+                    )
                 )
             continue
         a, b = _trade_fields(mine), _trade_fields(trade)
         changed = {name: f"ledger={a[name]} exchange={b[name]}" for name in a if a[name] != b[name]}
         if changed:
-            differences.append(Difference("fill_differs", symbol=trade.symbol, trade_id=trade.trade_id, detail=changed))
+            differences.append(
+                Difference(
+                    "fill_differs",
+                    symbol=trade.symbol,
+                    trade_id=trade.trade_id,
+                    exchange_order_id=trade.exchange_order_id,
+                    detail=changed,
+                )
+            )
     for key, trade in sorted(ours.items()):
         # Only inside the window both sides were asked about, and old enough to be listed by the exchange.
         if key not in theirs and window_start_ns <= trade.ts_ns <= settled:
             differences.append(
-                Difference("unknown_fill", symbol=trade.symbol, trade_id=trade.trade_id, ledger=trade.quantity)
+                Difference(
+                    "unknown_fill",
+                    symbol=trade.symbol,
+                    trade_id=trade.trade_id,
+                    exchange_order_id=trade.exchange_order_id,
+                    ledger=trade.quantity,
+                )
             )
     lines = balance_lines(ledger_balances, exchange_balances)
     if not in_flight:

@@ -2,7 +2,8 @@
 
 Exactly once: the first statement of every transaction inserts the message id into `applied_messages`;
 a redelivery finds it there and commits nothing else. A fill is also unique per (symbol, exchange trade
-id), so the same trade under another message id is a no-op too. Concurrent appliers (replicas) block
+id, exchange order id), so the same fill under another message id is a no-op too; the two sides of a
+self-match (one trade id, two of our orders) are two fills. Concurrent appliers (replicas) block
 on those unique keys until the first commits, then see a conflict.
 
 Positions follow `positions.py`: a fill that comes after every fill of its symbol (in canonical order) is
@@ -130,7 +131,9 @@ def _ts(ts_ns: int) -> datetime:
 def _position(row: Mapping[str, Any]) -> PositionState:
     last = None
     if row["last_ts_ns"] is not None:
-        last = trade_sort_key(row["last_ts_ns"], row["last_trade_id"])
+        last = trade_sort_key(
+            row["last_ts_ns"], row["last_trade_id"], row["last_side"] or "buy", row["last_exchange_order_id"] or ""
+        )
     return PositionState(
         symbol=row["symbol"],
         quantity=row["quantity"],
@@ -161,6 +164,7 @@ def _fill(row: Mapping[str, Any]) -> Fill:
         base_asset=row["base_asset"],
         quote_asset=row["quote_asset"],
         fee_rate=row["fee_rate"],
+        exchange_order_id=row["exchange_order_id"],
     )
 
 
@@ -399,7 +403,7 @@ class Store:
                 $8::numeric[], $9::numeric[], $10::numeric[], $11::text[], $12::numeric[], $13::text[], $14::text[],
                 $15::bigint[], $16::timestamptz[], $17::boolean[], $19::numeric[], $20::text[]
             ) AS u(sy, tr, mi, co, eo, st, si, pr, qu, fe, fa, ta, ba, qa, tn, ts, fl, r, rs)
-            ON CONFLICT (symbol, trade_id) DO NOTHING
+            ON CONFLICT (symbol, trade_id, exchange_order_id) DO NOTHING
             RETURNING message_id
             """,
             [f.symbol for _, _, f, _ in parsed],
@@ -561,14 +565,15 @@ class Store:
         )
 
     async def _write_position(self, conn: asyncpg.Connection, position: PositionState, now: datetime) -> None:
-        last_ts, last_trade = None, None
+        last_ts, last_trade, last_side, last_order = None, None, None, None
         if position.last_key is not None:
-            last_ts, last_trade = position.last_key[0], position.last_key[2]
+            key = position.last_key
+            last_ts, last_trade, last_side, last_order = key[0], key[2], "buy" if key[3] == 0 else "sell", key[5]
         await conn.execute(
             """
             UPDATE positions SET quantity = $2, cost = $3, avg_cost = $4, realized_pnl = $5, fees = $6,
                                  fills = $7, last_ts_ns = $8, last_trade_id = $9, halted_reason = NULL,
-                                 updated = $10
+                                 updated = $10, last_side = $11, last_exchange_order_id = $12
             WHERE symbol = $1
             """,
             position.symbol,
@@ -581,6 +586,8 @@ class Store:
             last_ts,
             last_trade,
             now,
+            last_side,
+            last_order,
         )
 
     async def _add_daily(self, conn: asyncpg.Connection, outcomes: Sequence[FillOutcome]) -> None:
@@ -672,7 +679,9 @@ class Store:
         async with self._tx(isolation="repeatable_read", readonly=True) as conn:
             balances = await conn.fetch("SELECT asset, total FROM balances")
             fills = await conn.fetch(
-                "SELECT symbol, trade_id, side, price, quantity, fee, tax, ts_ns FROM fills WHERE ts_ns >= $1", since_ns
+                "SELECT symbol, trade_id, exchange_order_id, side, price, quantity, fee, tax, ts_ns FROM fills"
+                " WHERE ts_ns >= $1",
+                since_ns,
             )
         return (
             {r["asset"]: r["total"] for r in balances},
@@ -686,6 +695,7 @@ class Store:
                     fee=abs(r["fee"]),
                     tax=abs(r["tax"]),
                     ts_ns=r["ts_ns"],
+                    exchange_order_id=r["exchange_order_id"],
                 )
                 for r in fills
             ],
@@ -705,7 +715,7 @@ class Store:
         now = _ts(now_ns)
         detail = {
             "seen": [_difference_json(d) for d in comparison.differences],
-            "in_flight": [f"{s}:{t}" for s, t in comparison.in_flight],
+            "in_flight": [f"{s}:{t}:{o}" for s, t, o in comparison.in_flight],
             "balances": [
                 {"asset": b.asset, "ledger": str(b.ledger), "exchange": str(b.exchange), "match": b.matches(tolerance)}
                 for b in comparison.balances
@@ -725,7 +735,7 @@ class Store:
             )
             await conn.executemany(
                 "INSERT INTO reconciliation_mismatches (run_id, ts, kind, asset, symbol, trade_id, ledger, exchange,"
-                " detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                " detail, exchange_order_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 [
                     (
                         run_id,
@@ -737,6 +747,7 @@ class Store:
                         d.ledger,
                         d.exchange,
                         json.dumps(dict(d.detail)),
+                        d.exchange_order_id,
                     )
                     for d in confirmed
                 ],
@@ -750,6 +761,7 @@ def _difference_json(d: Difference) -> dict[str, Any]:
         "asset": d.asset,
         "symbol": d.symbol,
         "trade_id": d.trade_id,
+        "exchange_order_id": d.exchange_order_id,
         "ledger": None if d.ledger is None else str(d.ledger),
         "exchange": None if d.exchange is None else str(d.exchange),
         "detail": dict(d.detail),

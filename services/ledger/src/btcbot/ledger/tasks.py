@@ -235,6 +235,7 @@ class Reconciler:
                 asset=difference.asset,
                 symbol=difference.symbol,
                 trade_id=difference.trade_id,
+                exchange_order_id=difference.exchange_order_id,
                 ledger=None if difference.ledger is None else str(difference.ledger),
                 exchange=None if difference.exchange is None else str(difference.exchange),
                 detail=dict(difference.detail),
