@@ -54,7 +54,25 @@ def build_parser() -> argparse.ArgumentParser:
     dlq = sub.add_parser("dlq", help="the newest dead letters, one JSON object per line")
     dlq.add_argument("--service", help="only this service's dead letters")
     dlq.add_argument("--limit", type=int, default=20)
+    _add_replay(sub)
     return parser
+
+
+def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    replay = sub.add_parser("replay", help="re-run strategy and risk over a recorded range and diff the decisions")
+    replay.add_argument("--from-seq", type=int, default=1, help="first MARKET sequence (default: the first)")
+    replay.add_argument("--to-seq", type=int, help="last MARKET sequence")
+    replay.add_argument("--since", help="books received at or after this ISO time (UTC if no offset)")
+    replay.add_argument("--until", help="books received at or before this ISO time")
+    replay.add_argument("--symbols", help="comma-separated symbols (default BTCBOT_SYMBOLS)")
+    replay.add_argument("--params", action="append", help="strategy overrides NAME=VALUE[,...] (ProfitParams names)")
+    replay.add_argument("--rules", type=Path, help="saved exchangeinfo JSON for the exchange rule checks")
+    replay.add_argument("--rules-from-exchange", metavar="URL", help="load exchange rules from this REST base URL")
+    replay.add_argument("--assume-flat", action="store_true", help="start flat if no portfolio precedes the range")
+    replay.add_argument("--publish-prefix", metavar="PFX", help="also publish books and intents under PFX.>")
+    replay.add_argument("--speed", type=float, default=0.0, help="pace publishing: 1 = recorded pace, 0 = at once")
+    replay.add_argument("--nats-url", help="default NATS_URL")
+    replay.add_argument("--json", action="store_true", help="one JSON object per intent instead of a table")
 
 
 def _quiet_logs() -> None:
@@ -98,6 +116,10 @@ def main(argv: list[str] | None = None) -> None:
         from btcbot.cli.control import run_dlq
 
         raise SystemExit(asyncio.run(run_dlq(os.environ, args.service, args.limit)))
+    if args.command == "replay":
+        from btcbot.cli.replay import run_from_args as run_replay
+
+        raise SystemExit(run_replay(args))
     if args.command == "verify":
         from btcbot.cli.verify import run_from_args
 
