@@ -189,3 +189,86 @@ def test_settings_build_params(monkeypatch):
     assert p.cooldown_ns == S // 2
     assert p.stop_loss_bps == D(40)
     assert p.take_profit_bps == D(25)
+
+
+class Owner:
+    def __init__(self, owned=()):
+        self.owned = set(owned)
+
+    def __call__(self, symbol):
+        return symbol in self.owned
+
+
+async def test_a_non_owner_emits_nothing_and_takes_over_after_the_lease_moves():
+    clock = Clock()
+    owner_a, owner_b = Owner({"BTCTRY"}), Owner()
+    bus_a, bus_b = InMemoryBus(), InMemoryBus()
+    history = []  # what the streams hold: the intents and events published so far
+
+    async def read_history(symbol):
+        intents = [m for m in history if isinstance(m, OrderIntent) and m.symbol == symbol]
+        return intents, [m for m in history if not isinstance(m, OrderIntent) and m.symbol == symbol]
+
+    def replica(bus, owns):
+        engine = ProfitV1(("BTCTRY",), ProfitParams(cooldown_ns=S))
+        log = structlog.get_logger("test")
+        return engine, StrategyHandlers(engine, bus, clock, "main", log, owns=owns, history=read_history)
+
+    _, a = replica(bus_a, owner_a)
+    engine_b, b = replica(bus_b, owner_b)
+    for h, bus in ((a, bus_a), (b, bus_b)):  # fan-out: both replicas see every message
+        await bus.deliver(h.on_portfolio, portfolio("0", "0", T0))
+        await bus.deliver(h.on_book, book(1, "1000000", "1000100", T0))
+    [intent] = bus_a.of_type(OrderIntent)
+    assert bus_b.published == []
+    history.append(intent)
+    coid = ids.client_order_id(intent.id)
+    accepted = OrderAccepted(
+        id=ids.accepted_id(coid),
+        ts_ns=T0 + 1,
+        client_order_id=coid,
+        exchange_order_id="9",
+        intent_id=intent.id,
+        strategy=STRATEGY,
+        symbol="BTCTRY",
+        side="buy",
+        order_type="limit",
+        price=intent.price,
+        quantity=intent.quantity,
+    )
+    history.append(accepted)
+    await bus_a.deliver(a.on_execution, accepted)
+    await bus_b.deliver(b.on_execution, accepted)
+    assert engine_b.state("BTCTRY").inflight is None  # b ignores a symbol it does not own
+    # The lease moves: a loses BTCTRY at once, b rebuilds before acting.
+    owner_a.owned.clear()
+    await a.on_lose("BTCTRY")
+    await b.on_acquire("BTCTRY")
+    owner_b.owned.add("BTCTRY")
+    rebuilt = engine_b.state("BTCTRY").inflight
+    assert rebuilt is not None
+    assert (rebuilt.client_order_id, rebuilt.accepted) == (coid, True)
+    clock.now = T0 + 2 * S
+    await bus_a.deliver(a.on_book, book(2, "1000000", "1000100", clock.now))
+    await bus_b.deliver(b.on_book, book(2, "1000000", "1000100", clock.now))
+    assert len(bus_a.published) == 1  # a stopped acting
+    assert bus_b.published == []  # b holds: the order a placed is still resting, no second buy
+    # The resting order outlives its TTL: the new owner cancels it, as the old one would have.
+    clock.now = T0 + engine_b.params.order_ttl_ns
+    await bus_b.deliver(b.on_book, book(3, "1000000", "1000100", clock.now))
+    [cancel] = bus_b.of_type(CancelOrder)
+    assert cancel.client_order_id == coid
+    canceled = OrderCanceled(
+        id="c1",
+        ts_ns=clock.now,
+        client_order_id=coid,
+        exchange_order_id="9",
+        symbol="BTCTRY",
+        filled_quantity=D(0),
+        reason="ttl",
+    )
+    await bus_b.deliver(b.on_execution, canceled)
+    clock.now += 2 * S
+    await bus_b.deliver(b.on_book, book(4, "1000000", "1000100", clock.now))
+    [entry] = bus_b.of_type(OrderIntent)
+    assert entry.side == "buy"

@@ -77,19 +77,24 @@ STRATEGY_BOOKS = ConsumerSpec(
     deliver="new",
     max_deliver=3,
     backoff=(0.2, 1.0),
-    description="books the strategy decides on",
+    description="books the strategy decides on (the replica owning the symbol's lease acts)",
+    fanout=True,
 )
 STRATEGY_EXECUTION = ConsumerSpec(
     "strategy-execution",
     EXECUTION.name,
     ("exec.*.*",),
-    description="order outcomes, so a strategy knows what it has in flight",
+    deliver="new",
+    description="order outcomes, so a strategy knows what it has in flight (a new owner reads history first)",
+    fanout=True,
 )
 STRATEGY_DENIED = ConsumerSpec(
     "strategy-denied",
     ORDERS.name,
     ("order.denied.*",),
+    deliver="new",
     description="risk's refusals, so a denied intent frees its symbol",
+    fanout=True,
 )
 STRATEGY_PORTFOLIO = ConsumerSpec(
     "strategy-portfolio",

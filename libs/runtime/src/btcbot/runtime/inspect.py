@@ -59,3 +59,12 @@ async def read_stream(
                     return
     finally:
         await sub.unsubscribe()
+
+
+async def last_message(js: JetStreamContext, stream: str, subject: str) -> StoredMessage | None:
+    """The last message of `stream` on `subject` (wildcards allowed), or None when there is none."""
+    try:
+        raw = await js.get_last_msg(stream, subject)
+    except NotFoundError:
+        return None
+    return StoredMessage(stream, int(raw.seq or 0), raw.subject or subject, raw.data or b"", dict(raw.headers or {}))

@@ -53,6 +53,9 @@ class CommonSettings(BaseSettings):
     otlp_endpoint: str | None = Field(None, validation_alias=_alias("OTEL_EXPORTER_OTLP_ENDPOINT"))
     shutdown_grace: float = Field(10.0, gt=0, validation_alias=_alias("BTCBOT_SHUTDOWN_GRACE"))
     connect_timeout: float = Field(10.0, gt=0, validation_alias=_alias("BTCBOT_CONNECT_TIMEOUT"))
+    # Per-symbol ownership among replicas (DESIGN.md "Scaling and redundancy"); off: every replica owns every symbol.
+    partition_leases: bool = Field(True, validation_alias=_alias("BTCBOT_PARTITION_LEASES"))
+    partition_ttl: float = Field(5.0, ge=0.3, le=300, validation_alias=_alias("BTCBOT_PARTITION_TTL"))
 
     @field_validator("symbols", mode="before")
     @classmethod

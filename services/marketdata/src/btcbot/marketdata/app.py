@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import msgspec
 
 from btcbot.btcturk.errors import BtcTurkError
 from btcbot.btcturk.rest import BtcTurkClient
 from btcbot.btcturk.ws import BtcTurkWebSocket
+from btcbot.contracts import subjects
+from btcbot.contracts.codec import Codec
+from btcbot.contracts.messages import BookSnapshot
+from btcbot.contracts.streams import MARKET
 from btcbot.marketdata.backoff import Backoff
 from btcbot.marketdata.feed import Socket, WsFeed
 from btcbot.marketdata.freshness import Freshness
@@ -19,6 +26,8 @@ from btcbot.marketdata.sequence import Sequencer
 from btcbot.marketdata.settings import MarketdataSettings
 from btcbot.marketdata.sources import MarketClient, RestBookSource, RestTradeSource
 from btcbot.runtime.errors import Retry
+from btcbot.runtime.inspect import last_message
+from btcbot.runtime.leases import partition_leases
 from btcbot.runtime.service import Service
 
 # Exchange outages and bus outages are weathered by the loop; anything else is a bug.
@@ -33,12 +42,26 @@ class Registered:
     feed: WsFeed | None
 
 
+def _everything(symbol: str) -> bool:
+    return True
+
+
 def register(
-    svc: Service, settings: MarketdataSettings, client: MarketClient, socket: Socket | None = None
+    svc: Service,
+    settings: MarketdataSettings,
+    client: MarketClient,
+    socket: Socket | None = None,
+    *,
+    owns: Callable[[str], bool] = _everything,
+    sequencer: Sequencer | None = None,
 ) -> Registered:
-    """Register the feed, the poll loops and the readiness check on `svc`; `socket` is needed for source ws."""
+    """Register the feed, the poll loops and the readiness check on `svc`; `socket` is needed for source ws.
+
+    Books and trades are published only for the symbols this replica `owns` (its partition leases); the
+    WebSocket stays subscribed to all, so a replica taking a symbol over has its local book ready.
+    """
     freshness = Freshness(settings.symbols, settings.stale_after_ns)
-    sequencer = Sequencer()
+    sequencer = sequencer if sequencer is not None else Sequencer()
     books = BookPoller(
         svc.bus,
         RestBookSource(client, settings.depth),
@@ -48,7 +71,7 @@ def register(
         freshness=freshness,
         sequencer=sequencer,
     )
-    trades = TradePoller(svc.bus, RestTradeSource(client, settings.trades_last), clock=svc.now_ns)
+    trades = TradePoller(svc.bus, RestTradeSource(client, settings.trades_last), clock=svc.now_ns, owns=owns)
     feed: WsFeed | None = None
     if settings.source == "ws":
         if socket is None:
@@ -62,6 +85,7 @@ def register(
             stale_after_ns=settings.stale_after_ns,
             freshness=freshness,
             heartbeat_ns=int(settings.heartbeat * 1_000_000_000),
+            owns=owns,
         )
         feed = WsFeed(
             socket,
@@ -79,6 +103,9 @@ def register(
     for symbol in settings.symbols:
 
         async def book_step(symbol: str = symbol) -> None:
+            if not owns(symbol):
+                freshness.record(symbol, svc.now_ns())  # a standby is not stale: it has nothing to publish
+                return
             if feed is None:
                 await books.poll(symbol)
             elif feed.needs_rest(symbol):
@@ -87,6 +114,8 @@ def register(
 
         async def trade_step(symbol: str = symbol) -> None:
             # The trade channel carries every trade while the socket is up (and 421 catches up on join).
+            if not owns(symbol):
+                return
             if feed is None or not feed.connected():
                 await trades.poll(symbol)
 
@@ -118,6 +147,17 @@ def register(
     return Registered(freshness, feed)
 
 
+async def last_book_sequence(svc: Service, symbol: str) -> int | None:
+    """The sequence of the last book of `symbol` in the MARKET stream, if any."""
+    raw = await last_message(svc.js, MARKET.name, subjects.book(symbol))
+    if raw is None:
+        return None
+    try:
+        return Codec(BookSnapshot).decode(raw.data).sequence
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 async def setup(svc: Service, settings: MarketdataSettings) -> None:
     """Build the exchange clients and register the feed and poll loops."""
     client = BtcTurkClient(
@@ -130,7 +170,17 @@ async def setup(svc: Service, settings: MarketdataSettings) -> None:
     socket = BtcTurkWebSocket(settings.btcturk_ws_url) if settings.source == "ws" else None
     if socket is not None:
         svc.on_close(socket.aclose)
-    register(svc, settings, client, socket)
+    sequencer = Sequencer()
+
+    async def on_acquire(symbol: str) -> None:
+        # Keep sequences increasing across owners: start above the last book any replica published.
+        last = await last_book_sequence(svc, symbol)
+        if last is not None:
+            sequencer.commit(symbol, last)
+        svc.log.info("marketdata.took_over", symbol=symbol, last_sequence=last)
+
+    ownership = await partition_leases(svc, "marketdata", settings.symbols, on_acquire=on_acquire)
+    register(svc, settings, client, socket, owns=ownership.owns, sequencer=sequencer)
     svc.log.info(
         "marketdata.configured",
         source=settings.source,

@@ -79,7 +79,9 @@ class WsBookPublisher:
         stale_after_ns: int,
         freshness: Freshness,
         heartbeat_ns: int = 1_000_000_000,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
+        self._owns = owns
         self._bus = bus
         self._heartbeat_ns = heartbeat_ns
         self._last_sent_ns: dict[str, int] = {}
@@ -124,6 +126,8 @@ class WsBookPublisher:
         )
 
     async def _send(self, snapshot: BookSnapshot) -> None:
+        if self._owns is not None and not self._owns(snapshot.symbol):
+            return  # another replica publishes this symbol; the local book is kept for a takeover
         await self._bus.publish(subjects.book(snapshot.symbol), snapshot)
         self._sequencer.commit(snapshot.symbol, snapshot.sequence)
         self._last_top[snapshot.symbol] = (snapshot.bids, snapshot.asks)
@@ -133,7 +137,15 @@ class WsBookPublisher:
 class TradePoller:
     """Publishes a TradeTick for every public trade not published before, from polls or the feed."""
 
-    def __init__(self, bus: Publisher, source: TradeSource, *, clock: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        bus: Publisher,
+        source: TradeSource,
+        *,
+        clock: Callable[[], int],
+        owns: Callable[[str], bool] | None = None,
+    ) -> None:
+        self._owns = owns
         self._bus = bus
         self._source = source
         self._clock = clock
@@ -144,7 +156,9 @@ class TradePoller:
         return await self.publish(symbol, await self._source.recent_trades(symbol))
 
     async def publish(self, symbol: str, trades: Iterable[RawTrade]) -> list[TradeTick]:
-        """Publish the trades of `symbol` not published before, oldest first."""
+        """Publish the trades of `symbol` not published before, oldest first (none for a symbol not owned)."""
+        if self._owns is not None and not self._owns(symbol):
+            return []
         ticks = self.filter.new_ticks(symbol, trades, self._clock())
         for tick in ticks:
             await self._bus.publish(subjects.trade(symbol), tick)

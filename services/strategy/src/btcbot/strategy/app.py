@@ -1,7 +1,14 @@
-"""Wiring: one profit_v1 engine fed by books, execution events and portfolio snapshots."""
+"""Wiring: one profit_v1 engine fed by books, execution events and portfolio snapshots; symbols owned by lease."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any, cast
+
+import msgspec
+
+from btcbot.contracts import subjects
 from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import (
     BookSnapshot,
@@ -9,23 +16,109 @@ from btcbot.contracts.messages import (
     OrderCanceled,
     OrderDenied,
     OrderFilled,
+    OrderIntent,
     OrderRejected,
     PortfolioSnapshot,
 )
-from btcbot.contracts.streams import STRATEGY_BOOKS, STRATEGY_DENIED, STRATEGY_EXECUTION, STRATEGY_PORTFOLIO
+from btcbot.contracts.streams import (
+    EXECUTION,
+    INTENTS,
+    ORDERS,
+    STRATEGY_BOOKS,
+    STRATEGY_DENIED,
+    STRATEGY_EXECUTION,
+    STRATEGY_PORTFOLIO,
+)
+from btcbot.runtime.inspect import StoredMessage, last_message, last_sequence, read_stream
+from btcbot.runtime.leases import partition_leases
 from btcbot.runtime.service import Service
 from btcbot.strategy.handlers import ExecutionEvent, StrategyHandlers
 from btcbot.strategy.settings import StrategySettings
-from btcbot.strategy.signals import STRATEGY, ProfitV1
+from btcbot.strategy.signals import STRATEGY, OrderEvent, ProfitV1
+
+# How far back in each stream to look (messages of all symbols); recent orders of a symbol are well inside it.
+WINDOW = 20_000
+
+_INTENT: Codec[OrderIntent] = Codec(OrderIntent)
+_EVENT: Codec[OrderEvent] = Codec(OrderAccepted | OrderRejected | OrderCanceled | OrderFilled | OrderDenied)
+
+
+async def _read(js: Any, stream: str, subject: str) -> list[bytes]:
+    start = max(1, await last_sequence(js, stream) - WINDOW + 1)
+    # The last match tells where to stop, so the read never waits out a fetch timeout for more.
+    newest = await last_message(js, stream, subject)
+    if newest is None:
+        return []
+    last = newest.sequence
+    if last < start:
+        return []
+    out: list[bytes] = []
+    # read_stream is an async generator; close it on the early break so its consumer is unsubscribed now.
+    messages = cast(AsyncGenerator[StoredMessage, None], read_stream(js, stream, start, subject))
+    try:
+        async for message in messages:
+            out.append(message.data)
+            if message.sequence >= last:
+                break
+    finally:
+        await messages.aclose()
+    return out
+
+
+async def recent_history(js: Any, symbol: str, since_ns: int) -> tuple[Sequence[OrderIntent], Sequence[OrderEvent]]:
+    """Intents, execution events and denials of `symbol` stamped at or after `since_ns`."""
+    intents: list[OrderIntent] = []
+    events: list[OrderEvent] = []
+    raw_intents, raw_exec, raw_denied = await asyncio.gather(
+        _read(js, INTENTS.name, subjects.intent(symbol)),
+        _read(js, EXECUTION.name, f"exec.*.{symbol}"),
+        _read(js, ORDERS.name, subjects.denied(symbol)),
+    )
+    for data in raw_intents:
+        try:
+            intent = _INTENT.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue  # the dead-letter path of the live consumer reports these
+        if intent.ts_ns >= since_ns:
+            intents.append(intent)
+    for data in raw_exec + raw_denied:
+        try:
+            event = _EVENT.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        if event.ts_ns >= since_ns:
+            events.append(event)
+    return intents, events
 
 
 async def setup(svc: Service, settings: StrategySettings) -> None:
-    """Build the engine and register its consumers."""
+    """Build the engine, take part in the symbol leases and register the consumers."""
     engine = ProfitV1(settings.symbols, settings.params())
-    handlers = StrategyHandlers(engine, svc.bus, svc.now_ns, settings.account, svc.log)
+    p = engine.params
+    # Older than this, an intent has expired unheard or its order has been canceled for age (order_ttl).
+    horizon_ns = 2 * (p.intent_timeout_ns + p.order_ttl_ns + p.portfolio_wait_ns)
+
+    async def history(symbol: str) -> tuple[Sequence[OrderIntent], Sequence[OrderEvent]]:
+        return await recent_history(svc.js, symbol, svc.now_ns() - horizon_ns)
+
+    handlers = StrategyHandlers(engine, svc.bus, svc.now_ns, settings.account, svc.log, history=history)
+    ownership = await partition_leases(
+        svc,
+        f"{settings.account}:strategy",
+        settings.symbols,
+        on_acquire=handlers.on_acquire,
+        on_lose=handlers.on_lose,
+    )
+    handlers.set_owner(ownership.owns)
     svc.consume(STRATEGY_PORTFOLIO, Codec(PortfolioSnapshot), handlers.on_portfolio)
     execution: Codec[ExecutionEvent] = Codec(OrderAccepted | OrderRejected | OrderCanceled | OrderFilled)
     svc.consume(STRATEGY_EXECUTION, execution, handlers.on_execution)
     svc.consume(STRATEGY_DENIED, Codec(OrderDenied), handlers.on_denied)
     svc.consume(STRATEGY_BOOKS, Codec(BookSnapshot), handlers.on_book)
-    svc.log.info("strategy.configured", strategy=STRATEGY, symbols=list(settings.symbols), params=repr(engine.params))
+    svc.log.info(
+        "strategy.configured",
+        strategy=STRATEGY,
+        symbols=list(settings.symbols),
+        params=repr(engine.params),
+        partition_leases=settings.partition_leases,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from btcbot.contracts import subjects
@@ -18,23 +18,69 @@ from btcbot.contracts.messages import (
     PortfolioSnapshot,
 )
 from btcbot.runtime.bus import Delivery, Publisher
-from btcbot.strategy.signals import Hold, ProfitV1
+from btcbot.strategy.signals import Hold, OrderEvent, ProfitV1
 
 ExecutionEvent = OrderAccepted | OrderRejected | OrderCanceled | OrderFilled
+History = Callable[[str], Awaitable[tuple[Sequence[OrderIntent], Sequence[OrderEvent]]]]
+
+
+def _everything(symbol: str) -> bool:
+    return True
 
 
 class StrategyHandlers:
-    """The strategy's consumers, sharing one engine."""
+    """The strategy's consumers, sharing one engine; they act only on the symbols this replica `owns`.
 
-    def __init__(self, engine: ProfitV1, bus: Publisher, clock: Callable[[], int], account: str, log: Any) -> None:
+    Books, execution events and denials reach every replica (fan-out); the owner of a symbol acts on them,
+    the others drop them. Portfolio snapshots are kept by all, so a new owner knows the position already.
+    """
+
+    def __init__(
+        self,
+        engine: ProfitV1,
+        bus: Publisher,
+        clock: Callable[[], int],
+        account: str,
+        log: Any,
+        owns: Callable[[str], bool] = _everything,
+        history: History | None = None,
+    ) -> None:
         self._engine = engine
         self._bus = bus
         self._clock = clock
         self._account = account
         self._log = log
+        self._owns = owns
+        self._history = history
+
+    def set_owner(self, owns: Callable[[str], bool]) -> None:
+        """Use this ownership test from now on (the leases are built after the handlers)."""
+        self._owns = owns
+
+    async def on_acquire(self, symbol: str) -> None:
+        """This replica now owns `symbol`: rebuild what is in flight from recent history before acting."""
+        if self._history is None:
+            self._engine.reset(symbol)
+            return
+        intents, events = await self._history(symbol)
+        inflight = self._engine.rebuild(symbol, intents, events, self._clock())
+        self._log.info(
+            "strategy.took_over",
+            symbol=symbol,
+            intents=len(intents),
+            events=len(events),
+            inflight=inflight.client_order_id if inflight is not None else None,
+        )
+
+    async def on_lose(self, symbol: str) -> None:
+        """Another replica owns `symbol` now: forget its order state (nothing acts on it here any more)."""
+        self._engine.reset(symbol)
+        self._log.info("strategy.gave_up", symbol=symbol)
 
     async def on_book(self, book: BookSnapshot, delivery: Delivery) -> None:
         """Decide on a book and publish the intent or cancel it produced."""
+        if not self._owns(book.symbol):
+            return
         decision = self._engine.on_book(book, self._clock())
         if isinstance(decision, Hold):
             self._log.debug("strategy.hold", symbol=book.symbol, book_id=book.id, reason=decision.reason)
@@ -69,6 +115,8 @@ class StrategyHandlers:
 
     async def on_execution(self, event: ExecutionEvent, delivery: Delivery) -> None:
         """Track the order in flight through its execution events."""
+        if not self._owns(event.symbol):
+            return
         now = self._clock()
         if isinstance(event, OrderAccepted):
             matched = self._engine.on_accepted(event)
@@ -88,6 +136,8 @@ class StrategyHandlers:
 
     async def on_denied(self, event: OrderDenied, delivery: Delivery) -> None:
         """Risk refused one of our intents: free the symbol for the next decision."""
+        if not self._owns(event.symbol):
+            return
         if self._engine.on_denied(event, self._clock()):
             self._log.info("strategy.denied", intent_id=event.intent_id, symbol=event.symbol, reason=event.reason)
 

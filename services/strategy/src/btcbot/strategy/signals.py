@@ -8,6 +8,7 @@ Everything here is synchronous and takes the time as an argument, so replay runs
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
@@ -59,6 +60,7 @@ class Hold:
 
 
 Decision = OrderIntent | CancelOrder | Hold
+OrderEvent = OrderAccepted | OrderRejected | OrderCanceled | OrderFilled | OrderDenied
 
 
 @dataclass
@@ -159,6 +161,55 @@ class ProfitV1:
         inflight = self._inflight(cancel.symbol, cancel.client_order_id)
         if inflight is not None:
             inflight.cancel_requested = False
+
+    def reset(self, symbol: str) -> None:
+        """Forget what is in flight for `symbol` (ownership moved); the position from the ledger stays."""
+        state = self._states.get(symbol)
+        if state is not None:
+            self._states[symbol] = SymbolState(quantity=state.quantity, avg_cost=state.avg_cost)
+
+    def rebuild(
+        self, symbol: str, intents: Iterable[OrderIntent], events: Iterable[OrderEvent], now_ns: int
+    ) -> InFlight | None:
+        """Take over `symbol` from another replica: the order in flight from recent intents and their outcomes.
+
+        The latest intent of this strategy is the candidate (one order at a time per symbol); its execution and
+        denial events, in time order, then play through the same code as live ones. The position used as "before"
+        is the ledger's current one, so a fill already booked makes us wait for the ledger once more: cautious.
+        """
+        self.reset(symbol)
+        state = self._states.get(symbol)
+        ours = [i for i in intents if i.symbol == symbol and i.strategy == STRATEGY]
+        if state is None or not ours:
+            return None
+        latest = max(ours, key=lambda i: i.ts_ns)
+        state.last_intent_ns = latest.ts_ns
+        state.inflight = InFlight(
+            intent_id=latest.id,
+            client_order_id=ids.client_order_id(latest.id),
+            side=latest.side,
+            quantity=latest.quantity,
+            sent_ns=latest.ts_ns,
+            position_before=state.quantity,
+            price=latest.price,
+        )
+        for event in sorted(events, key=lambda e: e.ts_ns):
+            if event.symbol != symbol:
+                continue
+            if isinstance(event, OrderAccepted):
+                self.on_accepted(event)
+            elif isinstance(event, OrderFilled):
+                self.on_filled(event, event.ts_ns)
+            elif isinstance(event, OrderCanceled):
+                self.on_canceled(event, event.ts_ns)
+            elif isinstance(event, OrderRejected):
+                self.on_rejected(event, event.ts_ns)
+            else:
+                self.on_denied(event, event.ts_ns)
+        inflight = state.inflight
+        if inflight is not None and inflight.expired(now_ns, self.params.intent_timeout_ns):
+            state.inflight = None
+        return state.inflight
 
     # -- decision ---------------------------------------------------------------------------------------
 

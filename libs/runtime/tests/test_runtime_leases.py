@@ -1,0 +1,197 @@
+"""Partition leases against a real Redis: one owner per partition, takeover, fail-closed, release."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+
+import pytest
+import redis.asyncio as aioredis
+
+from btcbot.runtime.leases import PartitionLeases
+
+pytestmark = pytest.mark.integration
+
+SYMBOLS = ("BTCTRY", "ETHTRY", "AVAXTRY")
+
+
+@pytest.fixture
+async def client(redis_url: str):
+    c = aioredis.from_url(redis_url)
+    yield c
+    await c.aclose()
+
+
+@pytest.fixture
+def prefix(redis_prefix: str) -> str:
+    return f"{redis_prefix}:{secrets.token_hex(3)}"
+
+
+class Events:
+    def __init__(self) -> None:
+        self.log: list[tuple[str, str]] = []
+
+    async def acquired(self, symbol: str) -> None:
+        self.log.append(("acquire", symbol))
+
+    async def lost(self, symbol: str) -> None:
+        self.log.append(("lose", symbol))
+
+
+def leases(client, prefix, owner, events=None, ttl=0.3, renew=0.1):
+    events = events or Events()
+    return PartitionLeases(client, prefix, owner, SYMBOLS, ttl, renew, on_acquire=events.acquired, on_lose=events.lost)
+
+
+async def test_two_owners_split_every_partition_exactly_once(client, prefix) -> None:
+    a, b = leases(client, prefix, "a", ttl=5, renew=1), leases(client, prefix, "b", ttl=5, renew=1)
+    assert not a.ready()
+    await asyncio.gather(a.step(), b.step())
+    assert a.ready()
+    assert b.ready()
+    assert a.owned() | b.owned() == set(SYMBOLS)
+    assert not a.owned() & b.owned()
+    await asyncio.gather(a.step(), b.step())  # renewing keeps the split
+    assert a.owned() | b.owned() == set(SYMBOLS)
+    assert not a.owned() & b.owned()
+    await a.release_all()
+    await b.release_all()
+
+
+async def test_single_owner_takes_everything_in_one_round(client, prefix) -> None:
+    events = Events()
+    a = leases(client, prefix, "a", events)
+    await a.step()
+    assert a.owned() == set(SYMBOLS)
+    assert events.log == [("acquire", s) for s in SYMBOLS]
+    assert all(a.lease(s) is not None for s in SYMBOLS)
+    await a.release_all()
+    assert a.owned() == frozenset()
+    assert events.log[3:] == [("lose", s) for s in SYMBOLS]
+
+
+async def test_standby_takes_over_after_the_holder_stops_renewing(client, prefix) -> None:
+    a_events, b_events = Events(), Events()
+    a, b = leases(client, prefix, "a", a_events), leases(client, prefix, "b", b_events)
+    await a.step()
+    await b.step()
+    assert b.owned() == frozenset()
+    first = a.lease("BTCTRY")
+    # a stalls: no renewals. It stops trusting its leases before they lapse in Redis...
+    await asyncio.sleep(0.25)
+    assert a.owned() == frozenset()
+    await b.step()
+    assert b.owned() == frozenset()  # ...while Redis still has them for a little longer
+    await asyncio.sleep(0.1)
+    await b.step()
+    assert b.owned() == set(SYMBOLS)
+    second = b.lease("BTCTRY")
+    assert first is not None
+    assert second is not None
+    assert second.token > first.token
+    await a.step()  # a wakes up: the renewal fails and it learns it lost everything
+    assert a.owned() == frozenset()
+    assert sorted(a_events.log) == sorted([("acquire", s) for s in SYMBOLS] + [("lose", s) for s in SYMBOLS])
+    await b.release_all()
+
+
+class Proxy:
+    """A TCP proxy in front of Redis that can be cut, to play a Redis outage without touching the real one."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in self.writers:
+            w.close()
+        await self.server.wait_closed()
+
+
+async def test_redis_down_owns_nothing_once_the_lease_would_lapse(client, prefix, redis_url) -> None:
+    url = aioredis.connection.parse_url(redis_url)
+    proxy = Proxy(str(url.get("host", "127.0.0.1")), int(url.get("port", 6379)))
+    port = await proxy.start()
+    flaky = aioredis.Redis(host="127.0.0.1", port=port, db=int(url.get("db", 0)), socket_timeout=0.2)
+    events = Events()
+    a = leases(flaky, prefix, "a", events)
+    stop = asyncio.Event()
+    task = asyncio.create_task(a.run(stop))
+    try:
+        for _ in range(50):
+            if a.owned() == set(SYMBOLS):
+                break
+            await asyncio.sleep(0.02)
+        assert a.owned() == set(SYMBOLS)
+        await proxy.cut()
+        await asyncio.sleep(0.3)  # the TTL: Redis would have let the leases lapse by now
+        assert a.owned() == frozenset()
+        assert ("lose", "BTCTRY") in events.log  # the loop noticed too, not only owns()
+        b = leases(client, prefix, "b")
+        await b.step()
+        assert b.owned() == set(SYMBOLS)
+        await b.release_all()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        await flaky.aclose()
+
+
+async def test_stop_releases_so_a_standby_takes_over_at_once(client, prefix) -> None:
+    a, b = leases(client, prefix, "a", ttl=30, renew=5), leases(client, prefix, "b", ttl=30, renew=5)
+    stop = asyncio.Event()
+    task = asyncio.create_task(a.run(stop))
+    for _ in range(100):
+        if a.ready():
+            break
+        await asyncio.sleep(0.01)
+    assert a.ready()
+    await b.step()
+    assert b.owned() == frozenset()
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert a.owned() == frozenset()
+    await b.step()  # well inside the 30 s TTL
+    assert b.owned() == set(SYMBOLS)
+    await b.release_all()
+
+
+async def test_a_failed_rebuild_gives_the_lease_back(client, prefix) -> None:
+    async def broken(symbol: str) -> None:
+        if symbol == "ETHTRY":
+            raise RuntimeError("history unavailable")
+
+    a = PartitionLeases(client, prefix, "a", SYMBOLS, 5, 1, on_acquire=broken)
+    b = leases(client, prefix, "b", ttl=5, renew=1)
+    await a.step()
+    assert a.owned() == {"BTCTRY", "AVAXTRY"}
+    await b.step()
+    assert b.owned() == {"ETHTRY"}
+    await a.release_all()
+    await b.release_all()
+
+
+def test_renew_interval_must_leave_room_before_the_ttl() -> None:
+    with pytest.raises(ValueError, match="renew interval"):
+        PartitionLeases(aioredis.Redis(), "p", "a", SYMBOLS, 1.0, 0.9)
