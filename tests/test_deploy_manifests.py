@@ -396,6 +396,38 @@ def test_configmap_and_generated_literals_are_settings() -> None:
     assert not unknown, f"set in k8s but read by no service: {unknown}"
 
 
+# Services whose replicas split the symbols between them through Redis partition leases.
+LEASED = ("strategy", "marketdata")
+
+
+def assert_leased_services_fit_the_symbols(objects: list[dict[str, Any]]) -> None:
+    """Leased services reach Redis with leases on and never autoscale past one replica per symbol."""
+    config = of_kind(objects, "ConfigMap")["btcbot-config"]["data"]
+    symbols = config["BTCBOT_SYMBOLS"].split(",")
+    assert urlsplit(config["REDIS_URL"]).scheme == "redis"
+    assert config.get("BTCBOT_PARTITION_LEASES", "true").lower() in ("1", "true", "yes", "on")
+    hpas = {
+        h["spec"]["scaleTargetRef"]["name"]: h["spec"] for h in of_kind(objects, "HorizontalPodAutoscaler").values()
+    }
+    for name in LEASED:
+        assert hpas[name]["maxReplicas"] <= len(symbols), f"{name}: a replica past {len(symbols)} symbols owns nothing"
+
+
+def test_base_leased_services_fit_the_symbols() -> None:
+    assert_leased_services_fit_the_symbols(base_objects())
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_base_deployment_rolls_without_downtime(name: str) -> None:
+    # Every service tolerates a second replica (claims, fan-out state, partition leases), so none needs Recreate;
+    # a surge pod comes up before the old one goes.
+    dep = of_kind(base_objects(), "Deployment")[name]
+    strategy = dep["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+    assert strategy["rollingUpdate"]["maxSurge"] >= 1
+
+
 # --- rendered overlays (kubectl's built-in kustomize) -------------------------------------------------------
 
 kubectl = shutil.which("kubectl")
@@ -476,10 +508,11 @@ def test_prod_overlay_uses_the_real_exchange_and_external_servers() -> None:
         hpa = hpas[name]["spec"]
         assert hpa["minReplicas"] <= dep["spec"]["replicas"] <= hpa["maxReplicas"]
         assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":0.1.0")
-    # Execution scales because of the Redis claim + fenced lock; strategy and risk hold state a second
-    # replica would split (see base/*.yaml). Change these together with the code that makes them safe.
-    assert deps["execution"]["spec"]["replicas"] >= 2
-    assert hpas["strategy"]["spec"]["maxReplicas"] == 1
-    assert hpas["risk"]["spec"]["maxReplicas"] == 1
+    # Every service runs redundantly in prod: execution through the Redis claim + fenced lock, the ledger through
+    # its transactions, risk through fan-out state, strategy and marketdata through per-symbol partition leases.
+    for name in SERVICES:
+        assert deps[name]["spec"]["replicas"] >= 2, f"{name} has no standby in prod"
+        assert hpas[name]["spec"]["minReplicas"] >= 2, f"{name}'s autoscaler may drop the standby"
+    assert_leased_services_fit_the_symbols(objects)
     arming = {ref for ref in secret_refs(deps["execution"]) if ref[0] == "btcbot-live-arming"}
     assert arming == {("btcbot-live-arming", True)}
