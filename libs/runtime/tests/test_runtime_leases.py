@@ -1,4 +1,4 @@
-"""Partition leases against a real Redis: one owner per partition, takeover, fail-closed, release."""
+"""Partition leases against a real Redis: one owner per partition, takeover, fail-closed, release, fair sharing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import secrets
 import pytest
 import redis.asyncio as aioredis
 
-from btcbot.runtime.leases import PartitionLeases
+from btcbot.runtime.leases import Callback, PartitionLeases, fair_share
 
 pytestmark = pytest.mark.integration
 
@@ -195,3 +195,152 @@ async def test_a_failed_rebuild_gives_the_lease_back(client, prefix) -> None:
 def test_renew_interval_must_leave_room_before_the_ttl() -> None:
     with pytest.raises(ValueError, match="renew interval"):
         PartitionLeases(aioredis.Redis(), "p", "a", SYMBOLS, 1.0, 0.9)
+
+
+# -- fair sharing -------------------------------------------------------------------------------------------
+
+PAIR = ("BTCTRY", "ETHTRY")
+
+
+class Acting:
+    """Records every on_acquire taken while another replica still owns the partition (owns() is what gates acting).
+
+    With `locks` (client, prefix) it also records an on_lose that runs after the Redis lock was already given up:
+    only meaningful while no lease lapses (long TTL, every replica stepping).
+    """
+
+    def __init__(self, locks: tuple[aioredis.Redis, str] | None = None) -> None:
+        self.replicas: list[PartitionLeases] = []
+        self.overlaps: list[str] = []
+        self.handovers = 0
+        self.locks = locks
+
+    def events(self, owner: str) -> tuple[Callback, Callback]:
+        async def acquired(symbol: str) -> None:
+            self.handovers += 1
+            self.overlaps += [f"{owner} took {symbol} from {r.owner}" for r in self.replicas if r.owns(symbol)]
+
+        async def lost(symbol: str) -> None:
+            if self.locks is not None:
+                client, prefix = self.locks
+                held = await client.get(f"{prefix}:lock:partition:{symbol}")
+                if held is None or not held.decode().startswith(f"{owner}|"):
+                    self.overlaps.append(f"{owner} released {symbol} before it stopped acting")
+
+        return acquired, lost
+
+
+def sharing(client, prefix, owner, acting, partitions=PAIR, ttl=5.0, renew=1.0) -> PartitionLeases:
+    acquired, lost = acting.events(owner)
+    leases = PartitionLeases(client, prefix, owner, partitions, ttl, renew, on_acquire=acquired, on_lose=lost)
+    acting.replicas.append(leases)
+    return leases
+
+
+def assert_no_overlap(replicas: list[PartitionLeases], acting: Acting) -> None:
+    assert acting.overlaps == []
+    for i, one in enumerate(replicas):
+        for other in replicas[i + 1 :]:
+            assert not one.owned() & other.owned(), (
+                f"{one.owner} and {other.owner} both own {one.owned() & other.owned()}"
+            )
+
+
+async def rounds(acting: Acting, n: int) -> None:
+    for _ in range(n):
+        for r in acting.replicas:
+            await r.step()
+            assert_no_overlap(acting.replicas, acting)
+
+
+def test_fair_share_is_the_ceiling_of_partitions_per_live_member() -> None:
+    assert fair_share(2, 1) == 2
+    assert fair_share(2, 2) == 1
+    assert fair_share(2, 3) == 1
+    assert fair_share(3, 2) == 2
+    assert fair_share(5, 0) == 5
+
+
+async def test_two_replicas_end_up_with_one_partition_each(client, prefix) -> None:
+    acting = Acting(locks=(client, prefix))
+    a, b = sharing(client, prefix, "a", acting), sharing(client, prefix, "b", acting)
+    await a.step()
+    assert a.owned() == set(PAIR)  # alone it owns everything, as before
+    await b.step()  # b joins, finds nothing free
+    assert_no_overlap([a, b], acting)
+    assert b.owned() == frozenset()
+    await a.step()  # a counts two members for the first time: it waits a round before giving anything back
+    assert_no_overlap([a, b], acting)
+    assert a.owned() == set(PAIR)
+    await b.step()
+    await a.step()  # the same two members again: a gives one back
+    assert_no_overlap([a, b], acting)
+    assert len(a.owned()) == 1
+    await b.step()
+    assert a.members == b.members == 2
+    assert len(a.owned()) == len(b.owned()) == 1
+    assert a.owned() | b.owned() == set(PAIR)
+    assert a.owned() == {"BTCTRY"}  # a gave back the one it took last
+    handovers = acting.handovers
+    await rounds(acting, 3)  # stable: no more handovers once shared
+    assert acting.handovers == handovers
+    assert len(a.owned()) == len(b.owned()) == 1
+    await a.release_all()
+    await b.release_all()
+
+
+async def test_concurrent_rounds_share_without_overlap(client, prefix) -> None:
+    acting = Acting(locks=(client, prefix))
+    replicas = [sharing(client, prefix, name, acting) for name in ("a", "b")]
+    for _ in range(6):
+        await asyncio.gather(*(r.step() for r in replicas))
+        assert_no_overlap(replicas, acting)
+    assert sorted(len(r.owned()) for r in replicas) == [1, 1]
+    for r in replicas:
+        await r.release_all()
+
+
+async def test_a_third_replica_beyond_the_partitions_owns_nothing(client, prefix) -> None:
+    acting = Acting(locks=(client, prefix))
+    replicas = [sharing(client, prefix, name, acting) for name in ("a", "b", "c")]
+    await rounds(acting, 3)
+    assert sorted(len(r.owned()) for r in replicas) == [0, 1, 1]
+    assert set().union(*(r.owned() for r in replicas)) == set(PAIR)
+    assert all(r.members == 3 for r in replicas)
+    for r in replicas:
+        await r.release_all()
+
+
+async def test_a_replica_that_stops_renewing_leaves_its_share_to_the_others(client, prefix) -> None:
+    acting = Acting()
+    a = sharing(client, prefix, "a", acting, ttl=0.3, renew=0.1)
+    b = sharing(client, prefix, "b", acting, ttl=0.3, renew=0.1)
+    await rounds(acting, 3)
+    assert len(a.owned()) == len(b.owned()) == 1
+    # a stalls (no step, no release): b must hold both within the TTL, never while a still trusts its lease.
+    for _ in range(8):
+        await asyncio.sleep(0.05)
+        await b.step()
+        assert_no_overlap([a, b], acting)
+        if b.owned() == set(PAIR):
+            break
+    assert b.owned() == set(PAIR)
+    assert b.members == 1
+    assert a.owned() == frozenset()
+    # a comes back: it learns it lost its lease, rejoins, and the two share again.
+    await rounds(acting, 3)
+    assert len(a.owned()) == len(b.owned()) == 1
+    await a.release_all()
+    await b.release_all()
+
+
+async def test_a_replica_that_stops_gracefully_hands_over_at_the_next_round(client, prefix) -> None:
+    acting = Acting()
+    a, b = sharing(client, prefix, "a", acting), sharing(client, prefix, "b", acting)
+    await rounds(acting, 3)
+    assert len(a.owned()) == len(b.owned()) == 1
+    await a.release_all()  # well inside the 5 s TTL, a leaves the members too
+    await b.step()
+    assert b.owned() == set(PAIR)
+    assert b.members == 1
+    await b.release_all()

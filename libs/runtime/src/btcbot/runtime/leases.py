@@ -7,17 +7,26 @@ down (fail closed); a standby then takes the lapsed lease over in its next round
 
 A partition counts as owned only after `on_acquire` has finished (state rebuilt), and `on_lose` runs as soon
 as the loop sees a lease gone; `owns()` turns false the moment the local validity ends, without the loop.
+
+Replicas share the partitions fairly: each announces itself every round in the sorted set `<prefix>:members`
+(score = expiry in Redis server ms, so replica clocks never meet), and holds at most ceil(partitions / live
+members). One above its share gives back its most recently acquired partition, one per round, on_lose first,
+once it has counted the same members in two rounds in a row (replicas starting together settle without a
+needless handover); one below takes free partitions up to its share at once. A replica that stops announcing
+drops out after the TTL, and the others take its partitions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from btcbot.runtime.errors import DependencyUnavailable
 from btcbot.runtime.locks import FencedLock, Lease
@@ -29,6 +38,22 @@ log = get_logger(__name__)
 
 # Share of the TTL a lease is trusted for locally: leaves room for the command's flight time and clock rate drift.
 _TRUST = 0.8
+
+# KEYS: member set. ARGV: member, ttl ms. Prunes expired members, (re)announces this one; returns the live count.
+# Expiry is judged on the Redis server's clock, the one clock every replica shares.
+_ANNOUNCE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+def fair_share(partitions: int, members: int) -> int:
+    """How many partitions one of `members` live replicas may hold: ceil(partitions / members)."""
+    return math.ceil(partitions / max(1, members))
 
 
 class PartitionLeases:
@@ -54,6 +79,11 @@ class PartitionLeases:
         if not 0 < self.renew_every_s < ttl_s * _TRUST:
             raise ValueError(f"renew interval {self.renew_every_s}s must be below {_TRUST} x ttl ({ttl_s}s)")
         self._lock = FencedLock(redis, prefix)
+        self._redis = redis
+        self._members_key = f"{prefix}:members"
+        self._announce = redis.register_script(_ANNOUNCE)
+        self.members = 1
+        self._members_steady = False
         self._on_acquire = on_acquire
         self._on_lose = on_lose
         self._clock = clock
@@ -101,17 +131,49 @@ class PartitionLeases:
         return wait
 
     async def step(self) -> None:
-        """One round: renew held leases, try the free partitions, drop what lapsed."""
-        for partition in self.partitions:
-            try:
-                if partition in self._held:
-                    await self._renew(partition)
-                else:
-                    await self._try_acquire(partition)
-            except (DependencyUnavailable, TimeoutError) as exc:
-                log.warning("lease.redis_failed", partition=partition, owner=self.owner, error=repr(exc))
-            await self._expire()
+        """One round: renew held leases, announce membership, then give back one above the share or take free ones."""
+        for partition in list(self._held):
+            if partition in self._held:  # an earlier renewal may have outlasted this lease's trust
+                await self._guarded(partition, self._renew)
+                await self._expire()
+        await self._announce_member()
+        await self._expire()
+        share = fair_share(len(self.partitions), self.members)
+        if len(self._held) > share and self._members_steady:
+            # Newest first, and one per round: the others get time to take it before more is given back.
+            await self._give_back(next(reversed(self._held)), reason="rebalance")
+        else:
+            for partition in self.partitions:
+                if len(self._held) >= share:
+                    break
+                if partition not in self._held:
+                    await self._guarded(partition, self._try_acquire)
+                    await self._expire()
         self.rounds += 1
+
+    async def _guarded(self, partition: str, op: Callable[[str], Awaitable[None]]) -> None:
+        try:
+            await op(partition)
+        except (DependencyUnavailable, TimeoutError) as exc:
+            log.warning("lease.redis_failed", partition=partition, owner=self.owner, error=repr(exc))
+
+    async def _announce_member(self) -> None:
+        # On failure keep the last count (nothing can be acquired anyway) but give nothing back on it.
+        self._members_steady = False
+        try:
+            count = await self._call(self._announce(keys=[self._members_key], args=[self.owner, self._ttl_ms]))
+        except (RedisError, TimeoutError) as exc:
+            log.warning("lease.announce_failed", owner=self.owner, error=repr(exc))
+            return
+        members = max(1, int(count))
+        if members != self.members:
+            log.info("lease.members_changed", owner=self.owner, members=members, was=self.members)
+        self._members_steady = members == self.members
+        self.members = members
+
+    @property
+    def _ttl_ms(self) -> int:
+        return int(self.ttl_s * 1000)
 
     async def _call(self, awaitable: Awaitable[Any]) -> Any:
         # A hung Redis must not keep the loop from noticing lapsed leases.
@@ -165,16 +227,26 @@ class PartitionLeases:
             except Exception:
                 log.exception("lease.on_lose_failed", partition=partition, owner=self.owner)
 
+    async def _give_back(self, partition: str, *, reason: str) -> None:
+        # Stop acting (on_lose) before the Redis release, so the next owner never overlaps with this one.
+        lease = self._held[partition]
+        await self._drop(partition)
+        try:
+            await self._call(self._lock.release(lease))
+        except (DependencyUnavailable, TimeoutError) as exc:
+            log.warning("lease.release_failed", partition=partition, owner=self.owner, error=repr(exc))
+        else:
+            log.info("lease.released", partition=partition, owner=self.owner, reason=reason)
+
     async def release_all(self) -> None:
-        """Give every held lease back (a standby takes over at its next round instead of after the TTL)."""
-        for partition, lease in list(self._held.items()):
-            await self._drop(partition)
-            try:
-                await self._call(self._lock.release(lease))
-            except (DependencyUnavailable, TimeoutError) as exc:
-                log.warning("lease.release_failed", partition=partition, owner=self.owner, error=repr(exc))
-            else:
-                log.info("lease.released", partition=partition, owner=self.owner)
+        """Give every held lease back and leave the members (a standby takes over at once instead of after the TTL)."""
+        for partition in list(self._held):
+            if partition in self._held:
+                await self._give_back(partition, reason="stop")
+        try:
+            await self._call(self._redis.zrem(self._members_key, self.owner))
+        except (RedisError, TimeoutError) as exc:
+            log.warning("lease.leave_failed", owner=self.owner, error=repr(exc))
 
     @staticmethod
     def _name(partition: str) -> str:
