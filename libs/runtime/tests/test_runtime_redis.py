@@ -84,3 +84,13 @@ async def test_memory_store_follows_the_same_contract() -> None:
     assert not await store.claim("k", "b")
     await store.record("k", state="sent")
     assert (await store.get("k") or {})["owner"] == "a"
+
+
+async def test_a_claim_stores_its_fields_in_the_same_step(client, prefix) -> None:
+    store = IdempotencyStore(client, prefix)
+    assert await store.claim("verdict:1", "risk-a", ttl_s=60, fields={"verdict": "approved"})
+    assert not await store.claim("verdict:1", "risk-b", ttl_s=60, fields={"verdict": "denied"})
+    stored = await store.get("verdict:1")
+    assert stored is not None
+    assert stored["verdict"] == "approved"
+    assert stored["owner"] == "risk-a"

@@ -267,3 +267,34 @@ async def test_first_load_fills_the_state_and_the_task_then_waits(risk_env):
     assert client.calls == 1
     stop.set()
     await asyncio.wait_for(task, 1)
+
+
+async def test_a_redelivery_on_another_replica_repeats_the_first_verdict():
+    from btcbot.runtime.idempotency import MemoryIdempotencyStore
+
+    shared = MemoryIdempotencyStore()  # stands in for Redis: one record seen by every replica
+    bus = InMemoryBus()
+    replicas = []
+    for name in ("risk-a", "risk-b"):
+        state = RiskState("main")
+        state.set_rules(RULES, NOW)
+        replicas.append(
+            (
+                state,
+                RiskHandlers(
+                    state, RiskLimits(), bus, lambda: NOW, structlog.get_logger("t"), verdicts=shared, owner=name
+                ),
+            )
+        )
+    i = intent()
+    assert await bus.deliver(replicas[0][1].on_intent, i) == "ack"
+    # Replica b has the kill switch engaged when the same intent reaches it: it must not deny what a approved.
+    replicas[1][0].on_kill(KillSwitch(id="k", ts_ns=NOW, engaged=True, reason="r", operator="o"))
+    assert await bus.deliver(replicas[1][1].on_intent, i, deliveries=2) == "ack"
+    assert bus.of_type(OrderDenied) == []
+    [submit] = bus.of_type(SubmitOrder)
+    assert submit.intent_id == i.id
+    assert shared.claims[f"risk:verdict:{i.id}"]["owner"] == "risk-a"
+    # A fresh intent on replica b is denied, and that verdict is recorded too.
+    assert await bus.deliver(replicas[1][1].on_intent, intent(book="b2")) == "ack"
+    assert bus.of_type(OrderDenied)[0].reason == "KILL_SWITCH"

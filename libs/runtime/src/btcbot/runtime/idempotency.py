@@ -5,6 +5,7 @@ Redis errors become DependencyUnavailable: the caller does nothing and the messa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -16,10 +17,12 @@ from btcbot.runtime.errors import DependencyUnavailable
 # Claims outlive any redelivery horizon; a week also covers restarts and reconciliation after incidents.
 DEFAULT_TTL_S = 7 * 24 * 3600.0
 
-# KEYS[1] = claim hash; ARGV = owner, ttl ms, now ms. Returns 1 when this call made the claim.
+# KEYS[1] = claim hash; ARGV = owner, ttl ms, now ms, then extra field/value pairs stored with the claim.
+# Returns 1 when this call made the claim.
 _CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'claimed_ms', ARGV[3], 'state', 'claimed')
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
@@ -28,8 +31,15 @@ return 1
 class IdempotencyStoreProtocol(Protocol):
     """What services need of an idempotency store."""
 
-    async def claim(self, key: str, owner: str, ttl_s: float = DEFAULT_TTL_S) -> bool:
-        """True for the first claim of key, False when it existed."""
+    async def claim(
+        self,
+        key: str,
+        owner: str,
+        ttl_s: float = DEFAULT_TTL_S,
+        now_ms: int = 0,
+        fields: Mapping[str, str] | None = None,
+    ) -> bool:
+        """True for the first claim of key (stored with `fields`, atomically), False when it existed."""
 
     async def get(self, key: str) -> dict[str, str] | None:
         """Recorded fields of a claim, or None."""
@@ -49,10 +59,19 @@ class IdempotencyStore:
     def _key(self, key: str) -> str:
         return f"{self._prefix}:idem:{key}"
 
-    async def claim(self, key: str, owner: str, ttl_s: float = DEFAULT_TTL_S, now_ms: int = 0) -> bool:
-        """Claim key for owner; False when anyone (including an earlier life of this owner) claimed it."""
+    async def claim(
+        self,
+        key: str,
+        owner: str,
+        ttl_s: float = DEFAULT_TTL_S,
+        now_ms: int = 0,
+        fields: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Claim key for owner (with `fields`, in the same step); False when anyone (including an earlier life of
+        this owner) claimed it."""
+        extra = [item for pair in (fields or {}).items() for item in pair]
         try:
-            made = await self._claim(keys=[self._key(key)], args=[owner, int(ttl_s * 1000), now_ms])
+            made = await self._claim(keys=[self._key(key)], args=[owner, int(ttl_s * 1000), now_ms, *extra])
         except RedisError as exc:
             raise DependencyUnavailable(f"redis: claim {key}: {exc!r}") from exc
         return bool(made)
@@ -84,11 +103,18 @@ class MemoryIdempotencyStore:
     def __init__(self) -> None:
         self.claims: dict[str, dict[str, str]] = {}
 
-    async def claim(self, key: str, owner: str, ttl_s: float = DEFAULT_TTL_S, now_ms: int = 0) -> bool:
+    async def claim(
+        self,
+        key: str,
+        owner: str,
+        ttl_s: float = DEFAULT_TTL_S,
+        now_ms: int = 0,
+        fields: Mapping[str, str] | None = None,
+    ) -> bool:
         """First claim wins."""
         if key in self.claims:
             return False
-        self.claims[key] = {"owner": owner, "claimed_ms": str(now_ms), "state": "claimed"}
+        self.claims[key] = {"owner": owner, "claimed_ms": str(now_ms), "state": "claimed", **(fields or {})}
         return True
 
     async def get(self, key: str) -> dict[str, str] | None:

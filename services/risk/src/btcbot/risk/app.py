@@ -16,6 +16,7 @@ from btcbot.risk.control import RiskState
 from btcbot.risk.handlers import ControlMessage, RiskHandlers
 from btcbot.risk.rules import ExchangeSymbol, rules_from_exchange
 from btcbot.risk.settings import RiskSettings
+from btcbot.runtime.idempotency import IdempotencyStore, IdempotencyStoreProtocol
 from btcbot.runtime.service import Service
 
 
@@ -93,10 +94,18 @@ async def first_load(client: RulesClient, state: RiskState, svc: Service, timeou
         svc.log.info("risk.rules_loaded", symbols=count)
 
 
-def register(svc: Service, settings: RiskSettings, client: RulesClient, state: RiskState | None = None) -> RiskState:
+def register(
+    svc: Service,
+    settings: RiskSettings,
+    client: RulesClient,
+    state: RiskState | None = None,
+    verdicts: IdempotencyStoreProtocol | None = None,
+) -> RiskState:
     """Register consumers, the rules task and readiness on `svc` for a given exchange client."""
     state = state if state is not None else RiskState(settings.account)
-    handlers = RiskHandlers(state, settings.limits(), svc.bus, svc.now_ns, svc.log)
+    handlers = RiskHandlers(
+        state, settings.limits(), svc.bus, svc.now_ns, svc.log, verdicts=verdicts, owner=settings.instance
+    )
     rng = random.Random()
 
     async def rules_task(stop: asyncio.Event) -> None:
@@ -126,7 +135,10 @@ async def setup(svc: Service, settings: RiskSettings) -> None:
     svc.on_close(client.aclose)
     state = RiskState(settings.account)
     await first_load(client, state, svc, timeout=settings.btcturk_timeout * 2)
-    register(svc, settings, client, state)
+    verdicts = None
+    if settings.shared_verdicts:
+        verdicts = IdempotencyStore(await svc.redis(), f"{settings.key_prefix}:{settings.account}")
+    register(svc, settings, client, state, verdicts)
     svc.log.info(
         "risk.configured",
         max_order_notional=str(settings.max_order_notional),

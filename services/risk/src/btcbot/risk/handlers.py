@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from btcbot.contracts import ids, subjects
+from btcbot.contracts.codec import Codec, encode
 from btcbot.contracts.messages import (
     BookSnapshot,
     KillSwitch,
@@ -19,8 +21,13 @@ from btcbot.contracts.messages import (
 from btcbot.risk.control import RiskState
 from btcbot.risk.limits import Approved, RiskLimits, check
 from btcbot.runtime.bus import Delivery, Publisher
+from btcbot.runtime.errors import Retry
+from btcbot.runtime.idempotency import IdempotencyStoreProtocol
 
 ControlMessage = ModeChanged | KillSwitch
+# Verdicts are kept as long as an intent can be redelivered or replayed into the same durable.
+VERDICT_TTL_S = 7 * 24 * 3600.0
+_verdicts: Codec[SubmitOrder | OrderDenied] = Codec(SubmitOrder | OrderDenied)
 
 
 def to_submit(intent: OrderIntent, checks: tuple[str, ...], now_ns: int) -> SubmitOrder:
@@ -65,8 +72,13 @@ class RiskHandlers:
         clock: Callable[[], int],
         log: Any,
         memory: int = 10_000,
+        verdicts: IdempotencyStoreProtocol | None = None,
+        owner: str = "risk",
     ) -> None:
         self._state = state
+        # Shared across replicas: the first verdict on an intent, whichever replica reached it.
+        self._shared = verdicts
+        self._owner = owner
         self._limits = limits
         self._bus = bus
         self._clock = clock
@@ -80,7 +92,7 @@ class RiskHandlers:
         """Check an intent and publish SubmitOrder or OrderDenied."""
         remembered = self._verdicts.get(intent.id)
         if remembered is None:
-            remembered = self._decide(intent)
+            remembered = await self._first_verdict(intent, self._decide(intent))
             self._verdicts[intent.id] = remembered
             while len(self._verdicts) > self._memory:
                 self._verdicts.popitem(last=False)
@@ -104,6 +116,24 @@ class RiskHandlers:
                 reason=message.reason,
                 detail=message.detail,
             )
+
+    async def _first_verdict(
+        self, intent: OrderIntent, mine: tuple[str, SubmitOrder | OrderDenied]
+    ) -> tuple[str, SubmitOrder | OrderDenied]:
+        """Record our verdict unless another replica (or an earlier life) recorded one first; return the first."""
+        if self._shared is None:
+            return mine
+        key = f"risk:verdict:{intent.id}"
+        encoded = base64.b64encode(encode(mine[1])).decode()
+        # Redis down raises DependencyUnavailable: the intent is retried later, never decided twice.
+        if await self._shared.claim(key, self._owner, VERDICT_TTL_S, fields={"verdict": encoded}):
+            return mine
+        stored = await self._shared.get(key)
+        if stored is None or "verdict" not in stored:
+            raise Retry(f"verdict of {intent.id} claimed but not readable yet", delay=1.0)
+        first = _verdicts.decode(base64.b64decode(stored["verdict"]))
+        subject = subjects.submit(intent.symbol) if isinstance(first, SubmitOrder) else subjects.denied(intent.symbol)
+        return subject, first
 
     def _decide(self, intent: OrderIntent) -> tuple[str, SubmitOrder | OrderDenied]:
         now = self._clock()

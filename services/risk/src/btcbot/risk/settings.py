@@ -22,6 +22,9 @@ class RiskSettings(CommonSettings, ExchangeSettings):
     max_book_age: float = Field(
         10.0, ge=0, description="seconds after which a symbol's last book is too old to trade on (0: no check)"
     )
+    shared_verdicts: bool = Field(
+        True, description="record each intent's first verdict in Redis so every replica repeats it on redelivery"
+    )
     rules_refresh: float = Field(300.0, gt=0, description="seconds between exchangeinfo reloads")
     rules_retry_max: float = Field(30.0, gt=0, description="longest wait between failed exchangeinfo loads")
 
