@@ -125,3 +125,20 @@ def test_a_stored_traceparent_continues_its_trace() -> None:
         assert later.get_span_context().trace_id == trace_id
     with continue_trace("", "no parent") as orphan:
         assert orphan is not None
+
+
+def test_backoff_grows_with_jitter_is_capped_and_resets() -> None:
+    import random
+
+    from btcbot.runtime.backoff import Backoff
+
+    backoff = Backoff(1.0, 8.0, random.Random(3))
+    delays = [backoff.failure() for _ in range(6)]
+    ceilings = [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert all(0.5 <= d <= c for d, c in zip(delays, ceilings, strict=True)), delays
+    assert backoff.failures == 6
+    backoff.success()
+    assert backoff.failures == 0
+    assert backoff.failure() <= 1.0
+    with pytest.raises(ValueError, match="base"):
+        Backoff(0, 1, random.Random())

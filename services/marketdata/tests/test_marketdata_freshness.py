@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from btcbot.marketdata.backoff import Backoff
 from btcbot.marketdata.freshness import Freshness
+from btcbot.runtime.backoff import Backoff
 
 
 def test_fresh_only_when_every_symbol_polled_recently():

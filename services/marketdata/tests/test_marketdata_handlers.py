@@ -9,12 +9,12 @@ from btcbot.btcturk.models import OrderBook, PublicTrade, Side
 from btcbot.contracts import subjects
 from btcbot.contracts.messages import BookSnapshot, TradeTick
 from btcbot.marketdata import app
-from btcbot.marketdata.backoff import Backoff
 from btcbot.marketdata.freshness import Freshness
 from btcbot.marketdata.handlers import BookPoller, TradePoller
 from btcbot.marketdata.polling import poll_forever
 from btcbot.marketdata.settings import MarketdataSettings
 from btcbot.marketdata.sources import RestBookSource, RestTradeSource
+from btcbot.runtime.backoff import Backoff
 from btcbot.runtime.errors import DependencyUnavailable
 from btcbot.runtime.memory import InMemoryBus
 

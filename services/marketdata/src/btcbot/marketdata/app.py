@@ -16,7 +16,6 @@ from btcbot.contracts import subjects
 from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import BookSnapshot
 from btcbot.contracts.streams import MARKET
-from btcbot.marketdata.backoff import Backoff
 from btcbot.marketdata.feed import Socket, WsFeed
 from btcbot.marketdata.freshness import Freshness
 from btcbot.marketdata.handlers import BookPoller, TradePoller, WsBookPublisher
@@ -25,6 +24,7 @@ from btcbot.marketdata.polling import poll_forever
 from btcbot.marketdata.sequence import Sequencer
 from btcbot.marketdata.settings import MarketdataSettings
 from btcbot.marketdata.sources import MarketClient, RestBookSource, RestTradeSource
+from btcbot.runtime.backoff import Backoff
 from btcbot.runtime.errors import Retry
 from btcbot.runtime.inspect import last_message
 from btcbot.runtime.leases import partition_leases

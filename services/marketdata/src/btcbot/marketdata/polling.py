@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from btcbot.marketdata.backoff import Backoff
+from btcbot.runtime.backoff import Backoff
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -16,6 +16,7 @@ from btcbot.risk.control import RiskState
 from btcbot.risk.handlers import ControlMessage, RiskHandlers
 from btcbot.risk.rules import ExchangeSymbol, rules_from_exchange
 from btcbot.risk.settings import RiskSettings
+from btcbot.runtime.backoff import Backoff
 from btcbot.runtime.idempotency import IdempotencyStore, IdempotencyStoreProtocol
 from btcbot.runtime.service import Service
 
@@ -56,7 +57,7 @@ async def refresh_rules(
     rng: random.Random,
 ) -> None:
     """Keep the rules fresh: reload every `every` seconds (at once if none are loaded); back off on failure."""
-    failures = 0
+    backoff = Backoff(1.0, max(1.0, retry_max), rng)
     if state.rules is not None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
@@ -64,19 +65,17 @@ async def refresh_rules(
         try:
             count = await load_rules(client, state, svc.now_ns())
         except BtcTurkError as exc:
-            failures += 1
-            ceiling = min(retry_max, 2.0 ** (failures - 1))
-            delay = rng.uniform(ceiling / 2, ceiling)
+            delay = backoff.failure()
             svc.log.warning(
                 "risk.rules_failed",
                 error_class=type(exc).__name__,
                 error=str(exc),
-                failures=failures,
+                failures=backoff.failures,
                 retry_in=round(delay, 3),
                 loaded=state.rules is not None,
             )
         else:
-            failures = 0
+            backoff.success()
             delay = every
             svc.log.info("risk.rules_loaded", symbols=count)
         with contextlib.suppress(TimeoutError):

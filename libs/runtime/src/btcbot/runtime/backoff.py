@@ -1,4 +1,4 @@
-"""Exponential backoff with full jitter for the poll loops.
+"""Exponential backoff with jitter for retry loops (exchange polls, rule reloads).
 
 The jitter comes from a random source owned by the caller (one per process), so replicas polling the same
 failing exchange do not retry in lock-step.
