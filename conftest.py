@@ -88,42 +88,85 @@ def _embedded_state_dir(stack: ExitStack, name: str) -> Path:
     return path
 
 
+Container = Callable[[], tuple[Callable[[], object], str]]
+
+
+async def _find_server(
+    stack: ExitStack,
+    what: str,
+    variables: tuple[str, ...],
+    local_url: str,
+    probe: Callable[[str], Awaitable[str | None]],
+    container: Container,
+    start_embedded: Callable[[Path], EmbeddedServer],
+) -> str:
+    """Env URLs, then the local default, then testcontainers (if Docker answers), then embedded; else skip."""
+    from btcbot.cli.infra import InfraError
+
+    reasons: list[str] = []
+    candidates = [(var, os.environ.get(var)) for var in variables]
+    candidates.append(("local", local_url))
+    url = await _first_usable(candidates, probe, reasons)
+    if url is None:
+        docker_problem = _docker_problem()
+        if docker_problem is None:
+            try:
+                stop, url = container()
+            except Exception as exc:  # image pull or start failure: fall through to embedded
+                reasons.append(f"testcontainers: {type(exc).__name__}: {exc}")
+            else:
+                stack.callback(stop)
+        else:
+            reasons.append(docker_problem)
+    if url is None:
+        try:
+            server = start_embedded(_embedded_state_dir(stack, what.lower()))
+        except InfraError as exc:
+            reasons.append(f"embedded: {exc}")
+        else:
+            stack.callback(server.stop)
+            url = server.url
+    if url is None:
+        pytest.skip(f"no usable {what}: " + "; ".join(reasons))
+    return url
+
+
+def _redis_container() -> tuple[Callable[[], object], str]:
+    from testcontainers.community.redis import RedisContainer
+
+    container = RedisContainer("redis:7-alpine").start()
+    host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+    return container.stop, f"redis://{host}:{port}/0"
+
+
+def _postgres_container() -> tuple[Callable[[], object], str]:
+    from testcontainers.community.postgres import PostgresContainer
+
+    container = PostgresContainer(
+        "postgres:16-alpine",
+        username="postgres",
+        password="postgres",  # noqa: S106 (a throwaway container that only this session sees)
+        dbname="postgres",
+        driver=None,
+    ).start()
+    return container.stop, container.get_connection_url()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def redis_url() -> AsyncIterator[str]:
     """A usable Redis URL for the session (see the module docstring for the search order)."""
-    from btcbot.cli.infra import InfraError, redis_usable, start_redis
+    from btcbot.cli.infra import redis_usable, start_redis
 
-    reasons: list[str] = []
-    candidates = [(var, os.environ.get(var)) for var in ("TEST_REDIS_URL", "REDIS_URL")]
-    candidates.append(("local", _LOCAL_REDIS_URL))
     with ExitStack() as stack:
-        url = await _first_usable(candidates, redis_usable, reasons)
-        if url is None:
-            docker_problem = _docker_problem()
-            if docker_problem is None:
-                from testcontainers.community.redis import RedisContainer
-
-                try:
-                    container = RedisContainer("redis:7-alpine").start()
-                except Exception as exc:  # image pull or start failure: fall through to embedded
-                    reasons.append(f"testcontainers: {type(exc).__name__}: {exc}")
-                else:
-                    stack.callback(container.stop)
-                    host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
-                    url = f"redis://{host}:{port}/0"
-            else:
-                reasons.append(docker_problem)
-        if url is None:
-            try:
-                server = start_redis(_embedded_state_dir(stack, "redis"))
-            except InfraError as exc:
-                reasons.append(f"embedded: {exc}")
-            else:
-                stack.callback(server.stop)
-                url = server.url
-        if url is None:
-            pytest.skip("no usable Redis: " + "; ".join(reasons))
-        yield url
+        yield await _find_server(
+            stack,
+            "Redis",
+            ("TEST_REDIS_URL", "REDIS_URL"),
+            _LOCAL_REDIS_URL,
+            redis_usable,
+            _redis_container,
+            start_redis,
+        )
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -145,45 +188,18 @@ async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def pg_admin_url() -> AsyncIterator[str]:
     """A Postgres URL allowed to create databases (see the module docstring for the search order)."""
-    from btcbot.cli.infra import InfraError, pg_usable, start_postgres
+    from btcbot.cli.infra import pg_usable, start_postgres
 
-    reasons: list[str] = []
-    candidates = [(var, os.environ.get(var)) for var in ("TEST_DATABASE_URL", "DATABASE_URL")]
-    candidates.append(("local", _LOCAL_PG_ADMIN_URL))
     with ExitStack() as stack:
-        url = await _first_usable(candidates, pg_usable, reasons)
-        if url is None:
-            docker_problem = _docker_problem()
-            if docker_problem is None:
-                from testcontainers.community.postgres import PostgresContainer
-
-                image = PostgresContainer(
-                    "postgres:16-alpine",
-                    username="postgres",
-                    password="postgres",  # noqa: S106 (a throwaway container that only this session sees)
-                    dbname="postgres",
-                    driver=None,
-                )
-                try:
-                    container = image.start()
-                except Exception as exc:  # image pull or start failure: fall through to embedded
-                    reasons.append(f"testcontainers: {type(exc).__name__}: {exc}")
-                else:
-                    stack.callback(container.stop)
-                    url = container.get_connection_url()
-            else:
-                reasons.append(docker_problem)
-        if url is None:
-            try:
-                server = start_postgres(_embedded_state_dir(stack, "pg"))
-            except InfraError as exc:
-                reasons.append(f"embedded: {exc}")
-            else:
-                stack.callback(server.stop)
-                url = server.url
-        if url is None:
-            pytest.skip("no usable Postgres: " + "; ".join(reasons))
-        yield url
+        yield await _find_server(
+            stack,
+            "Postgres",
+            ("TEST_DATABASE_URL", "DATABASE_URL"),
+            _LOCAL_PG_ADMIN_URL,
+            pg_usable,
+            _postgres_container,
+            start_postgres,
+        )
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
