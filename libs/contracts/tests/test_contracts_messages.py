@@ -11,6 +11,7 @@ from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import Codec, decode, encode
 from btcbot.contracts.messages import (
     ALL_MESSAGE_TYPES,
+    Alarm,
     Balance,
     BookSnapshot,
     CancelOrder,
@@ -27,6 +28,7 @@ from btcbot.contracts.messages import (
     OrderRejected,
     PortfolioSnapshot,
     Position,
+    ResumeSymbol,
     SubmitOrder,
     TradeTick,
 )
@@ -162,6 +164,17 @@ SAMPLES: list[Message] = [
     ),
     ModeChanged(id="m", ts_ns=TS, mode="REDUCE_ONLY", reason="drawdown", operator="alice"),
     KillSwitch(id="k", ts_ns=TS, engaged=True, reason="exchange incident", operator="bob"),
+    ModeChanged(
+        id="a",
+        ts_ns=TS,
+        mode="OBSERVE_ONLY",
+        reason="drawdown 3100 >= 3000",
+        operator="risk",
+        source="auto",
+        reasons=("DRAWDOWN",),
+    ),
+    Alarm(id="al", ts_ns=TS, source="ledger", kind="reconcile_mismatch", active=True, detail="BTC 1 != 2"),
+    ResumeSymbol(id="r", ts_ns=TS, symbol="ETHTRY", reason="reconciled by hand", operator="alice"),
     DeadLetter(
         id="dl",
         ts_ns=TS,

@@ -76,3 +76,13 @@ def fill_id(symbol: str, trade_id: str, exchange_order_id: str) -> str:
 def dead_letter_id(consumer: str, stream: str, sequence: int) -> str:
     """Id of one consumer's dead letter for one stored message (several consumers may park the same one)."""
     return f"dlq:{consumer}:{stream}:{sequence}"
+
+
+def auto_mode_id(mode: str, cause: str) -> str:
+    """Id of an automatic ModeChanged: one per mode and the snapshot (or tick) that caused it."""
+    return f"auto-mode:{mode}:{cause}"
+
+
+def alarm_id(source: str, kind: str, active: bool, cause: str) -> str:
+    """Id of an Alarm: one per condition, state and cause."""
+    return f"alarm:{source}:{kind}:{'on' if active else 'off'}:{cause}"

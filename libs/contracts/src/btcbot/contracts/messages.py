@@ -178,6 +178,9 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     unrealized_pnl: Decimal
     mark: Decimal | None = None
     fees: Decimal = Decimal(0)
+    # The part of `quantity` the account held before the bot traded (opening balances): sellable, but not the
+    # bot's own PnL. Bot sells draw on the bot's own quantity first.
+    opening_quantity: Decimal = Decimal(0)
 
 
 class PortfolioSnapshot(Message, frozen=True, kw_only=True, tag="portfolio"):
@@ -198,20 +201,60 @@ class PortfolioSnapshot(Message, frozen=True, kw_only=True, tag="portfolio"):
     last_fill_id: str = ""
     # Symbols whose books failed an integrity check (an oversell): no new orders until the ledger resumes them.
     halted: tuple[str, ...] = ()
+    # The EXECUTION stream sequence up to which every message is reflected here (the ledger's low watermark):
+    # a reader adds the fills it saw after this sequence to know the position now.
+    exec_seq: int = 0
+    # The bot's own trading in the quote asset (realized + unrealized on what it bought; opening holdings excluded),
+    # its peak and the drawdown from that peak, and today's PnL and fees (days per the ledger's day offset).
+    bot_pnl: Decimal = Decimal(0)
+    bot_peak_pnl: Decimal = Decimal(0)
+    bot_drawdown: Decimal = Decimal(0)
+    day_pnl: Decimal = Decimal(0)
+    day_fees: Decimal = Decimal(0)
+    # Symbols with a position but no usable mark: their value, and so the PnL, is not known.
+    missing_marks: tuple[str, ...] = ()
+    # Fills held in quarantine (orders the ledger does not know), not in positions.
+    quarantined: int = 0
 
 
 class ModeChanged(Message, frozen=True, kw_only=True, tag="mode"):
-    """Operator set the trading mode for everyone."""
+    """The trading mode changed: set by an operator (`control.mode`) or by risk's budget (`control.auto`)."""
 
     mode: Mode
     reason: str
     operator: str
+    source: Literal["operator", "auto"] = "operator"
+    # Stable codes of every rule that holds the mode (auto), e.g. ("DRAWDOWN", "DAILY_LOSS").
+    reasons: tuple[str, ...] = ()
 
 
 class KillSwitch(Message, frozen=True, kw_only=True, tag="kill"):
     """Operator engaged (or released) the kill switch: no new orders while engaged."""
 
     engaged: bool
+    reason: str
+    operator: str
+    # Engage only: also cancel every resting order (by default resting orders stay; cancels are always allowed).
+    cancel_resting: bool = False
+
+
+class Alarm(Message, frozen=True, kw_only=True, tag="alarm"):
+    """A condition a service detected that must stop new trading while active (the automatic kill chain).
+
+    Published on `control.alarm.<source>.<kind>`; the last message of that subject says whether it holds.
+    """
+
+    source: str
+    kind: str
+    active: bool
+    detail: str = ""
+    symbol: str = ""
+
+
+class ResumeSymbol(Message, frozen=True, kw_only=True, tag="resume"):
+    """Operator asks the ledger to clear a symbol's integrity halt once its books reconcile with the exchange."""
+
+    symbol: str
     reason: str
     operator: str
 
@@ -243,5 +286,7 @@ ALL_MESSAGE_TYPES: tuple[type[Message], ...] = (
     PortfolioSnapshot,
     ModeChanged,
     KillSwitch,
+    Alarm,
+    ResumeSymbol,
     DeadLetter,
 )

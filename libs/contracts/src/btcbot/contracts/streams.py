@@ -64,7 +64,14 @@ ORDERS = StreamSpec(
 )
 EXECUTION = StreamSpec("EXECUTION", ("exec.*.*",), "what happened at the exchange", max_age=365 * DAY)
 PORTFOLIO = StreamSpec("PORTFOLIO", ("portfolio.*",), "latest ledger state per account", max_msgs_per_subject=1)
-CONTROL = StreamSpec("CONTROL", ("control.*",), "trading mode and kill switch", max_msgs_per_subject=1)
+# History per subject, so an undecodable last message can be seen for what it is and the state before it audited;
+# the state is always the LAST message per subject in stream order (never the sender's clock).
+CONTROL = StreamSpec(
+    "CONTROL",
+    ("control.>",),
+    "trading mode, kill switch, automatic mode, alarms, halt resumes",
+    max_msgs_per_subject=100,
+)
 DLQ = StreamSpec("DLQ", ("dlq.>",), "messages a service could not process, with the reason", max_age=90 * DAY)
 
 ALL_STREAMS: tuple[StreamSpec, ...] = (MARKET, INTENTS, ORDERS, EXECUTION, PORTFOLIO, CONTROL, DLQ)
@@ -108,7 +115,7 @@ RISK_INTENTS = ConsumerSpec("risk-intents", INTENTS.name, ("intent.*",), descrip
 RISK_CONTROL = ConsumerSpec(
     "risk-control",
     CONTROL.name,
-    ("control.*",),
+    ("control.mode", "control.kill", "control.auto", "control.alarm.>"),
     deliver="last_per_subject",
     description="mode and kill switch",
     fanout=True,
@@ -130,6 +137,13 @@ RISK_BOOKS = ConsumerSpec(
     backoff=(0.5,),
     description="book freshness per symbol: risk refuses to trade on a stale market",
     fanout=True,
+)
+RISK_EXECUTION = ConsumerSpec(
+    "risk-execution",
+    EXECUTION.name,
+    ("exec.*.*",),
+    deliver="new",
+    description="order outcomes: terminal events release reservations, min-total rejects start cooldowns",
 )
 EXECUTION_ORDERS = ConsumerSpec(
     "execution-orders",
@@ -158,6 +172,14 @@ LEDGER_MARKS = ConsumerSpec(
     fanout=True,
 )
 
+LEDGER_RESUMES = ConsumerSpec(
+    "ledger-resumes",
+    CONTROL.name,
+    ("control.resume.*",),
+    deliver="new",
+    description="operator commands clearing a symbol's integrity halt once it reconciles",
+)
+
 ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (
     STRATEGY_BOOKS,
     STRATEGY_EXECUTION,
@@ -167,9 +189,11 @@ ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (
     RISK_CONTROL,
     RISK_PORTFOLIO,
     RISK_BOOKS,
+    RISK_EXECUTION,
     EXECUTION_ORDERS,
     LEDGER_EXECUTION,
     LEDGER_MARKS,
+    LEDGER_RESUMES,
 )
 
 

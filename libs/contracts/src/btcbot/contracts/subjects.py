@@ -14,6 +14,10 @@ EXEC_KINDS = ("accepted", "rejected", "canceled", "filled")
 
 CONTROL_MODE = "control.mode"
 CONTROL_KILL = "control.kill"
+# The automatic mode risk's budget sets (ModeChanged, source "auto"); the stricter of it and control.mode wins.
+CONTROL_AUTO = "control.auto"
+CONTROL_ALARMS = "control.alarm.>"
+CONTROL_RESUMES = "control.resume.*"
 
 
 def _symbol(symbol: str) -> str:
@@ -68,6 +72,16 @@ def execution(kind: str, symbol: str) -> str:
 def portfolio(account: str) -> str:
     """The latest PortfolioSnapshot of an account."""
     return f"portfolio.{_token(account)}"
+
+
+def alarm(source: str, kind: str) -> str:
+    """Where a service raises or clears one kind of alarm (the last message per subject holds)."""
+    return f"control.alarm.{_token(source)}.{_token(kind)}"
+
+
+def resume(symbol: str) -> str:
+    """Operator commands clearing a symbol's integrity halt."""
+    return f"control.resume.{_symbol(symbol)}"
 
 
 def dead_letter(service: str, original_subject: str) -> str:
