@@ -56,6 +56,8 @@ class CommonSettings(BaseSettings):
     # Per-symbol ownership among replicas (DESIGN.md "Scaling and redundancy"); off: every replica owns every symbol.
     partition_leases: bool = Field(True, validation_alias=_alias("BTCBOT_PARTITION_LEASES"))
     partition_ttl: float = Field(5.0, ge=0.3, le=300, validation_alias=_alias("BTCBOT_PARTITION_TTL"))
+    # A message dated further than this ahead of the time JetStream stored it is dead-lettered FUTURE_DATED.
+    max_clock_skew: float = Field(5.0, gt=0, le=3600, validation_alias=_alias("BTCBOT_MAX_CLOCK_SKEW"))
 
     @field_validator("symbols", mode="before")
     @classmethod
