@@ -26,16 +26,39 @@ def snap(account, ts, qty):
     )
 
 
-def test_newest_control_message_wins():
+def test_control_follows_stream_order_not_the_senders_clock():
     s = RiskState("main")
     assert s.view().mode == "NORMAL"
-    assert s.on_mode(ModeChanged(id="m2", ts_ns=20, mode="REDUCE_ONLY", reason="r", operator="o"))
-    assert not s.on_mode(ModeChanged(id="m1", ts_ns=10, mode="NORMAL", reason="r", operator="o"))
+    assert s.apply_control(
+        "control.mode", 2, ModeChanged(id="m2", ts_ns=10, mode="REDUCE_ONLY", reason="r", operator="o")
+    )
+    # Dated later, stored earlier: a redelivered old message never overrides the one in force.
+    assert not s.apply_control(
+        "control.mode", 1, ModeChanged(id="m1", ts_ns=99, mode="NORMAL", reason="r", operator="o")
+    )
     assert s.view().mode == "REDUCE_ONLY"
-    assert s.on_kill(KillSwitch(id="k1", ts_ns=5, engaged=True, reason="r", operator="o"))
-    assert s.on_kill(KillSwitch(id="k2", ts_ns=6, engaged=False, reason="r", operator="o"))
-    assert not s.on_kill(KillSwitch(id="k0", ts_ns=4, engaged=True, reason="r", operator="o"))
+    assert s.apply_control("control.kill", 5, KillSwitch(id="k1", ts_ns=50, engaged=True, reason="r", operator="o"))
+    # Dated earlier, stored later: it is the newer message.
+    assert s.apply_control("control.kill", 6, KillSwitch(id="k2", ts_ns=1, engaged=False, reason="r", operator="o"))
+    assert not s.apply_control("control.kill", 6, KillSwitch(id="k0", ts_ns=9, engaged=True, reason="r", operator="o"))
     assert s.view().kill_engaged is False
+
+
+def test_an_unreadable_subject_fails_closed_until_a_later_readable_message():
+    s = RiskState("main")
+    s.apply_control("control.kill", 3, KillSwitch(id="k", ts_ns=1, engaged=False, reason="r", operator="o"))
+    assert s.apply_unreadable("control.kill", 4, "undecodable")
+    assert s.view().unreadable == ("control.kill",)
+    assert not s.apply_control("control.kill", 4, KillSwitch(id="k", ts_ns=1, engaged=False, reason="r", operator="o"))
+    assert s.view().unreadable == ("control.kill",)
+    assert s.apply_control("control.kill", 5, KillSwitch(id="k", ts_ns=1, engaged=False, reason="r", operator="o"))
+    assert s.view().unreadable == ()
+
+
+def test_a_message_of_the_wrong_type_for_its_subject_is_unreadable():
+    s = RiskState("main")
+    s.apply_control("control.kill", 1, ModeChanged(id="m", ts_ns=1, mode="NORMAL", reason="r", operator="o"))
+    assert s.view().unreadable == ("control.kill",)
 
 
 def test_portfolio_of_own_account_newest_only():

@@ -7,7 +7,7 @@ import structlog
 from btcbot.btcturk.errors import Unavailable
 from btcbot.btcturk.models import ExchangeInfo, SymbolInfo
 from btcbot.contracts import ids, subjects
-from btcbot.contracts.codec import Codec, encode
+from btcbot.contracts.codec import encode
 from btcbot.contracts.messages import (
     KillSwitch,
     ModeChanged,
@@ -20,10 +20,11 @@ from btcbot.contracts.messages import (
 from btcbot.contracts.streams import RISK_BOOKS, RISK_CONTROL, RISK_INTENTS, RISK_PORTFOLIO
 from btcbot.risk import app
 from btcbot.risk.control import RiskState
-from btcbot.risk.handlers import RiskHandlers
+from btcbot.risk.handlers import RawControl, RiskHandlers
 from btcbot.risk.limits import RiskLimits
 from btcbot.risk.rules import SymbolRules
 from btcbot.risk.settings import RiskSettings
+from btcbot.runtime.bus import Delivery
 from btcbot.runtime.errors import DependencyUnavailable, SettingsError
 from btcbot.runtime.memory import InMemoryBus
 from btcbot.runtime.settings import load_settings
@@ -58,6 +59,12 @@ def intent(price="3000000", qty="0.0003", side="buy", book="b1"):
         reason="entry",
         book_id=book,
     )
+
+
+async def control(handlers, subject, seq, message):
+    """Deliver a control message as the CONTROL consumer does: raw bytes, with its subject and stream sequence."""
+    data = message if isinstance(message, bytes) else encode(message)
+    await handlers.on_control(RawControl(id="", ts_ns=0, data=data), Delivery(subject=subject, sequence=seq))
 
 
 @pytest.fixture
@@ -112,7 +119,7 @@ async def test_redelivery_keeps_the_first_verdict(rig):
     bus.fail_next = 1
     assert await bus.deliver(h.on_intent, i) == "nak"
     # The kill switch engages between the two deliveries: the intent was already approved, keep it so.
-    await bus.deliver(h.on_control, KillSwitch(id="k", ts_ns=NOW, engaged=True, reason="r", operator="o"))
+    await control(h, subjects.CONTROL_KILL, 1, KillSwitch(id="k", ts_ns=NOW, engaged=True, reason="r", operator="o"))
     assert await bus.deliver(h.on_intent, i, deliveries=2) == "ack"
     assert [type(m) for _, m in bus.published] == [SubmitOrder]
     assert await bus.deliver(h.on_intent, intent(book="b2")) == "ack"
@@ -121,9 +128,8 @@ async def test_redelivery_keeps_the_first_verdict(rig):
 
 async def test_control_and_portfolio_drive_mode_checks(rig):
     bus, state, h = rig
-    codec = Codec(ModeChanged | KillSwitch)
     mode = ModeChanged(id="m", ts_ns=NOW, mode="REDUCE_ONLY", reason="drawdown", operator="ops")
-    await bus.deliver(h.on_control, codec.decode(encode(mode)))
+    await control(h, subjects.CONTROL_MODE, 1, mode)
     assert state.mode == "REDUCE_ONLY"
     snap = PortfolioSnapshot(
         id="p",
@@ -168,6 +174,9 @@ class FakeService:
 
     def consume(self, spec, codec, handler):
         self.consumers.append(spec)
+
+    def before_consumers(self, name, fn):
+        self.gates = {**getattr(self, "gates", {}), name: fn}
 
 
 def symbol_info(name="BTCTRY", status="TRADING"):
@@ -289,7 +298,9 @@ async def test_a_redelivery_on_another_replica_repeats_the_first_verdict():
     i = intent()
     assert await bus.deliver(replicas[0][1].on_intent, i) == "ack"
     # Replica b has the kill switch engaged when the same intent reaches it: it must not deny what a approved.
-    replicas[1][0].on_kill(KillSwitch(id="k", ts_ns=NOW, engaged=True, reason="r", operator="o"))
+    replicas[1][0].apply_control(
+        "control.kill", 1, KillSwitch(id="k", ts_ns=NOW, engaged=True, reason="r", operator="o")
+    )
     assert await bus.deliver(replicas[1][1].on_intent, i, deliveries=2) == "ack"
     assert bus.of_type(OrderDenied) == []
     [submit] = bus.of_type(SubmitOrder)

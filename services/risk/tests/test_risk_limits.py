@@ -36,7 +36,9 @@ RULES = {
 }
 ALL_CHECKS = (
     "KILL_SWITCH",
+    "CONTROL_UNREADABLE",
     "MODE",
+    "AUTO_MODE",
     "SYMBOL_HALTED",
     "STALE_INTENT",
     "UNKNOWN_SYMBOL",

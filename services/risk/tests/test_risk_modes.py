@@ -147,7 +147,9 @@ def snapshots(draw):
 @given(snapshots(), positive, positive)
 def test_more_drawdown_or_loss_never_relaxes_the_mode(snap, more_drawdown, more_loss):
     mode, _ = decide(snap)
-    worse = msgspec.structs.replace(snap, bot_drawdown=snap.bot_drawdown + more_drawdown, day_pnl=snap.day_pnl - more_loss)
+    worse = msgspec.structs.replace(
+        snap, bot_drawdown=snap.bot_drawdown + more_drawdown, day_pnl=snap.day_pnl - more_loss
+    )
     assert RANK[decide(worse)[0]] >= RANK[mode]
 
 
@@ -188,16 +190,17 @@ COOLDOWN = 900 * S
 def test_the_cooldown_machine_never_relaxes_a_money_rule_early_and_never_lags_a_stricter_one(decisions):
     state = AutoState()
     now = NOW
-    for reasons, gap in decisions:
+    for drawn, gap in decisions:
         now += gap
-        mode, reasons = decision_from(reasons)
+        mode, reasons = decision_from(drawn)
         before = state
         state = step(state, mode, reasons, now, COOLDOWN)
         # Never looser than what the account calls for now.
         assert RANK[state.mode] >= RANK[mode]
         # A stricter decision applies at once.
         if RANK[mode] > RANK[before.mode]:
-            assert state.mode == mode and state.since_ns == now
+            assert state.mode == mode
+            assert state.since_ns == now
         # Relaxing below a money rule's mode only after that mode held for the whole cooldown.
         if RANK[state.mode] < RANK[before.mode]:
             sticky = [r for r in before.reasons if r in STICKY and RANK[REASON_MODE[r]] > RANK[state.mode]]
@@ -227,7 +230,8 @@ def test_cooldown_examples():
     # A money rule under a data gap keeps its own mode after the gap closes.
     mixed = step(AutoState(), "OBSERVE_ONLY", ("EXPOSURE", "STALE_PORTFOLIO"), NOW, COOLDOWN)
     relaxed = step(mixed, "NORMAL", (), NOW + S, COOLDOWN)
-    assert relaxed.mode == "REDUCE_ONLY" and relaxed.reasons == ("EXPOSURE",)
+    assert relaxed.mode == "REDUCE_ONLY"
+    assert relaxed.reasons == ("EXPOSURE",)
     # A drawdown replaced by a data gap at the same mode still holds its cooldown.
     gap = step(state, "OBSERVE_ONLY", ("STALE_PORTFOLIO",), NOW + S, COOLDOWN)
     assert step(gap, "NORMAL", (), NOW + 2 * S, COOLDOWN).mode == "OBSERVE_ONLY"

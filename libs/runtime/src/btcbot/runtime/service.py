@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 import sys
 import time
@@ -20,6 +21,7 @@ from nats.aio.client import Client as NatsClient
 from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import Message
 from btcbot.contracts.streams import ALL_STREAMS, ConsumerSpec
+from btcbot.runtime.backoff import Backoff
 from btcbot.runtime.bus import Handler, Publisher
 from btcbot.runtime.consumer import Consumer
 from btcbot.runtime.errors import DependencyUnavailable, SettingsError
@@ -49,6 +51,8 @@ class Service:
         self.health = HealthServer(settings.health_host, settings.health_port)
         self._consumers: list[Consumer[Any]] = []
         self._tasks: list[tuple[str, TaskFn]] = []
+        self._gates: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self.gates_done = asyncio.Event()
         self._running: list[asyncio.Task[None]] = []
         self._close_hooks: list[Callable[[], Awaitable[None]]] = []
         self._redis: aioredis.Redis | None = None
@@ -67,6 +71,14 @@ class Service:
     def task(self, name: str, fn: TaskFn) -> None:
         """Run a background loop; it gets the stop event and should return soon after it is set."""
         self._tasks.append((name, fn))
+
+    def before_consumers(self, name: str, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run `fn` once after provisioning and before any consumer binds (e.g. rebuild state from a stream).
+
+        Gates run in order; a failing gate is retried with backoff until it succeeds or the service stops (it
+        never crashes the process: a dependency may simply not answer yet). /readyz stays false until all are done.
+        """
+        self._gates.append((name, fn))
 
     def readiness(self, name: str, check: Callable[[], bool]) -> None:
         """Add a readiness check (/readyz answers 503 while any is false)."""
@@ -121,16 +133,48 @@ class Service:
     async def start(self) -> None:
         """Start health, consumers and tasks."""
         await self.health.start()
-        for consumer in self._consumers:
-            self._start_task(f"consumer:{consumer.spec.durable}", consumer.run)
         for name, fn in self._tasks:
             self._start_task(name, fn)
+        if self._gates:
+            self.readiness("startup", self.gates_done.is_set)
+            self._start_task("startup-gates", self._run_gates)
+        else:
+            self._start_consumers()
         self.log.info(
             "service.started",
             consumers=[c.spec.durable for c in self._consumers],
             tasks=[n for n, _ in self._tasks],
             health_port=self.health.port,
         )
+
+    def _start_consumers(self) -> None:
+        self.gates_done.set()
+        for consumer in self._consumers:
+            self._start_task(f"consumer:{consumer.spec.durable}", consumer.run)
+
+    async def _run_gates(self, stop: asyncio.Event) -> None:
+        backoff = Backoff(0.5, 5.0, random.Random())
+        for name, fn in self._gates:
+            while not stop.is_set():
+                try:
+                    await fn()
+                except Exception as exc:
+                    delay = backoff.failure()
+                    self.log.warning(
+                        "startup_gate.failed",
+                        gate=name,
+                        error=f"{type(exc).__name__}: {exc}",
+                        failures=backoff.failures,
+                        retry_in=round(delay, 3),
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+                    continue
+                backoff.success()
+                self.log.info("startup_gate.done", gate=name)
+                break
+        if not stop.is_set():
+            self._start_consumers()
 
     async def stop(self) -> None:
         """Graceful stop; idempotent."""

@@ -1,24 +1,32 @@
-"""Wiring: exchange rules loaded and refreshed in the background, three consumers sharing one state."""
+"""Wiring: control state rebuilt from the CONTROL stream before any consumer binds, exchange rules loaded and
+refreshed in the background, the automatic budget on a tick, and the consumers sharing one state."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import random
-from typing import Protocol
+from typing import Any, Protocol
+
+import msgspec
 
 from btcbot.btcturk.errors import BtcTurkError
 from btcbot.btcturk.rest import BtcTurkClient
+from btcbot.contracts import subjects
 from btcbot.contracts.codec import Codec
-from btcbot.contracts.messages import BookSnapshot, KillSwitch, ModeChanged, OrderIntent, PortfolioSnapshot
-from btcbot.contracts.streams import RISK_BOOKS, RISK_CONTROL, RISK_INTENTS, RISK_PORTFOLIO
+from btcbot.contracts.messages import BookSnapshot, OrderIntent, PortfolioSnapshot
+from btcbot.contracts.streams import CONTROL, PORTFOLIO, RISK_BOOKS, RISK_CONTROL, RISK_INTENTS, RISK_PORTFOLIO
 from btcbot.risk.control import RiskState
-from btcbot.risk.handlers import ControlMessage, RiskHandlers
+from btcbot.risk.handlers import OpenOrders, RawControlCodec, RiskHandlers
 from btcbot.risk.rules import ExchangeSymbol, rules_from_exchange
 from btcbot.risk.settings import RiskSettings
 from btcbot.runtime.backoff import Backoff
 from btcbot.runtime.idempotency import IdempotencyStore, IdempotencyStoreProtocol
+from btcbot.runtime.latest import LastMessage, last_per_subject
 from btcbot.runtime.service import Service
+
+_NS = 1_000_000_000
+_portfolio: Codec[PortfolioSnapshot] = Codec(PortfolioSnapshot)
 
 
 class ExchangeInfoLike(Protocol):
@@ -93,17 +101,61 @@ async def first_load(client: RulesClient, state: RiskState, svc: Service, timeou
         svc.log.info("risk.rules_loaded", symbols=count)
 
 
+async def rebuild(
+    handlers: RiskHandlers, state: RiskState, control: dict[str, LastMessage], portfolio: LastMessage | None, log: Any
+) -> None:
+    """Apply the last trusted message of every control subject (and the newest portfolio) in stream order."""
+    for subject, last in sorted(control.items(), key=lambda item: item[1].sequence):
+        await handlers.apply_raw(subject, last.sequence, last.data, rebuild=True)
+    if portfolio is not None:
+        try:
+            state.on_portfolio(_portfolio.decode(portfolio.data))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("risk.portfolio_unreadable", seq=portfolio.sequence, error=str(exc))
+    handlers.rebuilt = True
+    log.warning(
+        "risk.control_rebuilt",
+        kill_engaged=state.kill_engaged,
+        mode=state.mode,
+        auto_mode=state.auto.mode,
+        auto_reasons=list(state.auto.reasons),
+        alarms=list(state.active_alarms()),
+        unreadable=sorted(state.unreadable),
+        subjects=len(control),
+        portfolio_seq=portfolio.sequence if portfolio else 0,
+    )
+    await handlers.evaluate_auto()
+
+
+async def auto_tick(stop: asyncio.Event, handlers: RiskHandlers, every: float) -> None:
+    """Re-run the budget on a clock: snapshot freshness and cooldowns are about time, not messages."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        await handlers.evaluate_auto()
+
+
 def register(
     svc: Service,
     settings: RiskSettings,
     client: RulesClient,
     state: RiskState | None = None,
     verdicts: IdempotencyStoreProtocol | None = None,
+    open_orders: OpenOrders | None = None,
 ) -> RiskState:
-    """Register consumers, the rules task and readiness on `svc` for a given exchange client."""
+    """Register the start-up rebuild, consumers, the rules and budget tasks and readiness on `svc`."""
     state = state if state is not None else RiskState(settings.account)
     handlers = RiskHandlers(
-        state, settings.limits(), svc.bus, svc.now_ns, svc.log, verdicts=verdicts, owner=settings.instance
+        state,
+        settings.limits(),
+        svc.bus,
+        svc.now_ns,
+        svc.log,
+        verdicts=verdicts,
+        owner=settings.instance,
+        budget=settings.budget() if settings.auto_mode else None,
+        open_orders=open_orders,
+        failure_alarm_after=settings.failure_alarm_after,
     )
     rng = random.Random()
 
@@ -112,10 +164,20 @@ def register(
             stop, client, state, svc, every=settings.rules_refresh, retry_max=settings.rules_retry_max, rng=rng
         )
 
+    async def rebuild_control() -> None:
+        skew = int(settings.max_clock_skew * _NS)
+        control = await last_per_subject(svc.js, CONTROL.name, RISK_CONTROL.filter_subjects, skew)
+        found = await last_per_subject(svc.js, PORTFOLIO.name, (subjects.portfolio(settings.account),), skew)
+        await rebuild(handlers, state, control, next(iter(found.values()), None), svc.log)
+
+    async def tick_task(stop: asyncio.Event) -> None:
+        await auto_tick(stop, handlers, settings.mode_tick)
+
+    svc.before_consumers("control-rebuild", rebuild_control)
     svc.task("rules", rules_task)
+    svc.task("auto-mode", tick_task)
     svc.readiness("rules", lambda: state.rules is not None)
-    control: Codec[ControlMessage] = Codec(ModeChanged | KillSwitch)
-    svc.consume(RISK_CONTROL, control, handlers.on_control)
+    svc.consume(RISK_CONTROL, RawControlCodec(), handlers.on_control)
     svc.consume(RISK_PORTFOLIO, Codec(PortfolioSnapshot), handlers.on_portfolio)
     if settings.max_book_age > 0:
         svc.consume(RISK_BOOKS, Codec(BookSnapshot), handlers.on_book)

@@ -5,26 +5,65 @@ from __future__ import annotations
 import base64
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
+
+import msgspec
 
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import Codec, encode
 from btcbot.contracts.messages import (
+    Alarm,
     BookSnapshot,
+    CancelOrder,
     KillSwitch,
+    Message,
     ModeChanged,
     OrderDenied,
     OrderIntent,
     PortfolioSnapshot,
     SubmitOrder,
 )
-from btcbot.risk.control import RiskState
+from btcbot.risk.control import ControlMessage, RiskState
 from btcbot.risk.limits import Approved, RiskLimits, check
+from btcbot.risk.modes import AutoState, BudgetLimits
 from btcbot.runtime.bus import Delivery, Publisher
-from btcbot.runtime.errors import Retry
+from btcbot.runtime.errors import Poison, Retry
 from btcbot.runtime.idempotency import IdempotencyStoreProtocol
 
-ControlMessage = ModeChanged | KillSwitch
+CONTROL_UNREADABLE = "CONTROL_UNREADABLE"
+ALARM_SOURCE = "risk"
+ALARM_KIND = "repeated_failures"
+_control: Codec[ControlMessage] = Codec(ControlMessage)
+
+
+class RawControl(Message, frozen=True, kw_only=True, tag="risk-raw-control"):
+    """A control payload as stored, undecoded: risk decodes it itself so that an unreadable one fails closed.
+
+    Never published; it only carries the bytes from the consumer loop to `on_control`.
+    """
+
+    data: bytes
+
+
+class RawControlCodec(Codec[RawControl]):
+    """Hands the handler the raw bytes of a control message (decoding cannot fail here)."""
+
+    def __init__(self) -> None:
+        super().__init__(RawControl)
+
+    def decode(self, data: bytes) -> RawControl:
+        """Wrap the bytes."""
+        return RawControl(id="", ts_ns=0, data=data)
+
+
+class OpenOrders(Protocol):
+    """Where risk learns which orders rest at the exchange (the reservation store), for cancel-on-kill."""
+
+    async def open_orders(self) -> list[tuple[str, str]]:
+        """(client_order_id, symbol) of every order approved and not yet terminal."""
+        ...
+
+
 # Verdicts are kept as long as an intent can be redelivered or replayed into the same durable.
 VERDICT_TTL_S = 7 * 24 * 3600.0
 _verdicts: Codec[SubmitOrder | OrderDenied] = Codec(SubmitOrder | OrderDenied)
@@ -74,8 +113,20 @@ class RiskHandlers:
         memory: int = 10_000,
         verdicts: IdempotencyStoreProtocol | None = None,
         owner: str = "risk",
+        budget: BudgetLimits | None = None,
+        open_orders: OpenOrders | None = None,
+        failure_alarm_after: int = 5,
     ) -> None:
         self._state = state
+        # None: the automatic budget is not evaluated here (published automatic modes still apply at rebuild).
+        self._budget = budget
+        self._open_orders = open_orders
+        self._failure_alarm_after = failure_alarm_after
+        self._failures = 0
+        self._alarm_raised = False
+        self._cancelled_kills: set[int] = set()
+        # The automatic budget is evaluated only once control state was rebuilt from the stream (start-up gate).
+        self.rebuilt = False
         # Shared across replicas: the first verdict on an intent, whichever replica reached it.
         self._shared = verdicts
         self._owner = owner
@@ -89,7 +140,39 @@ class RiskHandlers:
         self._verdicts: OrderedDict[str, tuple[str, SubmitOrder | OrderDenied]] = OrderedDict()
 
     async def on_intent(self, intent: OrderIntent, delivery: Delivery) -> None:
-        """Check an intent and publish SubmitOrder or OrderDenied."""
+        """Check an intent and publish SubmitOrder or OrderDenied; repeated failures raise an alarm."""
+        try:
+            await self._on_intent(intent)
+        except Poison:
+            raise
+        except Exception as exc:
+            self._failures += 1
+            if self._failures >= self._failure_alarm_after and not self._alarm_raised:
+                await self._publish_alarm(True, f"{self._failures} intents failed in a row; last: {exc!r}")
+            raise
+        self._failures = 0
+        if self._alarm_raised:
+            await self._publish_alarm(False, "intents are handled again")
+
+    async def _publish_alarm(self, active: bool, detail: str) -> None:
+        now = self._clock()
+        alarm = Alarm(
+            id=ids.alarm_id(ALARM_SOURCE, ALARM_KIND, active, f"{self._owner}:{now}"),
+            ts_ns=now,
+            source=ALARM_SOURCE,
+            kind=ALARM_KIND,
+            active=active,
+            detail=detail,
+        )
+        try:
+            await self._bus.publish(subjects.alarm(ALARM_SOURCE, ALARM_KIND), alarm)
+        except Exception as exc:  # the alarm is best effort: never mask the failure that caused it
+            self._log.error("risk.alarm_publish_failed", active=active, error=repr(exc))
+            return
+        self._alarm_raised = active
+        self._log.warning("risk.alarm", kind=ALARM_KIND, active=active, detail=detail)
+
+    async def _on_intent(self, intent: OrderIntent) -> None:
         remembered = self._verdicts.get(intent.id)
         if remembered is None:
             remembered = await self._first_verdict(intent, self._decide(intent))
@@ -142,20 +225,138 @@ class RiskHandlers:
             return subjects.submit(intent.symbol), to_submit(intent, verdict.checks, now)
         return subjects.denied(intent.symbol), to_denied(intent, verdict.reason, verdict.detail, now)
 
-    async def on_control(self, message: ControlMessage, delivery: Delivery) -> None:
-        """Apply a mode change or kill switch (the newest wins)."""
-        if isinstance(message, ModeChanged):
-            if self._state.on_mode(message):
-                self._log.warning("risk.mode", mode=message.mode, reason=message.reason, operator=message.operator)
-        elif self._state.on_kill(message):
+    async def on_control(self, raw: RawControl, delivery: Delivery) -> None:
+        """Apply a control message in stream order; an unreadable one fails closed and is dead-lettered."""
+        problem = await self.apply_raw(delivery.subject, delivery.sequence, raw.data)
+        if problem is not None:
+            raise Poison(f"{CONTROL_UNREADABLE}: {delivery.subject}: {problem}")
+        await self.evaluate_auto()
+
+    async def apply_raw(self, subject: str, seq: int, data: bytes, *, rebuild: bool = False) -> str | None:
+        """Decode and apply the message stored at `seq` on `subject`; returns why it is unreadable, else None."""
+        state = self._state
+        if not state.is_new(subject, seq):
+            # Redelivered or replayed: the state already holds this or a later message. A kill whose cancels
+            # failed is the exception: finish them.
+            if seq == state.applied_seq(subject) and not rebuild:
+                await self._finish_kill(subject, seq, data)
+            return None
+        try:
+            message = _control.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            state.apply_unreadable(subject, seq, f"undecodable: {exc}")
+            self._log.error("risk.control_unreadable", subject=subject, seq=seq, error=str(exc), rebuild=rebuild)
+            return f"undecodable: {exc}"
+        if subject == subjects.CONTROL_AUTO and not rebuild:
+            # Each replica runs the budget itself; the stream's automatic mode is adopted at start-up only.
+            state.note_seq(subject, seq)
+            return None
+        state.apply_control(subject, seq, message)
+        if subject in state.unreadable:
+            self._log.error("risk.control_unreadable", subject=subject, seq=seq, error=state.unreadable[subject])
+            return state.unreadable[subject]
+        self._log_control(subject, seq, message, rebuild)
+        if not rebuild:
+            await self._finish_kill(subject, seq, data, message)
+        return None
+
+    def _log_control(self, subject: str, seq: int, message: ControlMessage, rebuild: bool) -> None:
+        if isinstance(message, KillSwitch):
             self._log.warning(
-                "risk.kill_switch", engaged=message.engaged, reason=message.reason, operator=message.operator
+                "risk.kill_switch",
+                engaged=message.engaged,
+                reason=message.reason,
+                operator=message.operator,
+                seq=seq,
+                rebuild=rebuild,
             )
+        elif isinstance(message, Alarm):
+            self._log.warning(
+                "risk.alarm_seen", subject=subject, active=message.active, detail=message.detail, rebuild=rebuild
+            )
+        else:
+            self._log.warning(
+                "risk.mode",
+                subject=subject,
+                mode=message.mode,
+                reason=message.reason,
+                operator=message.operator,
+                reasons=list(message.reasons),
+                seq=seq,
+                rebuild=rebuild,
+            )
+
+    async def _finish_kill(self, subject: str, seq: int, data: bytes, message: ControlMessage | None = None) -> None:
+        """With `cancel_resting`, an engaged kill switch cancels every open order (once per kill message)."""
+        if subject != subjects.CONTROL_KILL or seq in self._cancelled_kills:
+            return
+        if message is None:
+            try:
+                message = _control.decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return
+        if not (isinstance(message, KillSwitch) and message.engaged and message.cancel_resting):
+            return
+        if self._open_orders is None:
+            self._log.error("risk.cancel_resting_unavailable", reason="no open-order source wired")
+            self._cancelled_kills.add(seq)
+            return
+        # A failure here naks the kill message; the redelivery (same sequence) finishes the cancels.
+        orders = await self._open_orders.open_orders()
+        now = self._clock()
+        for client_order_id, symbol in orders:
+            await self._bus.publish(
+                subjects.cancel(symbol),
+                CancelOrder(
+                    id=ids.cancel_command_id(client_order_id, "KILL_SWITCH"),
+                    ts_ns=now,
+                    client_order_id=client_order_id,
+                    symbol=symbol,
+                    reason="KILL_SWITCH",
+                    requested_by=f"risk:{self._owner}",
+                ),
+            )
+        self._cancelled_kills.add(seq)
+        self._log.warning("risk.kill_cancelled_resting", orders=len(orders))
+
+    async def evaluate_auto(self) -> AutoState | None:
+        """Run the automatic budget; publish and log a change (one id per change, so replicas dedupe)."""
+        if self._budget is None or not self.rebuilt:
+            return None
+        before = self._state.auto
+        changed = self._state.evaluate(self._budget, self._clock())
+        if changed is None:
+            return None
+        snapshot = self._state.snapshot
+        cause = f"{snapshot.id if snapshot else 'none'}:{self._state.alarm_seq()}:{'+'.join(changed.reasons)}"
+        event = ModeChanged(
+            id=ids.auto_mode_id(changed.mode, cause),
+            ts_ns=changed.since_ns,
+            mode=changed.mode,
+            reason=", ".join(changed.reasons) or "budget clear",
+            operator=f"risk:{self._owner}",
+            source="auto",
+            reasons=changed.reasons,
+        )
+        level = "warning" if changed.mode != before.mode else "info"
+        getattr(self._log, level)(
+            "risk.auto_mode",
+            mode=changed.mode,
+            previous=before.mode,
+            reasons=list(changed.reasons),
+            alarms=list(self._state.active_alarms()),
+        )
+        try:
+            await self._bus.publish(subjects.CONTROL_AUTO, event)
+        except Exception as exc:  # the local state already holds; the next change is published anyway
+            self._log.error("risk.auto_mode_publish_failed", error=repr(exc))
+        return changed
 
     async def on_book(self, book: BookSnapshot, delivery: Delivery) -> None:
         """Track how fresh each symbol's market is."""
         self._state.on_book(book)
 
     async def on_portfolio(self, snapshot: PortfolioSnapshot, delivery: Delivery) -> None:
-        """Take positions from this account's ledger snapshots."""
-        self._state.on_portfolio(snapshot)
+        """Take positions from this account's ledger snapshots, and run the budget on them."""
+        if self._state.on_portfolio(snapshot):
+            await self.evaluate_auto()

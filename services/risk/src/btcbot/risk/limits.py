@@ -4,8 +4,8 @@ Checks run in a fixed order and the first failure decides; each failure is a sta
 exception. Order matters: the switches an operator controls come first, then whether the symbol can be
 traded at all, then the shape of the order, then the exchange's filters, then our own size limit.
 
-    KILL_SWITCH, MODE, SYMBOL_HALTED, STALE_INTENT, STALE_BOOK, RULES_NOT_LOADED, UNKNOWN_SYMBOL,
-    SYMBOL_NOT_TRADING, ORDER_TYPE, BAD_QUANTITY, MISSING_PRICE, BAD_PRICE, REDUCE_ONLY, PRICE_RANGE,
+    KILL_SWITCH, CONTROL_UNREADABLE, MODE, AUTO_MODE, SYMBOL_HALTED, STALE_INTENT, STALE_BOOK, RULES_NOT_LOADED,
+    UNKNOWN_SYMBOL, SYMBOL_NOT_TRADING, ORDER_TYPE, BAD_QUANTITY, MISSING_PRICE, BAD_PRICE, REDUCE_ONLY, PRICE_RANGE,
     PRICE_TICK, PRICE_SCALE, QUANTITY_SCALE, MIN_NOTIONAL, MAX_ORDER_NOTIONAL
 """
 
@@ -67,6 +67,11 @@ class RiskView:
     rules: Mapping[str, SymbolRules] | None = None
     halted: frozenset[str] = frozenset()
     books: Mapping[str, BookSeen] = field(default_factory=dict)
+    # The automatic budget's mode and its reason codes (risk/modes.py); the stricter of it and `mode` applies.
+    auto_mode: Mode = "NORMAL"
+    auto_reasons: tuple[str, ...] = ()
+    # Control subjects whose last message cannot be read: nothing is approved until they are readable again.
+    unreadable: tuple[str, ...] = ()
 
 
 def decimals(value: Decimal) -> int:
@@ -111,12 +116,21 @@ def check(intent: OrderIntent, view: RiskView, limits: RiskLimits, now_ns: int) 
     if view.kill_engaged:
         return Denied("KILL_SWITCH", "the kill switch is engaged")
     ok("KILL_SWITCH")
+    if view.unreadable:
+        return Denied("CONTROL_UNREADABLE", f"cannot read the last message of {', '.join(view.unreadable)}")
+    ok("CONTROL_UNREADABLE")
     position = view.positions.get(intent.symbol, _ZERO)
     if view.mode == "OBSERVE_ONLY":
         return Denied("MODE", "mode is OBSERVE_ONLY: no orders")
     if view.mode == "REDUCE_ONLY" and increases_exposure(intent.side, intent.quantity, position):
         return Denied("MODE", f"mode is REDUCE_ONLY: {intent.side} {intent.quantity} vs position {position}")
     ok("MODE")
+    auto = f"automatic {view.auto_mode} ({', '.join(view.auto_reasons)})"
+    if view.auto_mode == "OBSERVE_ONLY":
+        return Denied("AUTO_MODE", f"{auto}: no orders")
+    if view.auto_mode == "REDUCE_ONLY" and increases_exposure(intent.side, intent.quantity, position):
+        return Denied("AUTO_MODE", f"{auto}: {intent.side} {intent.quantity} vs position {position}")
+    ok("AUTO_MODE")
     if intent.symbol in view.halted:
         return Denied("SYMBOL_HALTED", f"the ledger halted {intent.symbol} after an integrity error")
     ok("SYMBOL_HALTED")

@@ -119,9 +119,9 @@ def decide_mode(inputs: ModeInputs, limits: BudgetLimits) -> tuple[Mode, tuple[s
         reasons.add("MISSING_MARK")
     if limits.max_exposure is not None and gross > limits.max_exposure:
         reasons.add("EXPOSURE")
-    if limits.max_position_share is not None and largest > 0:
-        if snap.equity <= 0 or largest > limits.max_position_share * snap.equity:
-            reasons.add("CONCENTRATION")
+    share = limits.max_position_share
+    if share is not None and largest > 0 and (snap.equity <= 0 or largest > share * snap.equity):
+        reasons.add("CONCENTRATION")
     return mode_of(reasons), tuple(sorted(reasons))
 
 

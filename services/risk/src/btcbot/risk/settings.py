@@ -7,6 +7,7 @@ from decimal import Decimal
 from pydantic import Field
 
 from btcbot.risk.limits import RiskLimits
+from btcbot.risk.modes import BudgetLimits
 from btcbot.runtime.settings import CommonSettings, ExchangeSettings, service_config
 
 _NS = 1_000_000_000
@@ -27,6 +28,42 @@ class RiskSettings(CommonSettings, ExchangeSettings):
     )
     rules_refresh: float = Field(300.0, gt=0, description="seconds between exchangeinfo reloads")
     rules_retry_max: float = Field(30.0, gt=0, description="longest wait between failed exchangeinfo loads")
+
+    # The automatic budget (risk/modes.py); money in the quote asset; 0 switches a rule off.
+    auto_mode: bool = Field(
+        True, description="evaluate the automatic budget (off only for drills that run risk without a ledger)"
+    )
+    max_drawdown: Decimal = Field(Decimal(3000), ge=0, description="bot drawdown from its peak -> OBSERVE_ONLY")
+    max_daily_loss: Decimal = Field(Decimal(1000), ge=0, description="bot loss today -> OBSERVE_ONLY")
+    max_gross_exposure: Decimal = Field(Decimal(10000), ge=0, description="bot gross exposure above -> REDUCE_ONLY")
+    max_position_share: Decimal = Field(
+        Decimal("0.30"), ge=0, le=1, description="largest bot position above this share of equity -> REDUCE_ONLY"
+    )
+    max_day_fees: Decimal = Field(Decimal(0), ge=0, description="fees today above -> REDUCE_ONLY (0: off)")
+    max_snapshot_age: float = Field(
+        60.0, ge=0, description="seconds after which the last portfolio snapshot is stale -> OBSERVE_ONLY"
+    )
+    mode_cooldown: float = Field(900.0, ge=0, description="seconds an automatic mode set by a money rule holds")
+    mode_tick: float = Field(1.0, gt=0, description="seconds between budget evaluations without a new snapshot")
+    failure_alarm_after: int = Field(
+        5, ge=1, description="consecutive intent-handling failures that raise the risk.repeated_failures alarm"
+    )
+
+    def budget(self) -> BudgetLimits:
+        """The automatic budget these settings describe (0 switches a rule off)."""
+
+        def opt(value: Decimal) -> Decimal | None:
+            return value if value > 0 else None
+
+        return BudgetLimits(
+            max_drawdown=opt(self.max_drawdown),
+            max_daily_loss=opt(self.max_daily_loss),
+            max_exposure=opt(self.max_gross_exposure),
+            max_position_share=opt(self.max_position_share),
+            max_day_fees=opt(self.max_day_fees),
+            max_snapshot_age_ns=int(self.max_snapshot_age * _NS) if self.max_snapshot_age > 0 else None,
+            cooldown_ns=int(self.mode_cooldown * _NS),
+        )
 
     def limits(self) -> RiskLimits:
         """The limits these settings describe."""
