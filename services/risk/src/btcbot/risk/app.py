@@ -156,6 +156,7 @@ def register(
         budget=settings.budget() if settings.auto_mode else None,
         open_orders=open_orders,
         failure_alarm_after=settings.failure_alarm_after,
+        max_skew_ns=int(settings.max_clock_skew * _NS),
     )
     rng = random.Random()
 

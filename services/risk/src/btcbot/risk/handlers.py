@@ -29,6 +29,7 @@ from btcbot.risk.modes import AutoState, BudgetLimits
 from btcbot.runtime.bus import Delivery, Publisher
 from btcbot.runtime.errors import Poison, Retry
 from btcbot.runtime.idempotency import IdempotencyStoreProtocol
+from btcbot.runtime.sanity import FUTURE_DATED, is_future_dated
 
 CONTROL_UNREADABLE = "CONTROL_UNREADABLE"
 ALARM_SOURCE = "risk"
@@ -116,12 +117,14 @@ class RiskHandlers:
         budget: BudgetLimits | None = None,
         open_orders: OpenOrders | None = None,
         failure_alarm_after: int = 5,
+        max_skew_ns: int = 5_000_000_000,
     ) -> None:
         self._state = state
         # None: the automatic budget is not evaluated here (published automatic modes still apply at rebuild).
         self._budget = budget
         self._open_orders = open_orders
         self._failure_alarm_after = failure_alarm_after
+        self._max_skew_ns = max_skew_ns
         self._failures = 0
         self._alarm_raised = False
         self._cancelled_kills: set[int] = set()
@@ -229,7 +232,8 @@ class RiskHandlers:
         """Apply a control message in stream order; an unreadable one fails closed and is dead-lettered."""
         problem = await self.apply_raw(delivery.subject, delivery.sequence, raw.data)
         if problem is not None:
-            raise Poison(f"{CONTROL_UNREADABLE}: {delivery.subject}: {problem}")
+            code = FUTURE_DATED if problem.startswith(FUTURE_DATED) else CONTROL_UNREADABLE
+            raise Poison(f"{code}: {delivery.subject}: {problem}")
         await self.evaluate_auto()
 
     async def apply_raw(self, subject: str, seq: int, data: bytes, *, rebuild: bool = False) -> str | None:
@@ -247,6 +251,11 @@ class RiskHandlers:
             state.apply_unreadable(subject, seq, f"undecodable: {exc}")
             self._log.error("risk.control_unreadable", subject=subject, seq=seq, error=str(exc), rebuild=rebuild)
             return f"undecodable: {exc}"
+        if not rebuild and is_future_dated(message.ts_ns, self._clock(), self._max_skew_ns):
+            # Dated ahead of now, so ahead of when it was stored: not trusted (the kit dead-letters these too;
+            # at a rebuild the kit's reader already skipped them). The message in force stays.
+            self._log.error("risk.control_future_dated", subject=subject, seq=seq, ts_ns=message.ts_ns)
+            return f"{FUTURE_DATED}: dated {(message.ts_ns - self._clock()) / 1e9:.1f}s ahead"
         if subject == subjects.CONTROL_AUTO and not rebuild:
             # Each replica runs the budget itself; the stream's automatic mode is adopted at start-up only.
             state.note_seq(subject, seq)
