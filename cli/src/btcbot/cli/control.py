@@ -1,4 +1,5 @@
-"""Operator commands: trading mode, kill switch, and a look at the dead-letter stream."""
+"""Operator commands: trading mode, kill switch, halt resumes, the control state as risk rebuilds it, and a look at
+the dead-letter stream."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import msgspec
 
 from btcbot.contracts import subjects
 from btcbot.contracts.codec import Codec
-from btcbot.contracts.messages import DeadLetter, KillSwitch, Mode, ModeChanged
-from btcbot.contracts.streams import ALL_STREAMS, DLQ
+from btcbot.contracts.messages import Alarm, DeadLetter, KillSwitch, Message, Mode, ModeChanged, ResumeSymbol
+from btcbot.contracts.streams import ALL_STREAMS, CONTROL, DLQ, RISK_CONTROL
 from btcbot.runtime.inspect import read_stream
 from btcbot.runtime.jetstream import NatsPublisher, connect, provision
+from btcbot.runtime.latest import LastMessage, last_per_subject
 
 MODES: tuple[Mode, ...] = ("NORMAL", "REDUCE_ONLY", "OBSERVE_ONLY")
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -31,38 +33,131 @@ def operator_name(explicit: str | None) -> str:
         return "unknown"
 
 
-def control_message(kind: str, value: str, reason: str, operator: str, now_ns: int) -> ModeChanged | KillSwitch:
+def control_message(
+    kind: str, value: str, reason: str, operator: str, now_ns: int, *, cancel_resting: bool = False
+) -> ModeChanged | KillSwitch | ResumeSymbol:
     """The control event for a command; its id is the command's own (operator and time)."""
     if kind == "mode":
         if value not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
         mode: Mode = value  # type: ignore[assignment]
         return ModeChanged(id=f"mode:{operator}:{now_ns}", ts_ns=now_ns, mode=mode, reason=reason, operator=operator)
+    if kind == "resume":
+        symbol = value.upper()
+        if not symbol.isalnum():
+            raise ValueError(f"resume needs a symbol such as BTCTRY, not {value!r}")
+        return ResumeSymbol(
+            id=f"resume:{symbol}:{operator}:{now_ns}", ts_ns=now_ns, symbol=symbol, reason=reason, operator=operator
+        )
+    if kind not in ("kill", "release"):
+        raise ValueError(f"unknown control action {kind!r}")
     engaged = kind == "kill"
-    return KillSwitch(id=f"kill:{operator}:{now_ns}", ts_ns=now_ns, engaged=engaged, reason=reason, operator=operator)
+    if cancel_resting and not engaged:
+        raise ValueError("--cancel-resting goes with `kill`")
+    return KillSwitch(
+        id=f"kill:{operator}:{now_ns}",
+        ts_ns=now_ns,
+        engaged=engaged,
+        reason=reason,
+        operator=operator,
+        cancel_resting=cancel_resting,
+    )
 
 
-async def send_control(env: Mapping[str, str], message: ModeChanged | KillSwitch) -> None:
-    """Publish a control event on its subject (the CONTROL stream keeps the latest per subject)."""
+def control_subject(message: ModeChanged | KillSwitch | ResumeSymbol) -> str:
+    """Where a command is published."""
+    if isinstance(message, ModeChanged):
+        return subjects.CONTROL_MODE
+    if isinstance(message, ResumeSymbol):
+        return subjects.resume(message.symbol)
+    return subjects.CONTROL_KILL
+
+
+async def send_control(env: Mapping[str, str], message: ModeChanged | KillSwitch | ResumeSymbol) -> None:
+    """Publish a control event on its subject (the CONTROL stream keeps the history; the last one holds)."""
     nc = await connect(env.get("NATS_URL", DEFAULT_NATS_URL), "btcbot-control", 10, reconnect_forever=False)
     try:
         js = nc.jetstream()
         await provision(js, ALL_STREAMS)
-        subject = subjects.CONTROL_MODE if isinstance(message, ModeChanged) else subjects.CONTROL_KILL
-        await NatsPublisher(js).publish(subject, message)
+        await NatsPublisher(js).publish(control_subject(message), message)
     finally:
         await nc.close()
 
 
-async def run_control(env: Mapping[str, str], kind: str, value: str, reason: str, operator: str | None) -> int:
-    """`btcbot control mode|kill|release ...`: publish and print what was sent."""
+async def run_control(
+    env: Mapping[str, str],
+    kind: str,
+    value: str,
+    reason: str | None,
+    operator: str | None,
+    *,
+    cancel_resting: bool = False,
+) -> int:
+    """`btcbot control mode|kill|release|resume|status ...`: publish and print what was sent (or the state)."""
+    if kind == "status":
+        return await run_status(env)
+    if not reason:
+        print(f"btcbot control {kind}: --reason is required")
+        return 2
     try:
-        message = control_message(kind, value, reason, operator_name(operator), time.time_ns())
+        message = control_message(
+            kind, value, reason, operator_name(operator), time.time_ns(), cancel_resting=cancel_resting
+        )
     except ValueError as exc:
         print(f"btcbot control: {exc}")
         return 2
     await send_control(env, message)
     print(msgspec.json.encode(message).decode())
+    return 0
+
+
+_control_codec: Codec[Message] = Codec(ModeChanged | KillSwitch | Alarm)
+
+
+def control_status(stored: Mapping[str, LastMessage]) -> dict[str, Any]:
+    """The control state risk rebuilds from these last messages: switches, automatic mode, alarms, unreadable."""
+    status: dict[str, Any] = {
+        "kill_engaged": False,
+        "mode": "NORMAL",
+        "auto_mode": "NORMAL",
+        "auto_reasons": [],
+        "active_alarms": {},
+        "unreadable": {},
+        "sequences": {},
+    }
+    for subject, last in sorted(stored.items()):
+        status["sequences"][subject] = last.sequence
+        try:
+            message = _control_codec.decode(last.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            status["unreadable"][subject] = f"undecodable: {exc}"
+            continue
+        if subject == subjects.CONTROL_KILL and isinstance(message, KillSwitch):
+            status["kill_engaged"] = message.engaged
+            status["kill"] = {"reason": message.reason, "operator": message.operator, "ts_ns": message.ts_ns}
+        elif subject == subjects.CONTROL_MODE and isinstance(message, ModeChanged):
+            status["mode"] = message.mode
+        elif subject == subjects.CONTROL_AUTO and isinstance(message, ModeChanged):
+            status["auto_mode"] = message.mode
+            status["auto_reasons"] = list(message.reasons)
+            status["auto_since_ns"] = message.ts_ns
+        elif subject.startswith("control.alarm.") and isinstance(message, Alarm):
+            if message.active:
+                status["active_alarms"][subject] = message.detail
+        else:
+            status["unreadable"][subject] = f"{subject} holds a {type(message).__name__}"
+    return status
+
+
+async def run_status(env: Mapping[str, str]) -> int:
+    """`btcbot control status`: the control state from the last trusted message per subject, as JSON."""
+    nc = await connect(env.get("NATS_URL", DEFAULT_NATS_URL), "btcbot-control", 10, reconnect_forever=False)
+    try:
+        skew_ns = int(float(env.get("BTCBOT_MAX_CLOCK_SKEW", "5")) * 1_000_000_000)
+        stored = await last_per_subject(nc.jetstream(), CONTROL.name, RISK_CONTROL.filter_subjects, skew_ns)
+    finally:
+        await nc.close()
+    print(json.dumps(control_status(stored), sort_keys=True))
     return 0
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from btcbot.contracts import ids
+from btcbot.contracts import ids, subjects
 from btcbot.contracts.messages import (
     BookSnapshot,
     CancelOrder,
@@ -250,9 +250,10 @@ def replay_decisions(
                 engine.on_portfolio(message)
                 risk.on_portfolio(message)
         elif isinstance(message, ModeChanged):
-            risk.on_mode(message)
+            # Recorded in stream order: sequence 0 applies each in turn (the automatic mode as it was published).
+            risk.apply_control(subjects.CONTROL_AUTO if message.source == "auto" else subjects.CONTROL_MODE, 0, message)
         elif isinstance(message, KillSwitch):
-            risk.on_kill(message)
+            risk.apply_control(subjects.CONTROL_KILL, 0, message)
         elif isinstance(message, OrderAccepted):
             engine.on_accepted(message)
         elif isinstance(message, OrderRejected):

@@ -45,11 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
         verify.add_argument(f"--{flag}", help="overrides the run file and the environment")
     verify.add_argument("--since-ms", type=int, help="ignore stream messages older than this (epoch ms)")
 
-    control = sub.add_parser("control", help="set the trading mode or the kill switch for every service")
-    control.add_argument("action", choices=("mode", "kill", "release"))
-    control.add_argument("mode", nargs="?", default="", help="NORMAL | REDUCE_ONLY | OBSERVE_ONLY (with `mode`)")
-    control.add_argument("--reason", required=True, help="why; recorded with the event")
+    control = sub.add_parser(
+        "control", help="set the trading mode or the kill switch, resume a halted symbol, or show the control state"
+    )
+    control.add_argument("action", choices=("mode", "kill", "release", "resume", "status"))
+    control.add_argument(
+        "mode", nargs="?", default="", help="NORMAL | REDUCE_ONLY | OBSERVE_ONLY (with `mode`); SYMBOL (with `resume`)"
+    )
+    control.add_argument("--reason", help="why; recorded with the event (required except for `status`)")
     control.add_argument("--operator", help="who (default: login name)")
+    control.add_argument(
+        "--cancel-resting", action="store_true", help="with `kill`: also cancel every resting order (default: keep)"
+    )
 
     dlq = sub.add_parser("dlq", help="the newest dead letters, one JSON object per line")
     dlq.add_argument("--service", help="only this service's dead letters")
@@ -111,7 +118,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "control":
         from btcbot.cli.control import run_control
 
-        raise SystemExit(asyncio.run(run_control(os.environ, args.action, args.mode, args.reason, args.operator)))
+        raise SystemExit(
+            asyncio.run(
+                run_control(
+                    os.environ,
+                    args.action,
+                    args.mode,
+                    args.reason,
+                    args.operator,
+                    cancel_resting=args.cancel_resting,
+                )
+            )
+        )
     if args.command == "dlq":
         from btcbot.cli.control import run_dlq
 
