@@ -106,6 +106,7 @@ class Chaos:
     nc: Any = None
     published: list[str] = field(default_factory=list)
     kills: list[str] = field(default_factory=list)
+    risk_env: dict[str, str] = field(default_factory=dict)
 
     # ---- processes ------------------------------------------------------------------------------
 
@@ -141,9 +142,13 @@ class Chaos:
         # The ledger gets no exchange credentials: its own reconciliation must not paper over a lost fill.
         self.sup.add("ledger", "btcbot.ledger", {**common, "LEDGER_OPENING_BALANCES": FUNDS,
                                                   "LEDGER_RECONCILE_INTERVAL": "0"})  # fmt: skip
-        # Intents come straight from the test, with no market data: risk's fresh-book check is off.
-        self.sup.add("risk", "btcbot.risk", {**common, **exchange, "RISK_MAX_INTENT_AGE": "60",
-                                              "RISK_MAX_BOOK_AGE": "0"})  # fmt: skip
+        # Intents come straight from the test, with no market data: risk's fresh-book check is off, and so is the
+        # automatic budget (RISK_AUTO_MODE, docs/risk.md): with no marks the ledger publishes no snapshot until a
+        # fill, so the budget would hold OBSERVE_ONLY (NO_PORTFOLIO) for good. A fixed instance name keeps the
+        # replica's fan-out control durable across restarts (the hard case for the kill switch).
+        self.risk_env = {**common, **exchange, "RISK_MAX_INTENT_AGE": "60", "RISK_MAX_BOOK_AGE": "0",
+                         "RISK_AUTO_MODE": "false", "BTCBOT_INSTANCE": "risk-a"}  # fmt: skip
+        self.sup.add("risk", "btcbot.risk", self.risk_env)
         for name in REPLICAS:
             self.sup.add(name, "btcbot.execution", {
                 **common, **exchange,
