@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,8 +52,11 @@ class System:
         return self.stderr_path.read_text(errors="replace")[-size:]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def system(redis_url: str, pg_admin_url: str) -> AsyncIterator[System]:
+@contextlib.asynccontextmanager
+async def start_system(
+    redis_url: str, pg_admin_url: str, extra_env: dict[str, str] | None = None, symbols: str = "BTCTRY,ETHTRY"
+) -> AsyncIterator[System]:
+    """`btcbot up` on a private NATS and a fresh database; `extra_env` reaches every service (e.g. RISK_*)."""
     from btcbot.cli.infra import drop_database, ensure_database, start_nats
 
     # Searchable by the postgres user and private to this module's run.
@@ -63,7 +67,8 @@ async def system(redis_url: str, pg_admin_url: str) -> AsyncIterator[System]:
     database_url = await ensure_database(pg_admin_url, db_name)
     state = base / "state"
     stderr_path = base / "up.stderr"
-    env = {**os.environ, "NATS_URL": nats.url, "REDIS_URL": redis_url, "DATABASE_URL": database_url}
+    env = {**os.environ, **(extra_env or {})}
+    env.update({"NATS_URL": nats.url, "REDIS_URL": redis_url, "DATABASE_URL": database_url})
     with stderr_path.open("wb") as err:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -73,7 +78,7 @@ async def system(redis_url: str, pg_admin_url: str) -> AsyncIterator[System]:
             "--state-dir",
             str(state),
             "--symbols",
-            "BTCTRY,ETHTRY",
+            symbols,
             env=env,
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
@@ -100,3 +105,15 @@ async def system(redis_url: str, pg_admin_url: str) -> AsyncIterator[System]:
         nats.stop()
         with contextlib.suppress(Exception):
             await drop_database(pg_admin_url, db_name)
+
+
+@pytest.fixture(scope="session")
+def system_starter() -> Any:
+    """`start_system` for modules that need a system with their own settings."""
+    return start_system
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def system(redis_url: str, pg_admin_url: str) -> AsyncIterator[System]:
+    async with start_system(redis_url, pg_admin_url) as running:
+        yield running
