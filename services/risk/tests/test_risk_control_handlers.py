@@ -328,3 +328,17 @@ async def test_kill_without_cancel_resting_leaves_resting_orders():
     await control(h, subjects.CONTROL_KILL, 3, kill(True))
     assert orders.calls == 0
     assert bus.of_type(CancelOrder) == []
+
+
+async def test_a_repeated_failures_alarm_left_by_a_dead_replica_is_cleared_by_the_next_success():
+    bus, state, h = rig()
+    subject = subjects.alarm("risk", "repeated_failures")
+    left = Alarm(id="old", ts_ns=NOW, source="risk", kind="repeated_failures", active=True)
+    await control(h, subject, 3, left)
+    assert state.active_alarms() == (subject,)
+    await h.on_intent(intent(), Delivery(subject="intent.BTCTRY"))
+    [cleared] = [m for m in bus.of_type(Alarm) if not m.active]
+    assert cleared.source == "risk"
+    # Once cleared, further successes publish nothing more.
+    await h.on_intent(intent(), Delivery(subject="intent.BTCTRY"))
+    assert len(bus.of_type(Alarm)) == 1

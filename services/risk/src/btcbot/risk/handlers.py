@@ -126,7 +126,8 @@ class RiskHandlers:
         self._failure_alarm_after = failure_alarm_after
         self._max_skew_ns = max_skew_ns
         self._failures = 0
-        self._alarm_raised = False
+        # What this replica last published on its alarm subject; None: the stream's last alarm (in state) says.
+        self._alarm_raised: bool | None = None
         self._cancelled_kills: set[int] = set()
         # The automatic budget is evaluated only once control state was rebuilt from the stream (start-up gate).
         self.rebuilt = False
@@ -150,12 +151,19 @@ class RiskHandlers:
             raise
         except Exception as exc:
             self._failures += 1
-            if self._failures >= self._failure_alarm_after and not self._alarm_raised:
+            if self._failures >= self._failure_alarm_after and not self._alarm_active():
                 await self._publish_alarm(True, f"{self._failures} intents failed in a row; last: {exc!r}")
             raise
         self._failures = 0
-        if self._alarm_raised:
+        if self._alarm_active():
+            # Any replica handling intents again clears it (also one raised by a replica that died since).
             await self._publish_alarm(False, "intents are handled again")
+
+    def _alarm_active(self) -> bool:
+        if self._alarm_raised is not None:
+            return self._alarm_raised
+        alarm = self._state.alarms.get(subjects.alarm(ALARM_SOURCE, ALARM_KIND))
+        return alarm is not None and alarm.active
 
     async def _publish_alarm(self, active: bool, detail: str) -> None:
         now = self._clock()
@@ -261,6 +269,8 @@ class RiskHandlers:
             state.note_seq(subject, seq)
             return None
         state.apply_control(subject, seq, message)
+        if subject == subjects.alarm(ALARM_SOURCE, ALARM_KIND):
+            self._alarm_raised = None  # the stream's word is newer than ours
         if subject in state.unreadable:
             self._log.error("risk.control_unreadable", subject=subject, seq=seq, error=state.unreadable[subject])
             return state.unreadable[subject]
