@@ -342,3 +342,12 @@ async def test_a_repeated_failures_alarm_left_by_a_dead_replica_is_cleared_by_th
     # Once cleared, further successes publish nothing more.
     await h.on_intent(intent(), Delivery(subject="intent.BTCTRY"))
     assert len(bus.of_type(Alarm)) == 1
+
+
+def test_the_raw_codec_keeps_id_and_date_for_the_kits_checks():
+    from btcbot.risk.handlers import RawControlCodec
+
+    raw = RawControlCodec().decode(encode(kill(True, ts=NOW + 7)))
+    assert (raw.id, raw.ts_ns) == (f"k{NOW + 7}True", NOW + 7)
+    garbage = RawControlCodec().decode(bytes(40))
+    assert (garbage.id, garbage.ts_ns, garbage.data) == ("", 0, bytes(40))

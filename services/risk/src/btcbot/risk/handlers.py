@@ -46,15 +46,30 @@ class RawControl(Message, frozen=True, kw_only=True, tag="risk-raw-control"):
     data: bytes
 
 
+class _Stamp(msgspec.Struct):
+    id: str = ""
+    ts_ns: int = 0
+
+
+_stamp = msgspec.msgpack.Decoder(_Stamp)
+
+
 class RawControlCodec(Codec[RawControl]):
-    """Hands the handler the raw bytes of a control message (decoding cannot fail here)."""
+    """Hands the handler the raw bytes of a control message (decoding cannot fail here).
+
+    The id and creation time are read when they can be, so the kit's checks on them (FUTURE_DATED) still apply.
+    """
 
     def __init__(self) -> None:
         super().__init__(RawControl)
 
     def decode(self, data: bytes) -> RawControl:
         """Wrap the bytes."""
-        return RawControl(id="", ts_ns=0, data=data)
+        try:
+            stamp = _stamp.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            stamp = _Stamp()
+        return RawControl(id=stamp.id, ts_ns=stamp.ts_ns, data=data)
 
 
 class OpenOrders(Protocol):
