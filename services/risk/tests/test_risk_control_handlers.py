@@ -351,3 +351,13 @@ def test_the_raw_codec_keeps_id_and_date_for_the_kits_checks():
     assert (raw.id, raw.ts_ns) == (f"k{NOW + 7}True", NOW + 7)
     garbage = RawControlCodec().decode(bytes(40))
     assert (garbage.id, garbage.ts_ns, garbage.data) == ("", 0, bytes(40))
+
+
+async def test_an_alarm_mode_change_names_the_alarm():
+    bus, _, h = rig(budget=BudgetLimits())
+    await h.on_portfolio(snapshot(), Delivery(subject="portfolio.main"))
+    subject = subjects.alarm("execution", "breaker_open")
+    await control(h, subject, 1, Alarm(id="a", ts_ns=NOW, source="execution", kind="breaker_open", active=True))
+    [changed] = bus.of_type(ModeChanged)
+    assert changed.reasons == ("ALARM",)
+    assert changed.reason == "ALARM (control.alarm.execution.breaker_open)"

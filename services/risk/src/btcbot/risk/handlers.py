@@ -85,6 +85,12 @@ VERDICT_TTL_S = 7 * 24 * 3600.0
 _verdicts: Codec[SubmitOrder | OrderDenied] = Codec(SubmitOrder | OrderDenied)
 
 
+def _reason_text(reasons: tuple[str, ...], alarms: tuple[str, ...]) -> str:
+    """Words for an automatic change: its codes, and which alarms hold it."""
+    text = ", ".join(reasons) or "budget clear"
+    return f"{text} ({', '.join(alarms)})" if "ALARM" in reasons and alarms else text
+
+
 def to_submit(intent: OrderIntent, checks: tuple[str, ...], now_ns: int) -> SubmitOrder:
     """The SubmitOrder command an approved intent becomes."""
     client_order_id = ids.client_order_id(intent.id)
@@ -367,7 +373,7 @@ class RiskHandlers:
             id=ids.auto_mode_id(changed.mode, cause),
             ts_ns=changed.since_ns,
             mode=changed.mode,
-            reason=", ".join(changed.reasons) or "budget clear",
+            reason=_reason_text(changed.reasons, self._state.active_alarms()),
             operator=f"risk:{self._owner}",
             source="auto",
             reasons=changed.reasons,
