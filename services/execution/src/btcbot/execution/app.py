@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
+
+from btcbot.btcturk.errors import BtcTurkError
 from btcbot.btcturk.rest import BtcTurkClient
 from btcbot.btcturk.ws import BtcTurkWebSocket
 from btcbot.contracts import streams
@@ -11,9 +16,11 @@ from btcbot.execution.exchange import BtcTurkExchange
 from btcbot.execution.handlers import Execution, Policy
 from btcbot.execution.journal import Journal, RedisActiveOrders
 from btcbot.execution.poller import FillPoller
+from btcbot.execution.rules import ExchangeRules
 from btcbot.execution.settings import ExecutionSettings, arming
 from btcbot.execution.tasks import Sweeper
 from btcbot.execution.userfeed import UserFeed
+from btcbot.runtime.backoff import Backoff
 from btcbot.runtime.idempotency import IdempotencyStore
 from btcbot.runtime.locks import FencedLock
 from btcbot.runtime.service import Service
@@ -38,6 +45,10 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
     )
     svc.on_close(client.aclose)
     redis = await svc.redis()
+    rules = ExchangeRules()
+    svc.task("rules", lambda stop: keep_rules(stop, client, rules, svc, settings.rules_refresh))
+    # Not ready (and nothing is sent: submits wait) until exchangeinfo was read once.
+    svc.readiness("rules", lambda: rules.current is not None)
     prefix = f"{settings.key_prefix}:{settings.account}"
     execution = Execution(
         bus=svc.bus,
@@ -61,6 +72,7 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
             max_order_age_s=settings.max_order_age,
         ),
         log=svc.log,
+        rules=rules,
     )
     codec: Codec[SubmitOrder | CancelOrder] = Codec(SubmitOrder | CancelOrder)
     svc.consume(streams.EXECUTION_ORDERS, codec, execution.on_order)
@@ -99,3 +111,23 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
     svc.task("sweeper", sweeper.run)
     # Not ready until the start-up reconciliation with the exchange is done.
     svc.readiness("reconciled", lambda: sweeper.started)
+
+
+async def keep_rules(
+    stop: asyncio.Event, client: BtcTurkClient, rules: ExchangeRules, svc: Service, every: float
+) -> None:
+    """Load exchangeinfo now and every `every` seconds; on failure back off with jitter and keep the old rules."""
+    backoff = Backoff(1.0, 60.0, random.Random())
+    while not stop.is_set():
+        try:
+            count = rules.load((await client.exchange_info()).symbols)
+        except BtcTurkError as exc:
+            delay = backoff.failure()
+            svc.log.warning("execution.rules_failed", error=str(exc), failures=backoff.failures,
+                            retry_in=round(delay, 3), loaded=rules.current is not None)  # fmt: skip
+        else:
+            backoff.success()
+            delay = every
+            svc.log.info("execution.rules_loaded", symbols=count)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
