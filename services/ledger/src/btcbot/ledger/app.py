@@ -33,6 +33,7 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
         timeout=settings.db_timeout,
     )
     svc.on_close(store.close)
+    store.quarantine_unknown = settings.quarantine_unknown_fills
     if await store.seed_balances(settings.opening_balances, svc.now_ns()):
         seeded = {asset: str(amount) for asset, amount in settings.opening_balances.items()}
         svc.log.info("ledger.opening_balances_seeded", balances=seeded)
@@ -56,7 +57,8 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
     execution: Codec[ExecutionEvent] = Codec(OrderAccepted | OrderRejected | OrderCanceled | OrderFilled)
     spec = streams.LEDGER_EXECUTION.for_instance(settings.instance)
     await provision(svc.js, streams.ALL_STREAMS, [spec])
-    consumer = Consumer(svc.name, svc.js, svc.bus, spec, execution, ledger.on_execution, svc.now_ns)
+    consumer = Consumer(svc.name, svc.js, svc.bus, spec, execution, ledger.on_execution, svc.now_ns,
+                        max_skew_ns=int(settings.max_clock_skew * 1e9))  # fmt: skip
 
     async def ingest_loop(stop: asyncio.Event) -> None:
         await run_batched(consumer, svc.js, stop, settings.batch_max)

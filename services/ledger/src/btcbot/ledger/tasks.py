@@ -204,6 +204,11 @@ class Reconciler:
             log.info("ledger.reconcile_trades_skipped", error=f"{type(exc).__name__}: {exc}")
             exchange_trades = None
         try:
+            if exchange_trades is not None:
+                # The exchange lists these trades as ours: quarantined fills that match them are real, book them.
+                released = await self.store.release_reconciled(exchange_trades, now)
+                if released:
+                    log.warning("ledger.quarantine_released", fills=released, resolution="reconciled")
             ledger_balances, ledger_trades = await self.store.reconciliation_view(since_ns)
             comparison = compare(
                 ledger_balances=ledger_balances,
