@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import random
 
+from btcbot.btcturk.breaker import BreakerState
 from btcbot.btcturk.errors import BtcTurkError
 from btcbot.btcturk.rest import BtcTurkClient
 from btcbot.btcturk.ws import BtcTurkWebSocket
 from btcbot.contracts import streams
 from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import CancelOrder, SubmitOrder
+from btcbot.execution.alarms import AlarmPublisher
 from btcbot.execution.exchange import BtcTurkExchange
 from btcbot.execution.handlers import Execution, Policy
 from btcbot.execution.journal import Journal, RedisActiveOrders
@@ -20,6 +22,7 @@ from btcbot.execution.rules import ExchangeRules
 from btcbot.execution.settings import ExecutionSettings, arming
 from btcbot.execution.tasks import Sweeper
 from btcbot.execution.userfeed import UserFeed
+from btcbot.execution.watch import ExchangeWatch, WatchedExchange
 from btcbot.runtime.backoff import Backoff
 from btcbot.runtime.idempotency import IdempotencyStore
 from btcbot.runtime.locks import FencedLock
@@ -37,11 +40,15 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
         account=settings.account,
         symbols=list(settings.symbols),
     )
+    watch = ExchangeWatch(int(settings.breaker_alarm_after * 1e9), settings.failure_alarm_after)
     client = BtcTurkClient(
         settings.btcturk_base_url,
         settings.btcturk_api_key,
         settings.btcturk_api_secret.get_secret_value(),
         timeout=settings.btcturk_timeout,
+        on_breaker_state_change=lambda group, _old, new: watch.breaker_changed(
+            group, new == BreakerState.CLOSED, svc.now_ns()
+        ),
     )
     svc.on_close(client.aclose)
     redis = await svc.redis()
@@ -60,7 +67,7 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
             clock=svc.now_ns,
         ),
         locks=FencedLock(redis, prefix),
-        exchange=BtcTurkExchange(client),
+        exchange=WatchedExchange(BtcTurkExchange(client), watch, svc.now_ns),
         account=settings.account,
         owner=settings.instance,
         clock=svc.now_ns,
@@ -74,6 +81,8 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
         log=svc.log,
         rules=rules,
     )
+    alarms = AlarmPublisher(watch, svc.bus, svc.now_ns, svc.log)
+    svc.task("alarms", alarms.run)
     codec: Codec[SubmitOrder | CancelOrder] = Codec(SubmitOrder | CancelOrder)
     svc.consume(streams.EXECUTION_ORDERS, codec, execution.on_order)
     poller = FillPoller(
