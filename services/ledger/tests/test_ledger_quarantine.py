@@ -135,3 +135,40 @@ async def test_reconciliation_and_an_operator_release_held_fills(store: Store, d
                                  " ORDER BY id")  # fmt: skip
     assert [tuple(r) for r in resolutions] == [("reconciled", "reconciliation"), ("adopted", "alice")]
     assert await open_alerts(db) == 1
+
+
+async def test_alarms_for_a_fill_held_too_long_and_for_a_persisting_mismatch(store: Store) -> None:
+    from btcbot.contracts.messages import Alarm
+    from btcbot.ledger.reconcile import Difference
+    from btcbot.ledger.tasks import LedgerAlarms
+    from btcbot.runtime.memory import InMemoryBus
+
+    bus = InMemoryBus()
+    clock = {"now": NOW + 100 * 10**9}
+    alarms = LedgerAlarms(bus, lambda: clock["now"], quarantine_after_ns=300 * 10**9)
+
+    def sent() -> list[tuple[str, bool]]:
+        return [(s, m.active) for s, m in bus.published if isinstance(m, Alarm)]
+
+    await store.apply_fill(filled("7", "0.1", order="ghost"), ORIGIN, NOW)
+    await alarms.check_quarantine(store)  # held 100 s: not too long; the first look publishes the clear state
+    clock["now"] = NOW + 301 * 10**9
+    await alarms.check_quarantine(store)
+    await alarms.check_quarantine(store)
+    [held] = await store.quarantined()
+    await store.adopt_quarantined(held["id"], "op", clock["now"])
+    await alarms.check_quarantine(store)
+    assert sent() == [("control.alarm.ledger.quarantine", False), ("control.alarm.ledger.quarantine", True),
+                      ("control.alarm.ledger.quarantine", False)]  # fmt: skip
+
+    bus.published.clear()
+    missing = Difference("missing_fill", symbol="BTCTRY", trade_id="9", exchange_order_id="x9", exchange=D(1))
+    await alarms.after_round("deferred", [])
+    await alarms.after_round("mismatch", [missing])
+    clock["now"] += 1
+    await alarms.after_round("mismatch", [missing])
+    await alarms.after_round("match", [])
+    assert sent() == [("control.alarm.ledger.reconcile_mismatch", True),
+                      ("control.alarm.ledger.reconcile_mismatch", False)]  # fmt: skip
+    raised = [m for _, m in bus.published if isinstance(m, Alarm) and m.active]
+    assert raised[0].detail == "1 confirmed differences: missing_fill"

@@ -12,7 +12,7 @@ from btcbot.ledger.handlers import ExecutionEvent, Ledger
 from btcbot.ledger.migrations import migrate
 from btcbot.ledger.settings import LedgerSettings
 from btcbot.ledger.store import FillResult, Incoming, Store
-from btcbot.ledger.tasks import Batcher, Reconciler, run_batched, sleep_or_stop
+from btcbot.ledger.tasks import Batcher, LedgerAlarms, Reconciler, run_batched, sleep_or_stop
 from btcbot.runtime.consumer import Consumer
 from btcbot.runtime.jetstream import provision
 from btcbot.runtime.service import Service
@@ -77,10 +77,20 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
 
     svc.task("revalue", revalue_loop)
 
-    _setup_reconciliation(svc, settings, store)
+    alarms = LedgerAlarms(svc.bus, svc.now_ns, quarantine_after_ns=int(settings.quarantine_alarm_after * 1e9))
+
+    async def quarantine_alarm_loop(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await alarms.check_quarantine(store)
+            await sleep_or_stop(stop, settings.revalue_interval)
+
+    if settings.quarantine_alarm_after > 0:
+        svc.task("quarantine-alarm", quarantine_alarm_loop)
+
+    _setup_reconciliation(svc, settings, store, alarms)
 
 
-def _setup_reconciliation(svc: Service, settings: LedgerSettings, store: Store) -> None:
+def _setup_reconciliation(svc: Service, settings: LedgerSettings, store: Store, alarms: LedgerAlarms) -> None:
     """Reconcile with the exchange every interval, and once more at shutdown."""
     if not settings.reconciles:
         svc.log.warning("ledger.reconciliation_off", reason="no BTCTURK_API_KEY/SECRET or LEDGER_RECONCILE_INTERVAL=0")
@@ -111,7 +121,9 @@ def _setup_reconciliation(svc: Service, settings: LedgerSettings, store: Store) 
             if stop.is_set():
                 break
             try:
-                await reconciler.round()
+                outcome = await reconciler.round()
+                if outcome is not None:
+                    await alarms.after_round(*outcome)
             except Exception:
                 # Reconciliation watches the books; a fault in it must not stop the booking itself.
                 svc.log.exception("ledger.reconcile_failed")

@@ -50,6 +50,8 @@ class LedgerSettings(CommonSettings, ExchangeSettings):
     # Fills for orders the ledger does not know wait in quarantine (not positions) until their order is known,
     # reconciliation finds the trade at the exchange, or an operator adopts them.
     quarantine_unknown_fills: bool = True
+    # Kill chain: Alarm(ledger, quarantine) while a fill has waited in quarantine longer than this (s; 0: off).
+    quarantine_alarm_after: float = Field(300.0, ge=0)
 
     @field_validator("opening_balances", mode="before")
     @classmethod

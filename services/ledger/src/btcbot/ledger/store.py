@@ -564,6 +564,14 @@ class Store:
             )
         return [dict(r) for r in rows]
 
+    async def oldest_quarantined_ns(self) -> int | None:
+        """When the oldest fill still in quarantine was put there (ns), or None when none is."""
+        async with self._tx(readonly=True) as conn:
+            oldest: datetime | None = await conn.fetchval(
+                "SELECT min(quarantined_at) FROM quarantined_fills WHERE resolved_at IS NULL"
+            )
+        return None if oldest is None else int(oldest.timestamp() * 1_000_000) * 1000
+
     async def adopt_quarantined(self, quarantine_id: int, operator: str, now_ns: int) -> FillResult | None:
         """Book one quarantined fill as it is (an operator vouches for it); None if no such open row."""
         return await self._book_quarantined("id = $4", [quarantine_id], "adopted", operator, now_ns)
