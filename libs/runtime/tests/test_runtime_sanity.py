@@ -21,7 +21,7 @@ from btcbot.contracts.messages import (
     SubmitOrder,
     TradeTick,
 )
-from btcbot.runtime.sanity import is_future_dated, money_problem
+from btcbot.runtime.sanity import claimed_ns, is_future_dated, money_problem
 
 D = Decimal
 SECOND = 10**9
@@ -105,3 +105,9 @@ def test_commands_are_left_to_their_domain() -> None:
 def test_a_fill_passes_exactly_when_its_quantity_is_sane(quantity: Decimal) -> None:
     sane = quantity.is_finite() and quantity > 0 and quantity < D("1E+18")
     assert (money_problem(fill(quantity=quantity)) is None) == sane
+
+
+def test_a_book_claims_its_exchange_and_receive_times_a_fill_only_its_own() -> None:
+    b = msgspec.structs.replace(book(()), ts_ns=10, exchange_ts_ns=3600, received_ts_ns=20)
+    assert claimed_ns(b) == 3600
+    assert claimed_ns(fill(ts_ns=10, exchange_ts_ns=3600)) == 10

@@ -184,8 +184,9 @@ class Consumer(Generic[M]):
 
     def _insane(self, message: Message, delivery: Delivery) -> str | None:
         """The dead-letter reason when the message fails the kit's sanity checks, else None."""
-        if delivery.stored_ns and sanity.is_future_dated(message.ts_ns, delivery.stored_ns, self._max_skew_ns):
-            ahead = (message.ts_ns - delivery.stored_ns) / 1e9
+        claimed = sanity.claimed_ns(message)
+        if delivery.stored_ns and sanity.is_future_dated(claimed, delivery.stored_ns, self._max_skew_ns):
+            ahead = (claimed - delivery.stored_ns) / 1e9
             return (
                 f"{sanity.FUTURE_DATED}: dated {ahead:.3f}s after JetStream stored it"
                 f" (max skew {self._max_skew_ns / 1e9:g}s)"

@@ -40,6 +40,17 @@ def is_future_dated(ts_ns: int, stored_ns: int, max_skew_ns: int) -> bool:
     return ts_ns - stored_ns > max_skew_ns
 
 
+def claimed_ns(message: Message) -> int:
+    """The latest time a message claims for itself: `ts_ns`, and for market data also the times freshness is
+    judged by (a book whose exchange time is an hour ahead would look fresh for an hour). A fill's exchange time
+    is the exchange's record of a trade that happened, never a freshness claim, so it is not counted."""
+    if isinstance(message, BookSnapshot):
+        return max(message.ts_ns, message.exchange_ts_ns, message.received_ts_ns)
+    if isinstance(message, TradeTick):
+        return max(message.ts_ns, message.exchange_ts_ns)
+    return message.ts_ns
+
+
 def _finite(value: Decimal) -> bool:
     return value.is_finite() and value.adjusted() <= MAX_ADJUSTED_EXPONENT
 
