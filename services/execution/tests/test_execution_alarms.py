@@ -11,7 +11,7 @@ import structlog
 from btcbot.btcturk.breaker import BreakerState, CircuitBreaker
 from btcbot.btcturk.errors import BreakerOpen, NotFound, Rejected, Unavailable
 from btcbot.contracts.messages import Alarm
-from btcbot.execution.alarms import AlarmPublisher
+from btcbot.execution.tasks import AlarmPublisher
 from btcbot.execution.watch import BREAKER_OPEN, REPEATED_FAILURES, ExchangeWatch, WatchedExchange
 from btcbot.runtime.memory import InMemoryBus
 

@@ -13,14 +13,13 @@ from btcbot.btcturk.ws import BtcTurkWebSocket
 from btcbot.contracts import streams
 from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import CancelOrder, SubmitOrder
-from btcbot.execution.alarms import AlarmPublisher
 from btcbot.execution.exchange import BtcTurkExchange
 from btcbot.execution.handlers import Execution, Policy
 from btcbot.execution.journal import Journal, RedisActiveOrders
 from btcbot.execution.poller import FillPoller
 from btcbot.execution.rules import ExchangeRules
 from btcbot.execution.settings import ExecutionSettings, arming
-from btcbot.execution.tasks import Sweeper
+from btcbot.execution.tasks import AlarmPublisher, Sweeper
 from btcbot.execution.userfeed import UserFeed
 from btcbot.execution.watch import ExchangeWatch, WatchedExchange
 from btcbot.runtime.backoff import Backoff
