@@ -63,3 +63,32 @@ async def test_raise_or_clear_publishes_logs_and_retries_after_a_failed_publish(
         ("control.alarm.execution.breaker_open", False),
     ]
     assert [e for e, _ in log.events] == ["alarm.raised", "alarm.cleared"]
+
+
+@pytest.mark.integration
+async def test_recall_reads_the_stored_state_of_an_alarm(nats_url: str) -> None:
+    import secrets
+
+    from btcbot.contracts.streams import ALL_STREAMS
+    from btcbot.runtime.alarms import recall
+    from btcbot.runtime.jetstream import NatsPublisher, connect, provision
+
+    nc = await connect(nats_url, "alarm-test", 5, reconnect_forever=False)
+    try:
+        js = nc.jetstream()
+        await provision(js, ALL_STREAMS)
+        kind = f"k{secrets.token_hex(3)}"
+        latch = AlarmLatch("test", kind)
+        assert await recall(js, latch) is False  # nothing stored: nothing to clear
+        assert latch.check(False, cause="x", now_ns=1) is None
+        raised = latch.check(True, cause="c", now_ns=1)
+        assert raised is not None
+        await NatsPublisher(js).publish(latch.subject, raised)
+        fresh = AlarmLatch("test", kind)  # a restarted process
+        assert await recall(js, fresh) is True
+        assert fresh.check(False, cause="ok", now_ns=2) is not None  # its first evidence of health clears it
+        await js.publish(latch.subject, b"garbage")
+        unknown = AlarmLatch("test", kind)
+        assert await recall(js, unknown) is None
+    finally:
+        await nc.close()

@@ -7,8 +7,9 @@ in OBSERVE_ONLY while the last message of any alarm subject is active. `AlarmLat
 which message a new observation calls for (none while the state is unchanged); `raise_or_clear` publishes and
 logs it and only then moves the latch, so a failed publish is tried again at the next observation.
 
-A latch starts unknown: the first observation publishes whatever it finds (an alarm left active by an earlier
-process is cleared by the first evidence of health after a restart).
+At start a latch `recall`s the last Alarm stored on its subject: an alarm an earlier process left active is
+then cleared by the first evidence of health, and a clear state is not published again. A latch whose subject
+cannot be read stays unknown, and its first observation publishes whatever it finds.
 """
 
 from __future__ import annotations
@@ -16,9 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
+from nats.js import JetStreamContext
+
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.messages import Alarm
+from btcbot.contracts.streams import CONTROL
 from btcbot.runtime.bus import Publisher
+from btcbot.runtime.inspect import last_message
 
 
 class _Log(Protocol):
@@ -88,3 +94,20 @@ async def raise_or_clear(
     else:
         log.warning("alarm.cleared", source=alarm.source, kind=alarm.kind, detail=detail, id=alarm.id)
     return alarm
+
+
+async def recall(js: JetStreamContext, latch: AlarmLatch) -> bool | None:
+    """Set the latch from the last Alarm stored on its subject (none stored: not active); returns the state."""
+    try:
+        stored = await last_message(js, CONTROL.name, latch.subject)
+    except Exception:  # the stream cannot be read now: stay unknown, the first observation says it
+        return latch.active
+    if stored is None:
+        latch.active = False
+        return False
+    try:
+        alarm = msgspec.msgpack.decode(stored.data, type=Alarm)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return latch.active  # garbage on the subject: unknown, so the first observation overwrites it
+    latch.active = alarm.active
+    return alarm.active

@@ -22,6 +22,7 @@ from btcbot.execution.settings import ExecutionSettings, arming
 from btcbot.execution.tasks import AlarmPublisher, Sweeper
 from btcbot.execution.userfeed import UserFeed
 from btcbot.execution.watch import ExchangeWatch, WatchedExchange
+from btcbot.runtime.alarms import recall
 from btcbot.runtime.backoff import Backoff
 from btcbot.runtime.idempotency import IdempotencyStore
 from btcbot.runtime.locks import FencedLock
@@ -80,7 +81,7 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
         log=svc.log,
         rules=rules,
     )
-    alarms = AlarmPublisher(watch, svc.bus, svc.now_ns, svc.log)
+    alarms = AlarmPublisher(watch, svc.bus, svc.now_ns, svc.log, recall=lambda latch: recall(svc.js, latch))
     svc.task("alarms", alarms.run)
     codec: Codec[SubmitOrder | CancelOrder] = Codec(SubmitOrder | CancelOrder)
     svc.consume(streams.EXECUTION_ORDERS, codec, execution.on_order)

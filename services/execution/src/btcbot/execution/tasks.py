@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -287,8 +287,14 @@ class AlarmPublisher:
     """Evaluates the watch and publishes what changed; `step` is one evaluation, `run` loops."""
 
     def __init__(
-        self, watch: ExchangeWatch, bus: Publisher, clock: Callable[[], int], log: structlog.stdlib.BoundLogger
+        self,
+        watch: ExchangeWatch,
+        bus: Publisher,
+        clock: Callable[[], int],
+        log: structlog.stdlib.BoundLogger,
+        recall: Callable[[AlarmLatch], Awaitable[object]] | None = None,
     ) -> None:
+        self.recall = recall  # reads each alarm's stored state before the first step (runtime.alarms.recall)
         self.watch = watch
         self.bus = bus
         self.clock = clock
@@ -306,7 +312,10 @@ class AlarmPublisher:
                 self.log.warning("alarm.publish_failed", kind=condition.kind, error=f"{type(exc).__name__}: {exc}")
 
     async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
-        """Evaluate every `interval_s` until stop is set."""
+        """Recall what is stored, then evaluate every `interval_s` until stop is set."""
+        if self.recall is not None:
+            for latch in self.latches.values():
+                await self.recall(latch)
         while not stop.is_set():
             await self.step()
             with contextlib.suppress(TimeoutError):

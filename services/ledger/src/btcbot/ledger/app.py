@@ -13,6 +13,7 @@ from btcbot.ledger.migrations import migrate
 from btcbot.ledger.settings import LedgerSettings
 from btcbot.ledger.store import FillResult, Incoming, Store
 from btcbot.ledger.tasks import Batcher, LedgerAlarms, Reconciler, run_batched, sleep_or_stop
+from btcbot.runtime.alarms import recall
 from btcbot.runtime.consumer import Consumer
 from btcbot.runtime.jetstream import provision
 from btcbot.runtime.service import Service
@@ -80,6 +81,7 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
     alarms = LedgerAlarms(svc.bus, svc.now_ns, quarantine_after_ns=int(settings.quarantine_alarm_after * 1e9))
 
     async def quarantine_alarm_loop(stop: asyncio.Event) -> None:
+        await recall(svc.js, alarms.quarantine)
         while not stop.is_set():
             await alarms.check_quarantine(store)
             await sleep_or_stop(stop, settings.revalue_interval)
@@ -116,6 +118,7 @@ def _setup_reconciliation(svc: Service, settings: LedgerSettings, store: Store, 
     )
 
     async def reconcile_loop(stop: asyncio.Event) -> None:
+        await recall(svc.js, alarms.reconcile)
         while not stop.is_set():
             await sleep_or_stop(stop, settings.reconcile_interval)
             if stop.is_set():
