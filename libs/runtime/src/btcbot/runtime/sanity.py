@@ -15,7 +15,7 @@ symbol's exchange rules), because whoever sent a command waits for its answer.
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from btcbot.contracts.messages import (
     BookSnapshot,
@@ -71,14 +71,24 @@ def _bad_nonnegative(name: str, value: Decimal) -> str | None:
     return f"{name}={value}"
 
 
+_ZERO = Decimal(0)
+_CEILING = Decimal(10) ** (MAX_ADJUSTED_EXPONENT + 1)
+
+
+def _positive(value: Decimal) -> bool:
+    try:
+        return _ZERO < value < _CEILING
+    except InvalidOperation:  # NaN and sNaN do not compare
+        return False
+
+
 def _book(m: BookSnapshot) -> str | None:
+    # The hot path (every book, every consumer): one chained comparison per number; names only for a failure.
     for side, levels in (("bids", m.bids), ("asks", m.asks)):
-        for i, level in enumerate(levels):
-            bad = _bad_positive(f"{side}[{i}].price", level.price) or _bad_positive(
-                f"{side}[{i}].quantity", level.quantity
-            )
-            if bad:
-                return bad
+        for level in levels:
+            if not (_positive(level.price) and _positive(level.quantity)):
+                i = levels.index(level)
+                return _bad_positive(f"{side}[{i}].price", level.price) or f"{side}[{i}].quantity={level.quantity}"
     return None
 
 
