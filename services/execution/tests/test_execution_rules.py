@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
@@ -136,3 +137,13 @@ async def test_rule_breaking_orders_are_rejected_without_an_exchange_call(engine
     assert await bus.deliver(execution.on_order, submit("early", "3000000", "0.01"), deliveries=2) == "ack"
     assert [a.client_order_id for a in bus.of_type(OrderAccepted)] == ["early"]
     assert await order_posts(base) == 1
+
+
+@pytest.mark.integration
+async def test_a_command_that_waited_too_long_for_the_rules_is_rejected_unsent(engine: Any) -> None:
+    execution, bus, base = engine
+    old = msgspec.structs.replace(submit("waited", "3000000", "0.01"), ts_ns=time.time_ns() - 9 * 10**9)
+    assert await bus.deliver(execution.on_order, old, deliveries=5) == "ack"
+    [rejected] = bus.of_type(OrderRejected)
+    assert rejected.reason == "RULES_NOT_LOADED"
+    assert await order_posts(base) == 0

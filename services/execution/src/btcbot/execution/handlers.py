@@ -32,7 +32,7 @@ from btcbot.execution.journal import Journal
 from btcbot.execution.orders import IllegalTransition, Status
 from btcbot.execution.reconcile import ExchangeStatus, Verdict, reconcile
 from btcbot.execution.record import CorruptRecord, Phase, Record
-from btcbot.execution.rules import ExchangeRules, refusal
+from btcbot.execution.rules import RULES_NOT_LOADED, ExchangeRules, refusal
 from btcbot.runtime.bus import Delivery, Publisher
 from btcbot.runtime.errors import Poison, Retry, StaleToken
 from btcbot.runtime.locks import Lease
@@ -73,6 +73,7 @@ class Policy:
     max_order_age_s: float = 120.0  # 0 disables; an older command is rejected instead of placed late
     cancel_confirm_delay_s: float = 1.0
     rules_wait_s: float = 2.0  # retry delay of a command that arrives before the exchange rules are loaded
+    rules_wait_max_s: float = 8.0  # ... and its age at which it is rejected RULES_NOT_LOADED (before max_deliver)
 
 
 class Execution:
@@ -203,8 +204,12 @@ class Execution:
             return await self.commit(Record(step.order, Phase.SENT), step.events, log)
         if self.rules is not None:
             if self.rules.current is None:
-                # Never send blind: wait for exchangeinfo (the record stays "claimed"; nothing was sent).
-                log.warning("submit.rules_not_loaded")
+                # Never send blind: wait for exchangeinfo (the record stays "claimed"; nothing was sent), and
+                # answer a command that waited too long with a rejection rather than let it be dead-lettered.
+                log.warning("submit.rules_not_loaded", age_s=round(age_s, 3))
+                if age_s >= self.policy.rules_wait_max_s:
+                    step = orders.reject(order, RULES_NOT_LOADED, f"exchange rules not loaded for {age_s:.1f}s", now)
+                    return await self.commit(Record(step.order, Phase.SENT), step.events, log)
                 raise Retry("exchange rules not loaded yet; not sending blind", self.policy.rules_wait_s)
             refused = refusal(order, self.rules.current)
             if refused is not None:

@@ -22,6 +22,8 @@ from btcbot.execution.orders import Order
 # own codes returned by check_order, e.g. FAILED_MIN_TOTAL_AMOUNT, invalidPriceScale, ORDER_MIN_PRICE_EXCEEDED).
 INVALID_NUMBER = "FAILED_ORDER_PARAMETER"  # BTCTurk's code for a parameter it cannot accept
 UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+# exchangeinfo could not be read for as long as a command may wait: rejected unsent (fail closed, but answered).
+RULES_NOT_LOADED = "RULES_NOT_LOADED"
 
 # 10^18 of anything is no order (see btcbot.runtime.sanity): refuse before the arithmetic overflows.
 _CEILING = Decimal("1E+18")
