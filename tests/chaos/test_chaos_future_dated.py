@@ -1,13 +1,14 @@
 """Future-dated messages are dead-lettered by every service that consumes them, and the real ones act (issue 8,
 "Done when" (c)).
 
-Real processes on a private NATS: the simulator (exchange rules), risk, strategy and ledger. The test is the
-market (it publishes books), the operator (kill switch) and the attacker (messages dated an hour ahead):
+Real processes on a private NATS: the simulator (exchange rules), risk, strategy and ledger (no execution:
+an approval is a SubmitOrder on ORDERS). The test is the market (it publishes books), the operator (kill
+switch) and the attacker (messages dated an hour ahead):
+- a book dated +1 h: risk, strategy and the ledger dead-letter it, and risk's STALE_BOOK still fires once the
+  real books stop (trusted, the forged book would look fresh for an hour);
 - a KillSwitch release dated +1 h while the kill is engaged: risk dead-letters it, the kill holds, and a later
   real release and a later real kill both take effect (trusting the sender's clock, the forged release would
   outrank that kill for an hour);
-- a book dated +1 h: risk, strategy and the ledger dead-letter it, and risk's STALE_BOOK still fires once the
-  real books stop (trusted, the forged book would look fresh for an hour);
 - a flat PortfolioSnapshot dated +1 h for an account holding a position: strategy and risk dead-letter it, and
   the strategy does not buy; a later real flat snapshot does make it buy (so the check could have failed).
 Bounded: every wait has a deadline; about a minute in all.
@@ -226,28 +227,8 @@ async def test_future_dated_control_book_and_portfolio_are_dead_lettered_and_rea
     held = portfolio(rig.strategy_account, D(1), time.time_ns())
     await rig.publish(subjects.portfolio(rig.strategy_account), held)
     try:
-        # ---- control: a release dated an hour ahead while the kill is engaged -------------------------
-        def kill(engaged: bool, ahead_ns: int = 0) -> KillSwitch:
-            now = time.time_ns() + ahead_ns
-            return KillSwitch(id=f"kill:chaos:{engaged}:{now}", ts_ns=now, engaged=engaged, reason="chaos",
-                              operator="chaos")  # fmt: skip
-
-        await rig.publish(subjects.CONTROL_KILL, kill(True))
-        assert await rig.verdict(await rig.intent(1)) == "KILL_SWITCH"
-        forged_release = kill(False, HOUR_NS)
-        await rig.publish(subjects.CONTROL_KILL, forged_release)
-        await rig.wait_dead_lettered(forged_release.id, {("risk", subjects.CONTROL_KILL)})
-        assert await rig.verdict(await rig.intent(2)) == "KILL_SWITCH"  # the forged release did nothing
-        await rig.publish(subjects.CONTROL_KILL, kill(False))  # a real release acts ...
-        await asyncio.sleep(0.5)
-        assert await rig.verdict(await rig.intent(3)) != "KILL_SWITCH"
-        await rig.publish(subjects.CONTROL_KILL, kill(True))  # ... and so does a later real kill
-        await asyncio.sleep(0.5)
-        assert await rig.verdict(await rig.intent(4)) == "KILL_SWITCH"
-        await rig.publish(subjects.CONTROL_KILL, kill(False))
-        await asyncio.sleep(0.5)
-
-        # ---- books: one dated an hour ahead, then the real ones stop -----------------------------------
+        # ---- books (first: before any approval leaves an order in flight): one dated +1 h, real ones stop
+        await asyncio.sleep(2.0)  # every consumer has seen real books
         stop_books.set()
         await books
         forged_book = rig.book(HOUR_NS)
@@ -256,15 +237,35 @@ async def test_future_dated_control_book_and_portfolio_are_dead_lettered_and_rea
             forged_book.id, {("risk", book_subject), ("strategy", book_subject), ("ledger", book_subject)}
         )
         await asyncio.sleep(4.0)  # longer than RISK_MAX_BOOK_AGE since the last real book
-        assert await rig.verdict(await rig.intent(5)) == "STALE_BOOK"  # the forged book kept nothing fresh
+        assert await rig.verdict(await rig.intent(1)) == "STALE_BOOK"  # the forged book kept nothing fresh
         await rig.publish(book_subject, rig.book())
         await asyncio.sleep(0.5)
-        assert await rig.verdict(await rig.intent(6)) != "STALE_BOOK"
-
-        # ---- portfolio: a flat one dated an hour ahead, for the account that holds a position ---------
+        assert await rig.verdict(await rig.intent(2)) != "STALE_BOOK"
         stop_books.clear()
         books = asyncio.create_task(keep_publishing(rig, stop_books, lambda: (book_subject, rig.book())))
-        await asyncio.sleep(2.0)
+
+        # ---- control: a release dated an hour ahead while the kill is engaged -------------------------
+        def kill(engaged: bool, ahead_ns: int = 0) -> KillSwitch:
+            now = time.time_ns() + ahead_ns
+            return KillSwitch(id=f"kill:chaos:{engaged}:{now}", ts_ns=now, engaged=engaged, reason="chaos",
+                              operator="chaos")  # fmt: skip
+
+        await rig.publish(subjects.CONTROL_KILL, kill(True))
+        assert await rig.verdict(await rig.intent(3)) == "KILL_SWITCH"
+        forged_release = kill(False, HOUR_NS)
+        await rig.publish(subjects.CONTROL_KILL, forged_release)
+        await rig.wait_dead_lettered(forged_release.id, {("risk", subjects.CONTROL_KILL)})
+        assert await rig.verdict(await rig.intent(4)) == "KILL_SWITCH"  # the forged release did nothing
+        await rig.publish(subjects.CONTROL_KILL, kill(False))  # a real release acts ...
+        await asyncio.sleep(0.5)
+        assert await rig.verdict(await rig.intent(5)) != "KILL_SWITCH"
+        await rig.publish(subjects.CONTROL_KILL, kill(True))  # ... and so does a later real kill
+        await asyncio.sleep(0.5)
+        assert await rig.verdict(await rig.intent(6)) == "KILL_SWITCH"
+        await rig.publish(subjects.CONTROL_KILL, kill(False))
+        await asyncio.sleep(0.5)
+
+        # ---- portfolio: a flat one dated an hour ahead, for the account that holds a position ---------
         assert await rig.strategy_buys() == []  # holding: nothing to buy
         forged_flat = portfolio(rig.strategy_account, D(0), time.time_ns() + HOUR_NS)
         await rig.publish(subjects.portfolio(rig.strategy_account), forged_flat)
