@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -159,3 +160,58 @@ def test_each_side_of_a_self_match_is_checked_on_its_own() -> None:
     verdict = compare(evidence)
     assert (verdict["missing_fills"], verdict["extra_fills"]) == (0, 1)
     assert verdict["examples"]["extra_fills"] == ["ledger twice BTCTRY:12:2"]
+
+
+def test_halts_and_quarantined_fills_are_not_clean_but_bad_messages_only_reported() -> None:
+    evidence = healthy()
+    evidence.bad_messages = ["EXECUTION:7 INVALID_MONEY: OrderFilled.quantity=NaN"]
+    verdict = compare(evidence)
+    assert verdict["ok"], verdict
+    assert verdict["bad_messages"] == 1
+    assert verdict["examples"]["bad_messages"] == ["EXECUTION:7 INVALID_MONEY: OrderFilled.quantity=NaN"]
+    evidence.halted = {"ETHTRY": "oversell: ..."}
+    evidence.quarantined = ["3:nobody:77"]
+    verdict = compare(evidence)
+    assert (verdict["halted_symbols"], verdict["quarantined_fills"]) == (1, 1)
+    assert verdict["examples"]["quarantined_fills"] == ["3:nobody:77"]
+    assert not verdict["ok"]
+
+
+@pytest.mark.integration
+async def test_a_nan_fill_in_the_execution_stream_is_counted_not_a_traceback(nats_url: str) -> None:
+    import msgspec
+
+    from btcbot.cli.verify import _stream_messages
+    from btcbot.contracts import subjects
+    from btcbot.contracts.streams import ALL_STREAMS
+    from btcbot.runtime.jetstream import NatsPublisher, connect, provision
+
+    nc = await connect(nats_url, "verify-test", 5, reconnect_forever=False)
+    try:
+        js = nc.jetstream()
+        await provision(js, ALL_STREAMS)
+        for stream in ("INTENTS", "ORDERS", "EXECUTION"):
+            await js.purge_stream(stream)
+        publisher = NatsPublisher(js)
+        await publisher.publish(subjects.execution("accepted", "BTCTRY"), accepted(1))
+        nan = msgspec.structs.replace(filled(1, "10"), quantity=D("NaN"))
+        await publisher.publish(subjects.execution("filled", "BTCTRY"), nan)
+        huge = msgspec.structs.replace(filled(1, "11", qty="1E+400"), id="fill:huge")
+        await publisher.publish(subjects.execution("filled", "BTCTRY"), huge)
+        await js.publish(subjects.execution("filled", "BTCTRY"), b"\x00 not msgpack")
+    finally:
+        await nc.close()
+    messages, bad = await _stream_messages(nats_url, 0)
+    assert [m.id for m in messages] == ["accepted:c1"]
+    # "STREAM:sequence why" (sequences go on across purges, so only the order is fixed here)
+    where = [b.split(" ", 1)[0] for b in bad]
+    why = [b.split(" ", 1)[1] for b in bad]
+    assert why[:2] == ["INVALID_MONEY: OrderFilled.quantity=NaN", "INVALID_MONEY: OrderFilled.quantity=1E+400"]
+    assert why[2].startswith("undecodable")
+    assert len(bad) == 3
+    assert all(w.startswith("EXECUTION:") for w in where)
+    # Left out, the verdict is simply computed; let in, the NaN makes the comparison's arithmetic raise.
+    verdict = compare(Evidence(sim={"orders": [sim_order(1)], "trades": []}, messages=messages, bad_messages=bad))
+    assert verdict["bad_messages"] == 3
+    with pytest.raises(decimal.InvalidOperation):
+        compare(Evidence(sim={"orders": [sim_order(1)], "trades": []}, messages=[accepted(1), nan]))

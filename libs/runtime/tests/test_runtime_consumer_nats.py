@@ -186,3 +186,48 @@ async def test_fanout_consumers_give_every_replica_every_message(env) -> None:
 
         await run_until(Consumer("svc", js, publisher, spec, Codec(OrderIntent), handler), done)
         assert got == ["intent-9"]
+
+
+async def test_future_dated_and_insane_money_are_dead_lettered_before_the_handler(env) -> None:
+    import time
+
+    from btcbot.contracts.messages import BookSnapshot, Level, OrderFilled
+
+    _nc, js, _stream, spec, subject = env
+    publisher = NatsPublisher(js)
+    handled: list[str] = []
+    done = asyncio.Event()
+    now = time.time_ns()
+
+    def book(n: int, ts_ns: int) -> BookSnapshot:
+        return BookSnapshot(id=f"book-{n}", ts_ns=ts_ns, symbol="BTCTRY", sequence=n,
+                            bids=(Level(Decimal("99"), Decimal("1")),), asks=(Level(Decimal("101"), Decimal("1")),),
+                            exchange_ts_ns=ts_ns, received_ts_ns=ts_ns)  # fmt: skip
+
+    def fill(n: int, quantity: str) -> OrderFilled:
+        return OrderFilled(id=f"fill-{n}", ts_ns=now, client_order_id="c", exchange_order_id="e", strategy="s",
+                           symbol="BTCTRY", side="buy", trade_id=str(n), price=Decimal("100"),
+                           quantity=Decimal(quantity), fee=Decimal("0.1"), fee_asset="TRY")  # fmt: skip
+
+    async def handler(message: BookSnapshot | OrderFilled, delivery: Delivery) -> None:
+        handled.append(message.id)
+        assert delivery.stored_ns > 0
+        if message.id == "book-9":
+            done.set()
+
+    await publisher.publish(subject, book(1, now + 3600 * 10**9))  # an hour ahead of its storage time
+    await publisher.publish(subject, fill(2, "NaN"))
+    await publisher.publish(subject, fill(3, "1E+400"))
+    await publisher.publish(subject, fill(4, "-1"))
+    await publisher.publish(subject, book(5, now + 2 * 10**9))  # inside the skew: accepted
+    await publisher.publish(subject, book(9, time.time_ns()))
+    codec: Codec[BookSnapshot | OrderFilled] = Codec(BookSnapshot | OrderFilled)
+    await run_until(Consumer("svc", js, publisher, spec, codec, handler), done)
+    assert handled == ["book-5", "book-9"]
+    letters = {msgspec.msgpack.decode(d.payload, type=BookSnapshot | OrderFilled).id: d.error
+               for d in await dead_letters(js, f"dlq.svc.{subject}")}  # fmt: skip
+    assert letters["book-1"].startswith("FUTURE_DATED: dated 3")
+    assert letters["fill-2"] == "INVALID_MONEY: OrderFilled.quantity=NaN"
+    assert letters["fill-3"] == "INVALID_MONEY: OrderFilled.quantity=1E+400"
+    assert letters["fill-4"] == "INVALID_MONEY: OrderFilled.quantity=-1"
+    assert set(letters) == {"book-1", "fill-2", "fill-3", "fill-4"}

@@ -17,7 +17,7 @@ import msgspec
 import pytest
 
 from btcbot.contracts import ids, streams, subjects
-from btcbot.contracts.messages import OrderFilled, PortfolioSnapshot
+from btcbot.contracts.messages import OrderAccepted, OrderFilled, PortfolioSnapshot
 from btcbot.runtime.jetstream import NatsPublisher, connect, provision
 
 pytestmark = pytest.mark.integration
@@ -61,6 +61,11 @@ async def test_the_service_books_a_fill_and_publishes_the_portfolio(
             fee=Decimal("18"),
             fee_asset="TRY",
         )
+        # The order first: a fill of an order the ledger does not know would wait in quarantine.
+        order = OrderAccepted(id=ids.accepted_id("bb-svc"), ts_ns=1, client_order_id="bb-svc", exchange_order_id="1",
+                              intent_id="i-svc", strategy="test", symbol="BTCTRY", side="buy", order_type="limit",
+                              price=Decimal("2000000"), quantity=Decimal("0.01"))  # fmt: skip
+        await NatsPublisher(js).publish(subjects.execution("accepted", "BTCTRY"), order)
         await NatsPublisher(js).publish(subjects.execution("filled", "BTCTRY"), event)
         sub = await js.pull_subscribe(subjects.portfolio(account), stream=streams.PORTFOLIO.name)
         snapshot: PortfolioSnapshot | None = None

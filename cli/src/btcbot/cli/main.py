@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--cancel-resting", action="store_true", help="with `kill`: also cancel every resting order (default: keep)"
     )
 
+    ledger = sub.add_parser("ledger", help="operator commands of the ledger (DATABASE_URL)")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
+    quarantine = ledger_sub.add_parser("quarantine", help="fills held for orders the ledger does not know")
+    quarantine.add_argument("--adopt", type=int, metavar="ID", help="book this held fill as it is")
+    quarantine.add_argument("--all", action="store_true", help="also list the fills already released")
+    quarantine.add_argument("--operator", help="who adopts (default: login name)")
+
     dlq = sub.add_parser("dlq", help="the newest dead letters, one JSON object per line")
     dlq.add_argument("--service", help="only this service's dead letters")
     dlq.add_argument("--limit", type=int, default=20)
@@ -130,6 +137,11 @@ def main(argv: list[str] | None = None) -> None:
                 )
             )
         )
+    if args.command == "ledger":
+        from btcbot.cli.control import operator_name
+        from btcbot.cli.quarantine import run_quarantine
+
+        raise SystemExit(asyncio.run(run_quarantine(os.environ, args.adopt, operator_name(args.operator), args.all)))
     if args.command == "dlq":
         from btcbot.cli.control import run_dlq
 

@@ -19,6 +19,15 @@ Printed as one JSON line; the exit code is 1 when any count in :data:`PROBLEMS` 
     balance_mismatches   assets whose ledger balance differs from the exchange's total
     lost_intents         intents that became neither a SubmitOrder nor an OrderDenied
     unresolved_orders    SubmitOrders that ended neither accepted nor rejected
+    halted_symbols       symbols whose ledger position is frozen by an integrity halt (an oversell)
+    quarantined_fills    fills the ledger holds, unbooked, because it does not know their order
+
+A halt or a held fill means the books are not known to be right, so the run is not clean even when every
+trade matched. Messages that cannot be read as a record (undecodable, or money fields that are not money, e.g. a
+NaN or 10^400 fill) are left out of the comparison and counted as `bad_messages` with their stream and sequence:
+the services dead-letter them, so they changed nothing; they are reported, but do not fail the verdict (a
+forged message would otherwise fail every verify for as long as the stream keeps it). A trade they hide still
+shows, as a missing fill event or a missing ledger fill.
 
 Trades are matched per (symbol, trade id, exchange order id): when two of our orders match each other the
 exchange lists one trade id twice, once per order, and each side must be booked (`self_matched_trades` counts
@@ -53,6 +62,7 @@ from btcbot.contracts.messages import (
     OrderRejected,
     SubmitOrder,
 )
+from btcbot.runtime.sanity import money_problem
 
 PROBLEMS = (
     "duplicate_orders",
@@ -65,6 +75,8 @@ PROBLEMS = (
     "balance_mismatches",
     "lost_intents",
     "unresolved_orders",
+    "halted_symbols",
+    "quarantined_fills",
 )
 CLOSED_AT_EXCHANGE = frozenset({"Canceled", "Closed"})
 TERMINAL_CLAIM_STATUSES = frozenset({"filled", "canceled", "rejected"})
@@ -116,6 +128,9 @@ class Evidence:
     ledger_fills: list[LedgerFill] = field(default_factory=list)
     ledger_balances: dict[str, Decimal] = field(default_factory=dict)
     claims: dict[str, dict[str, str]] | None = None  # client order id -> claim fields; None = not read
+    bad_messages: list[str] = field(default_factory=list)  # "STREAM:seq why", left out of the comparison
+    halted: dict[str, str] = field(default_factory=dict)  # symbol -> halt reason
+    quarantined: list[str] = field(default_factory=list)  # "id:client order id:trade id" of open holds
 
 
 def compare(evidence: Evidence) -> dict[str, Any]:
@@ -180,6 +195,9 @@ def compare(evidence: Evidence) -> dict[str, Any]:
         "balance_mismatches": note("balance_mismatches", balance_diffs),
         "lost_intents": note("lost_intents", lost),
         "unresolved_orders": note("unresolved_orders", unresolved),
+        "halted_symbols": note("halted_symbols", [f"{s}: {r}" for s, r in evidence.halted.items()]),
+        "quarantined_fills": note("quarantined_fills", list(evidence.quarantined)),
+        "bad_messages": note("bad_messages", list(evidence.bad_messages)),
         "exchange_orders": len(sim_orders),
         "exchange_trades": len(sim_trades),
         "self_matched_trades": sum(1 for n in self_matched.values() if n > 1),
@@ -283,8 +301,10 @@ def sources_from(options: Mapping[str, str | None], env: Mapping[str, str]) -> S
 async def gather(sources: Sources) -> Evidence:
     """Fetch every record `compare` needs."""
     sim = await asyncio.to_thread(_sim_state, sources.sim_url, sources.api_key)
-    evidence = Evidence(sim=sim, messages=await _stream_messages(sources.nats_url, sources.since_ns))
+    messages, bad = await _stream_messages(sources.nats_url, sources.since_ns)
+    evidence = Evidence(sim=sim, messages=messages, bad_messages=bad)
     evidence.ledger_fills, evidence.ledger_balances = await _ledger(sources.database_url)
+    evidence.halted, evidence.quarantined = await _ledger_holds(sources.database_url)
     if sources.redis_url:
         evidence.claims = await _claims(sources.redis_url, f"{sources.key_prefix}:{sources.account}")
     return evidence
@@ -307,7 +327,19 @@ def _sim_state(sim_url: str, api_key: str) -> dict[str, Any]:
     return data
 
 
-async def _stream_messages(nats_url: str, since_ns: int) -> list[Message]:
+def read_record(stream: str, sequence: int, data: bytes) -> tuple[Message | None, str | None]:
+    """One stored message as a record, or None and why it cannot be one (never raises on bad input)."""
+    try:
+        message = decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return None, f"{stream}:{sequence} undecodable: {exc}"
+    problem = money_problem(message)
+    if problem is not None:
+        return None, f"{stream}:{sequence} INVALID_MONEY: {type(message).__name__}.{problem}"
+    return message, None
+
+
+async def _stream_messages(nats_url: str, since_ns: int) -> tuple[list[Message], list[str]]:
     from btcbot.runtime.inspect import read_stream
     from btcbot.runtime.jetstream import connect
 
@@ -315,17 +347,40 @@ async def _stream_messages(nats_url: str, since_ns: int) -> list[Message]:
     try:
         js = nc.jetstream()
         found: list[Message] = []
+        bad: list[str] = []
         for stream in ("INTENTS", "ORDERS", "EXECUTION"):
             async for stored in read_stream(js, stream, 1):
-                try:
-                    message = decode(stored.data)
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    continue  # garbage is the DLQ's business, not a record of what happened
-                if message.ts_ns >= since_ns:
+                message, why = read_record(stream, stored.sequence, stored.data)
+                if message is None:
+                    bad.append(str(why))
+                elif message.ts_ns >= since_ns:
                     found.append(message)
-        return found
+        return found, bad
     finally:
         await nc.close()
+
+
+async def _ledger_holds(database_url: str) -> tuple[dict[str, str], list[str]]:
+    """Halted symbols and the open quarantine (an older schema without the quarantine table has none)."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(database_url, timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise VerifyError(f"cannot reach the ledger database: {exc}") from exc
+    try:
+        halts = await conn.fetch("SELECT symbol, halted_reason FROM positions WHERE halted_reason IS NOT NULL")
+        held: list[asyncpg.Record] = []
+        if await conn.fetchval("SELECT to_regclass('quarantined_fills') IS NOT NULL"):
+            held = await conn.fetch(
+                "SELECT id, client_order_id, trade_id FROM quarantined_fills WHERE resolved_at IS NULL ORDER BY id"
+            )
+    finally:
+        await conn.close()
+    return (
+        {r["symbol"]: r["halted_reason"] for r in halts},
+        [f"{r['id']}:{r['client_order_id']}:{r['trade_id']}" for r in held],
+    )
 
 
 async def _ledger(database_url: str) -> tuple[list[LedgerFill], dict[str, Decimal]]:

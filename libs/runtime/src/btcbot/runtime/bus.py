@@ -21,6 +21,8 @@ class Delivery:
     stream: str = ""
     sequence: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
+    # When JetStream stored the message (ns since the epoch; 0 when not known, e.g. on the in-memory bus).
+    stored_ns: int = 0
 
 
 class Publisher(Protocol):

@@ -2,12 +2,17 @@
 
 Error mapping (STYLE.md): undecodable input -> DeadLetter + term; Poison -> DeadLetter + term; Retry or any other
 exception -> nak with backoff, and on the last delivery DeadLetter + term. Nothing is dropped silently.
+
+Before any handler, every message passes the kit's sanity checks (`btcbot.runtime.sanity`): one dated more than
+the allowed clock skew after JetStream stored it is dead-lettered FUTURE_DATED, one whose money fields are not
+sane is dead-lettered INVALID_MONEY naming the field.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -23,6 +28,7 @@ from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import DeadLetter, Message
 from btcbot.contracts.streams import ConsumerSpec
+from btcbot.runtime import sanity
 from btcbot.runtime.bus import Delivery, Handler, Publisher
 from btcbot.runtime.errors import DependencyUnavailable, Poison, Retry
 from btcbot.runtime.logging import get_logger
@@ -53,6 +59,7 @@ class Consumer(Generic[M]):
         handler: Handler[M],
         now_ns: Callable[[], int] = time.time_ns,
         batch: int = 50,
+        max_skew_ns: int = 5_000_000_000,
     ) -> None:
         self.service = service
         self.spec = spec
@@ -62,6 +69,7 @@ class Consumer(Generic[M]):
         self._handler = handler
         self._now_ns = now_ns
         self._batch = batch
+        self._max_skew_ns = max_skew_ns
         self._tracer = trace.get_tracer("btcbot.runtime")
         self._sub: Any = None
         self.in_flight = 0
@@ -110,6 +118,7 @@ class Consumer(Generic[M]):
             stream=meta.stream,
             sequence=meta.sequence.stream,
             headers=dict(msg.headers or {}),
+            stored_ns=stored_ns(meta.timestamp),
         )
         attrs: dict[str, str | bool | int] = {
             "messaging.system": "nats",
@@ -138,6 +147,10 @@ class Consumer(Generic[M]):
             return await self._dead_letter(msg, delivery, f"undecodable: {exc}")
         span.set_attribute("messaging.message.id", message.id)
         span.set_attribute("btcbot.message_type", type(message).__name__)
+        refused = self._insane(message, delivery)
+        if refused is not None:
+            span.set_status(Status(StatusCode.ERROR, refused.split(":", 1)[0]))
+            return await self._dead_letter(msg, delivery, refused)
         try:
             await self._handler(message, delivery)
         except Poison as exc:
@@ -168,6 +181,20 @@ class Consumer(Generic[M]):
             return "nak"
         await msg.ack()
         return "ack"
+
+    def _insane(self, message: Message, delivery: Delivery) -> str | None:
+        """The dead-letter reason when the message fails the kit's sanity checks, else None."""
+        claimed = sanity.claimed_ns(message)
+        if delivery.stored_ns and sanity.is_future_dated(claimed, delivery.stored_ns, self._max_skew_ns):
+            ahead = (claimed - delivery.stored_ns) / 1e9
+            return (
+                f"{sanity.FUTURE_DATED}: dated {ahead:.3f}s after JetStream stored it"
+                f" (max skew {self._max_skew_ns / 1e9:g}s)"
+            )
+        problem = sanity.money_problem(message)
+        if problem is not None:
+            return f"{sanity.INVALID_MONEY}: {type(message).__name__}.{problem}"
+        return None
 
     async def _dead_letter(self, msg: Msg, delivery: Delivery, reason: str) -> str:
         letter = DeadLetter(
@@ -200,6 +227,13 @@ class Consumer(Generic[M]):
         instruments().dead_letters.add(1, {"consumer": self.spec.durable})
         await msg.term()
         return "dead"
+
+
+def stored_ns(timestamp: datetime.datetime | None) -> int:
+    """JetStream's storage time of a message in ns (0 when unknown); microsecond precision is plenty for skew."""
+    if timestamp is None:
+        return 0
+    return int(timestamp.timestamp() * 1_000_000) * 1000
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

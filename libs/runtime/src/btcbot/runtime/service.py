@@ -66,7 +66,10 @@ class Service:
     def consume(self, spec: ConsumerSpec, codec: Codec[M], handler: Handler[M]) -> None:
         """Run a durable pull consumer with this handler once the service starts."""
         own = spec.for_instance(self.settings.instance)
-        self._consumers.append(Consumer(self.name, self.js, self.bus, own, codec, handler, now_ns=self.now_ns))
+        skew_ns = int(self.settings.max_clock_skew * 1e9)
+        self._consumers.append(
+            Consumer(self.name, self.js, self.bus, own, codec, handler, now_ns=self.now_ns, max_skew_ns=skew_ns)
+        )
 
     def task(self, name: str, fn: TaskFn) -> None:
         """Run a background loop; it gets the stop event and should return soon after it is set."""

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
+
+from btcbot.btcturk.breaker import BreakerState
+from btcbot.btcturk.errors import BtcTurkError
 from btcbot.btcturk.rest import BtcTurkClient
 from btcbot.btcturk.ws import BtcTurkWebSocket
 from btcbot.contracts import streams
@@ -11,9 +17,13 @@ from btcbot.execution.exchange import BtcTurkExchange
 from btcbot.execution.handlers import Execution, Policy
 from btcbot.execution.journal import Journal, RedisActiveOrders
 from btcbot.execution.poller import FillPoller
+from btcbot.execution.rules import ExchangeRules
 from btcbot.execution.settings import ExecutionSettings, arming
-from btcbot.execution.tasks import Sweeper
+from btcbot.execution.tasks import AlarmPublisher, Sweeper
 from btcbot.execution.userfeed import UserFeed
+from btcbot.execution.watch import ExchangeWatch, WatchedExchange
+from btcbot.runtime.alarms import recall
+from btcbot.runtime.backoff import Backoff
 from btcbot.runtime.idempotency import IdempotencyStore
 from btcbot.runtime.locks import FencedLock
 from btcbot.runtime.service import Service
@@ -30,14 +40,22 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
         account=settings.account,
         symbols=list(settings.symbols),
     )
+    watch = ExchangeWatch(int(settings.breaker_alarm_after * 1e9), settings.failure_alarm_after)
     client = BtcTurkClient(
         settings.btcturk_base_url,
         settings.btcturk_api_key,
         settings.btcturk_api_secret.get_secret_value(),
         timeout=settings.btcturk_timeout,
+        on_breaker_state_change=lambda group, _old, new: watch.breaker_changed(
+            group, new == BreakerState.CLOSED, svc.now_ns()
+        ),
     )
     svc.on_close(client.aclose)
     redis = await svc.redis()
+    rules = ExchangeRules()
+    svc.task("rules", lambda stop: keep_rules(stop, client, rules, svc, settings.rules_refresh))
+    # Not ready (and nothing is sent: submits wait) until exchangeinfo was read once.
+    svc.readiness("rules", lambda: rules.current is not None)
     prefix = f"{settings.key_prefix}:{settings.account}"
     execution = Execution(
         bus=svc.bus,
@@ -49,7 +67,7 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
             clock=svc.now_ns,
         ),
         locks=FencedLock(redis, prefix),
-        exchange=BtcTurkExchange(client),
+        exchange=WatchedExchange(BtcTurkExchange(client), watch, svc.now_ns),
         account=settings.account,
         owner=settings.instance,
         clock=svc.now_ns,
@@ -61,7 +79,10 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
             max_order_age_s=settings.max_order_age,
         ),
         log=svc.log,
+        rules=rules,
     )
+    alarms = AlarmPublisher(watch, svc.bus, svc.now_ns, svc.log, recall=lambda latch: recall(svc.js, latch))
+    svc.task("alarms", alarms.run)
     codec: Codec[SubmitOrder | CancelOrder] = Codec(SubmitOrder | CancelOrder)
     svc.consume(streams.EXECUTION_ORDERS, codec, execution.on_order)
     poller = FillPoller(
@@ -99,3 +120,23 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
     svc.task("sweeper", sweeper.run)
     # Not ready until the start-up reconciliation with the exchange is done.
     svc.readiness("reconciled", lambda: sweeper.started)
+
+
+async def keep_rules(
+    stop: asyncio.Event, client: BtcTurkClient, rules: ExchangeRules, svc: Service, every: float
+) -> None:
+    """Load exchangeinfo now and every `every` seconds; on failure back off with jitter and keep the old rules."""
+    backoff = Backoff(1.0, 60.0, random.Random())
+    while not stop.is_set():
+        try:
+            count = rules.load((await client.exchange_info()).symbols)
+        except BtcTurkError as exc:
+            delay = backoff.failure()
+            svc.log.warning("execution.rules_failed", error=str(exc), failures=backoff.failures,
+                            retry_in=round(delay, 3), loaded=rules.current is not None)  # fmt: skip
+        else:
+            backoff.success()
+            delay = every
+            svc.log.info("execution.rules_loaded", symbols=count)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)

@@ -32,6 +32,7 @@ from btcbot.execution.journal import Journal
 from btcbot.execution.orders import IllegalTransition, Status
 from btcbot.execution.reconcile import ExchangeStatus, Verdict, reconcile
 from btcbot.execution.record import CorruptRecord, Phase, Record
+from btcbot.execution.rules import RULES_NOT_LOADED, ExchangeRules, refusal
 from btcbot.runtime.bus import Delivery, Publisher
 from btcbot.runtime.errors import Poison, Retry, StaleToken
 from btcbot.runtime.locks import Lease
@@ -71,6 +72,8 @@ class Policy:
     lookup_delay_s: float = 2.0
     max_order_age_s: float = 120.0  # 0 disables; an older command is rejected instead of placed late
     cancel_confirm_delay_s: float = 1.0
+    rules_wait_s: float = 2.0  # retry delay of a command that arrives before the exchange rules are loaded
+    rules_wait_max_s: float = 8.0  # ... and its age at which it is rejected RULES_NOT_LOADED (before max_deliver)
 
 
 class Execution:
@@ -88,7 +91,10 @@ class Execution:
         clock: Callable[[], int],
         policy: Policy | None = None,
         log: structlog.stdlib.BoundLogger | None = None,
+        rules: ExchangeRules | None = None,
     ) -> None:
+        """`rules`: the symbols' exchange rules every order is checked against before it is sent (the service
+        always wires them; None skips the check, for handler tests whose fakes have no exchangeinfo)."""
         self.bus = bus
         self.journal = journal
         self.locks = locks
@@ -97,6 +103,7 @@ class Execution:
         self.owner = owner
         self.clock = clock
         self.policy = policy or Policy()
+        self.rules = rules
         self.log: structlog.stdlib.BoundLogger = log or structlog.stdlib.get_logger("btcbot.execution")
 
     # ---- entry points ------------------------------------------------------------------------
@@ -195,6 +202,20 @@ class Execution:
             log.warning("submit.expired", age_s=round(age_s, 3))
             step = orders.reject(order, "EXPIRED", f"command {age_s:.1f}s old, not placed", now)
             return await self.commit(Record(step.order, Phase.SENT), step.events, log)
+        if self.rules is not None:
+            if self.rules.current is None:
+                # Never send blind: wait for exchangeinfo (the record stays "claimed"; nothing was sent), and
+                # answer a command that waited too long with a rejection rather than let it be dead-lettered.
+                log.warning("submit.rules_not_loaded", age_s=round(age_s, 3))
+                if age_s >= self.policy.rules_wait_max_s:
+                    step = orders.reject(order, RULES_NOT_LOADED, f"exchange rules not loaded for {age_s:.1f}s", now)
+                    return await self.commit(Record(step.order, Phase.SENT), step.events, log)
+                raise Retry("exchange rules not loaded yet; not sending blind", self.policy.rules_wait_s)
+            refused = refusal(order, self.rules.current)
+            if refused is not None:
+                log.warning("submit.refused", reason=refused.reason, detail=refused.detail)
+                step = orders.reject(order, refused.reason, f"refused before sending: {refused.detail}", now)
+                return await self.commit(Record(step.order, Phase.SENT), step.events, log)
         sending = Record(orders.submitting(order).order, Phase.SENDING)
         await self.journal.save(sending)
         try:

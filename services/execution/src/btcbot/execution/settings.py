@@ -43,6 +43,12 @@ class ExecutionSettings(CommonSettings, ExchangeSettings):
     unknown_orders: Literal["adopt", "cancel", "report"] = "adopt"
     # Cancel a resting order this many seconds after its command was made (0: never; strategy owns TTLs).
     order_ttl: float = Field(0.0, ge=0)
+    # How often the symbols' exchange rules (exchangeinfo) are re-read; every order is checked against them.
+    rules_refresh: float = Field(3600.0, gt=0)
+    # Kill chain: Alarm(execution, breaker_open) once an exchange breaker stays open this long (s), and
+    # Alarm(execution, repeated_failures) after this many failed exchange calls in a row (0: off).
+    breaker_alarm_after: float = Field(60.0, gt=0)
+    failure_alarm_after: int = Field(5, ge=0)
 
     @field_validator("btcturk_ws_url")
     @classmethod

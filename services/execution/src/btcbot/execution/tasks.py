@@ -1,4 +1,4 @@
-"""Background reconciliation: compare the exchange with the journal at start-up, then sweep unsettled orders.
+"""Background work: reconcile with the exchange at start-up, sweep unsettled orders, publish exchange alarms.
 
 Start-up: every open order and every recent trade of our account at the exchange is matched to a journal
 record (by client order id, then by exchange order id). An order nobody here placed is, by setting,
@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -38,6 +38,9 @@ from btcbot.execution.journal import settled
 from btcbot.execution.orders import IllegalTransition, Order, Status
 from btcbot.execution.reconcile import ExchangeOrder, ExchangeStatus, reconcile
 from btcbot.execution.record import CorruptRecord, Phase, Record
+from btcbot.execution.watch import BREAKER_OPEN, REPEATED_FAILURES, ExchangeWatch
+from btcbot.runtime.alarms import AlarmLatch, raise_or_clear
+from btcbot.runtime.bus import Publisher
 from btcbot.runtime.errors import Retry
 from btcbot.runtime.locks import Lease
 
@@ -273,3 +276,47 @@ def adopted_order(client_order_id: str, symbol: str, seen: ExchangeOrder) -> Ord
         price=seen.price,
         quantity=seen.quantity,
     )
+
+
+# ---- alarms of the kill chain ----------------------------------------------------------------------
+
+ALARM_SOURCE = "execution"
+
+
+class AlarmPublisher:
+    """Evaluates the watch and publishes what changed; `step` is one evaluation, `run` loops."""
+
+    def __init__(
+        self,
+        watch: ExchangeWatch,
+        bus: Publisher,
+        clock: Callable[[], int],
+        log: structlog.stdlib.BoundLogger,
+        recall: Callable[[AlarmLatch], Awaitable[object]] | None = None,
+    ) -> None:
+        self.recall = recall  # reads each alarm's stored state before the first step (runtime.alarms.recall)
+        self.watch = watch
+        self.bus = bus
+        self.clock = clock
+        self.log = log
+        self.latches = {kind: AlarmLatch(ALARM_SOURCE, kind) for kind in (BREAKER_OPEN, REPEATED_FAILURES)}
+
+    async def step(self) -> None:
+        """Publish every condition whose state differs from what was last published."""
+        now = self.clock()
+        for condition in self.watch.conditions(now):
+            try:
+                await raise_or_clear(self.bus, self.latches[condition.kind], self.log, condition.active,
+                                     cause=condition.cause, now_ns=now, detail=condition.detail)  # fmt: skip
+            except Exception as exc:  # NATS away: the latch did not move, the next step tries again
+                self.log.warning("alarm.publish_failed", kind=condition.kind, error=f"{type(exc).__name__}: {exc}")
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+        """Recall what is stored, then evaluate every `interval_s` until stop is set."""
+        if self.recall is not None:
+            for latch in self.latches.values():
+                await self.recall(latch)
+        while not stop.is_set():
+            await self.step()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)

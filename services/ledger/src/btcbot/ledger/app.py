@@ -12,7 +12,8 @@ from btcbot.ledger.handlers import ExecutionEvent, Ledger
 from btcbot.ledger.migrations import migrate
 from btcbot.ledger.settings import LedgerSettings
 from btcbot.ledger.store import FillResult, Incoming, Store
-from btcbot.ledger.tasks import Batcher, Reconciler, run_batched, sleep_or_stop
+from btcbot.ledger.tasks import Batcher, LedgerAlarms, Reconciler, run_batched, sleep_or_stop
+from btcbot.runtime.alarms import recall
 from btcbot.runtime.consumer import Consumer
 from btcbot.runtime.jetstream import provision
 from btcbot.runtime.service import Service
@@ -33,6 +34,7 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
         timeout=settings.db_timeout,
     )
     svc.on_close(store.close)
+    store.quarantine_unknown = settings.quarantine_unknown_fills
     if await store.seed_balances(settings.opening_balances, svc.now_ns()):
         seeded = {asset: str(amount) for asset, amount in settings.opening_balances.items()}
         svc.log.info("ledger.opening_balances_seeded", balances=seeded)
@@ -56,7 +58,8 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
     execution: Codec[ExecutionEvent] = Codec(OrderAccepted | OrderRejected | OrderCanceled | OrderFilled)
     spec = streams.LEDGER_EXECUTION.for_instance(settings.instance)
     await provision(svc.js, streams.ALL_STREAMS, [spec])
-    consumer = Consumer(svc.name, svc.js, svc.bus, spec, execution, ledger.on_execution, svc.now_ns)
+    consumer = Consumer(svc.name, svc.js, svc.bus, spec, execution, ledger.on_execution, svc.now_ns,
+                        max_skew_ns=int(settings.max_clock_skew * 1e9))  # fmt: skip
 
     async def ingest_loop(stop: asyncio.Event) -> None:
         await run_batched(consumer, svc.js, stop, settings.batch_max)
@@ -75,10 +78,21 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
 
     svc.task("revalue", revalue_loop)
 
-    _setup_reconciliation(svc, settings, store)
+    alarms = LedgerAlarms(svc.bus, svc.now_ns, quarantine_after_ns=int(settings.quarantine_alarm_after * 1e9))
+
+    async def quarantine_alarm_loop(stop: asyncio.Event) -> None:
+        await recall(svc.js, alarms.quarantine)
+        while not stop.is_set():
+            await alarms.check_quarantine(store)
+            await sleep_or_stop(stop, settings.revalue_interval)
+
+    if settings.quarantine_alarm_after > 0:
+        svc.task("quarantine-alarm", quarantine_alarm_loop)
+
+    _setup_reconciliation(svc, settings, store, alarms)
 
 
-def _setup_reconciliation(svc: Service, settings: LedgerSettings, store: Store) -> None:
+def _setup_reconciliation(svc: Service, settings: LedgerSettings, store: Store, alarms: LedgerAlarms) -> None:
     """Reconcile with the exchange every interval, and once more at shutdown."""
     if not settings.reconciles:
         svc.log.warning("ledger.reconciliation_off", reason="no BTCTURK_API_KEY/SECRET or LEDGER_RECONCILE_INTERVAL=0")
@@ -104,12 +118,15 @@ def _setup_reconciliation(svc: Service, settings: LedgerSettings, store: Store) 
     )
 
     async def reconcile_loop(stop: asyncio.Event) -> None:
+        await recall(svc.js, alarms.reconcile)
         while not stop.is_set():
             await sleep_or_stop(stop, settings.reconcile_interval)
             if stop.is_set():
                 break
             try:
-                await reconciler.round()
+                outcome = await reconciler.round()
+                if outcome is not None:
+                    await alarms.after_round(*outcome)
             except Exception:
                 # Reconciliation watches the books; a fault in it must not stop the booking itself.
                 svc.log.exception("ledger.reconcile_failed")

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
+import msgspec
+
 from btcbot.contracts import subjects
 from btcbot.contracts.messages import (
     BookSnapshot,
@@ -112,7 +114,8 @@ class Ledger:
         last_change = ""
         for item, result in zip(items, results, strict=True):
             self._report(item.event, result)
-            if result.changed and isinstance(item.event, OrderFilled):  # order events do not move money
+            # Order events do not move money, unless an OrderAccepted released its quarantined fills.
+            if (result.changed and isinstance(item.event, OrderFilled)) or result.released:
                 last_change = item.event.id
         if last_change:
             await self.publish_snapshot(change_snapshot_id(self.account, last_change), cause=last_change)
@@ -122,7 +125,18 @@ class Ledger:
         if not result.changed:
             self.log.info("ledger.duplicate", message_id=event.id, status=result.status)
             return
+        if result.released:
+            self.log.warning(
+                "ledger.quarantine_released", message_id=event.id, fills=result.released, resolution="order_accepted"
+            )
         if not isinstance(event, OrderFilled):
+            return
+        if result.status == "quarantined":
+            # An alert: a fill for an order the ledger does not know is held, not booked.
+            ledger_instruments().integrity_alerts.add(1, {"kind": "quarantine", "symbol": event.symbol})
+            self.log.error("ledger.fill_quarantined", alert=True, symbol=event.symbol, message_id=event.id,
+                           client_order_id=event.client_order_id, trade_id=event.trade_id,
+                           quantity=str(event.quantity), price=str(event.price))  # fmt: skip
             return
         if result.unknown_order:
             self.log.warning(
@@ -195,6 +209,8 @@ class Ledger:
             last_fill_id=state.last_fill_id,
             halted=tuple(state.halted),
         )
+        if state.quarantined:
+            snapshot = msgspec.structs.replace(snapshot, quarantined=state.quarantined)
         try:
             await self.bus.publish(subjects.portfolio(self.account), snapshot)
         except Exception as exc:  # the change is committed; the revaluation loop publishes it later

@@ -47,6 +47,11 @@ class LedgerSettings(CommonSettings, ExchangeSettings):
     reconcile_lookback: float = Field(86_400.0, gt=0)
     reconcile_grace: float = Field(30.0, ge=0)
     reconcile_tolerance: Decimal = Field(Decimal(0), ge=0)
+    # Fills for orders the ledger does not know wait in quarantine (not positions) until their order is known,
+    # reconciliation finds the trade at the exchange, or an operator adopts them.
+    quarantine_unknown_fills: bool = True
+    # Kill chain: Alarm(ledger, quarantine) while a fill has waited in quarantine longer than this (s; 0: off).
+    quarantine_alarm_after: float = Field(300.0, ge=0)
 
     @field_validator("opening_balances", mode="before")
     @classmethod

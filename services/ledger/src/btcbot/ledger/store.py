@@ -15,6 +15,11 @@ symbol's position is frozen (`positions.halted_reason`) and an alert row is writ
 that symbol triggers a rebuild from the full set; when the set is consistent again (typically the buy
 that was delivered late), the position resumes and the alert is resolved. See `app.py` for why this is
 neither a Poison nor a Retry.
+
+Quarantine (`quarantine_unknown`, on in the service): a fill for an order the ledger does not know moves
+nothing. It is kept in `quarantined_fills` with an alert row until its order's OrderAccepted arrives (then it is
+booked like any fill, in that transaction), reconciliation finds the same trade at the exchange, or an operator
+adopts it; a forged fill (10^400 BTC of an order nobody placed) so never reaches positions or balances.
 """
 
 from __future__ import annotations
@@ -91,7 +96,7 @@ class Incoming:
     fee_rate: FeeRate | None = None
 
 
-FillStatus = Literal["applied", "duplicate", "duplicate_trade", "halted"]
+FillStatus = Literal["applied", "duplicate", "duplicate_trade", "halted", "quarantined"]
 
 
 @dataclass(frozen=True)
@@ -103,11 +108,13 @@ class FillResult:
     oversell: Oversell | None = None
     resumed: bool = False
     rebuilt: bool = False
+    # Quarantined fills booked because this event (an OrderAccepted) made their order known.
+    released: int = 0
 
     @property
     def changed(self) -> bool:
-        """True when balances or positions moved (a snapshot is due)."""
-        return self.status in ("applied", "halted")
+        """True when balances, positions or the quarantine moved (a snapshot is due)."""
+        return self.status in ("applied", "halted", "quarantined")
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,7 @@ class LedgerState:
     fills: int = 0
     last_message_id: str = ""
     last_fill_id: str = ""
+    quarantined: int = 0
 
 
 def _ts(ts_ns: int) -> datetime:
@@ -176,6 +184,8 @@ class Store:
         self.healthy = True
         # Daily PnL days start at midnight UTC+offset; set from settings by configure_day_offset.
         self.day_offset_minutes = 0
+        # Fills of unknown orders go to quarantine instead of positions (the service turns this on).
+        self.quarantine_unknown = False
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 4, timeout: float = 5.0) -> Store:
@@ -351,10 +361,14 @@ class Store:
                     fills.append((index, item))
                 else:
                     await self._order_event(conn, item.event, now)
-                    results[index] = FillResult("applied")
+                    released = await self._release_for_order(conn, item.event, now)
+                    results[index] = FillResult("applied", released=len(released))
+                    # Booked below with this batch's fills, under indexes past its end (their results are dropped).
+                    fills.extend((len(items) + len(fills) + k, r) for k, r in enumerate(released))
             if fills:
                 for index, result in (await self._apply_fills(conn, fills, now)).items():
-                    results[index] = result
+                    if index < len(results):
+                        results[index] = result
         return [r if r is not None else FillResult("duplicate") for r in results]
 
     async def _claim_many(self, conn: asyncpg.Connection, items: Sequence[Incoming], now: datetime) -> set[str]:
@@ -373,8 +387,9 @@ class Store:
         return {r["message_id"] for r in rows}
 
     async def _apply_fills(
-        self, conn: asyncpg.Connection, batch: list[tuple[int, Incoming]], now: datetime
+        self, conn: asyncpg.Connection, batch: list[tuple[int, Incoming]], now: datetime, *, adopt: bool = False
     ) -> dict[int, FillResult]:
+        """Book fills; with `quarantine_unknown` (and not `adopt`), fills of unknown orders go to quarantine."""
         events = [(index, item, _filled(item.event)) for index, item in batch]
         await conn.executemany(
             "INSERT INTO order_events (message_id, client_order_id, type, payload, ts)"
@@ -388,6 +403,14 @@ class Store:
             orders,
         )
         known = {r["client_order_id"] for r in known_rows}
+        held: dict[int, FillResult] = {}
+        if self.quarantine_unknown and not adopt:
+            strangers = [(index, item, e) for index, item, e in events if e.client_order_id not in known]
+            if strangers:
+                held = await self._quarantine(conn, strangers, now)
+                events = [(index, item, e) for index, item, e in events if e.client_order_id in known]
+                if not events:
+                    return held
         parsed = [
             (index, event, fill_from_event(event, fee_rate=item.fee_rate[0] if item.fee_rate else None), item)
             for index, item, event in events
@@ -428,7 +451,7 @@ class Store:
             [i.fee_rate[1] if i.fee_rate else None for _, _, _, i in parsed],
         )
         inserted = {r["message_id"] for r in inserted_rows}
-        results: dict[int, FillResult] = {}
+        results: dict[int, FillResult] = dict(held)
         new_fills: list[tuple[int, str, Fill]] = []
         for index, event, fill, _ in parsed:
             if event.id in inserted:
@@ -461,6 +484,125 @@ class Store:
             if event.id in inserted:
                 results[index] = replace(results[index], unknown_order=event.client_order_id not in known)
         return results
+
+    async def _quarantine(
+        self, conn: asyncpg.Connection, strangers: list[tuple[int, Incoming, OrderFilled]], now: datetime
+    ) -> dict[int, FillResult]:
+        """Hold fills of unknown orders (one alert each); a trade already held under another id is a duplicate."""
+        results: dict[int, FillResult] = {}
+        for index, item, event in strangers:
+            qid = await conn.fetchval(
+                """
+                INSERT INTO quarantined_fills (message_id, symbol, trade_id, exchange_order_id, client_order_id, side,
+                    price, quantity, payload, fee_rate, fee_rate_source, subject, stream, stream_seq, reason,
+                    quarantined_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'unknown_order', $15)
+                ON CONFLICT DO NOTHING RETURNING id
+                """,
+                event.id, event.symbol, event.trade_id, event.exchange_order_id, event.client_order_id, event.side,
+                event.price, event.quantity, msgspec.json.encode(event).decode(),
+                item.fee_rate[0] if item.fee_rate else None, item.fee_rate[1] if item.fee_rate else None,
+                item.origin.subject, item.origin.stream, item.origin.sequence, now,
+            )  # fmt: skip
+            if qid is None:
+                results[index] = FillResult("duplicate_trade")
+                continue
+            await conn.execute(
+                "INSERT INTO ledger_alerts (ts, kind, symbol, message_id, detail)"
+                " VALUES ($1, 'quarantine', $2, $3, $4)",
+                now,
+                event.symbol,
+                event.id,
+                json.dumps({"quarantine_id": qid, "client_order_id": event.client_order_id,
+                            "trade_id": event.trade_id, "quantity": str(event.quantity), "price": str(event.price)}),
+            )  # fmt: skip
+            results[index] = FillResult("quarantined", unknown_order=True)
+        return results
+
+    async def _take_quarantined(
+        self, conn: asyncpg.Connection, where: str, args: Sequence[object], resolution: str, by: str, now: datetime
+    ) -> list[Incoming]:
+        rows = await conn.fetch(
+            f"UPDATE quarantined_fills SET resolved_at = $1, resolution = $2, resolved_by = $3"  # noqa: S608
+            f" WHERE resolved_at IS NULL AND {where} RETURNING *",
+            now,
+            resolution,
+            by,
+            *args,
+        )
+        if rows:
+            await conn.execute(
+                "UPDATE ledger_alerts SET resolved_at = $1"
+                " WHERE kind = 'quarantine' AND resolved_at IS NULL AND message_id = ANY($2::text[])",
+                now,
+                [r["message_id"] for r in rows],
+            )
+        return [
+            Incoming(
+                msgspec.json.decode(r["payload"], type=OrderFilled),
+                Origin(r["subject"], r["stream"], r["stream_seq"]),
+                None if r["fee_rate"] is None else (r["fee_rate"], r["fee_rate_source"] or ""),
+            )
+            for r in sorted(rows, key=lambda r: r["id"])
+        ]
+
+    async def _release_for_order(self, conn: asyncpg.Connection, event: OrderEvent, now: datetime) -> list[Incoming]:
+        if not isinstance(event, OrderAccepted):
+            return []
+        return await self._take_quarantined(
+            conn, "client_order_id = $4", [event.client_order_id], "order_accepted", event.id, now
+        )
+
+    async def quarantined(self, *, open_only: bool = True) -> list[dict[str, Any]]:
+        """Quarantined fills (oldest first) as plain rows, for operators and reports."""
+        async with self._tx(readonly=True) as conn:
+            rows = await conn.fetch(
+                "SELECT id, message_id, symbol, trade_id, exchange_order_id, client_order_id, side, price, quantity,"
+                " reason, quarantined_at, resolved_at, resolution, resolved_by FROM quarantined_fills"
+                " WHERE NOT $1 OR resolved_at IS NULL ORDER BY id",
+                open_only,
+            )
+        return [dict(r) for r in rows]
+
+    async def oldest_quarantined_ns(self) -> int | None:
+        """When the oldest fill still in quarantine was put there (ns), or None when none is."""
+        async with self._tx(readonly=True) as conn:
+            oldest: datetime | None = await conn.fetchval(
+                "SELECT min(quarantined_at) FROM quarantined_fills WHERE resolved_at IS NULL"
+            )
+        return None if oldest is None else int(oldest.timestamp() * 1_000_000) * 1000
+
+    async def adopt_quarantined(self, quarantine_id: int, operator: str, now_ns: int) -> FillResult | None:
+        """Book one quarantined fill as it is (an operator vouches for it); None if no such open row."""
+        return await self._book_quarantined("id = $4", [quarantine_id], "adopted", operator, now_ns)
+
+    async def release_reconciled(self, trades: Sequence[TradeView], now_ns: int) -> int:
+        """Book the quarantined fills the exchange lists with the same side, price and quantity; returns how many."""
+        released = 0
+        async with self._tx(readonly=True) as conn:
+            rows = await conn.fetch(
+                "SELECT id, symbol, trade_id, exchange_order_id, side, price, quantity FROM quarantined_fills"
+                " WHERE resolved_at IS NULL"
+            )
+        theirs = {t.key: t for t in trades}
+        for r in rows:
+            trade = theirs.get((r["symbol"], r["trade_id"], r["exchange_order_id"]))
+            if trade is None or (trade.side, trade.price, trade.quantity) != (r["side"], r["price"], r["quantity"]):
+                continue
+            if await self._book_quarantined("id = $4", [r["id"]], "reconciled", "reconciliation", now_ns):
+                released += 1
+        return released
+
+    async def _book_quarantined(
+        self, where: str, args: Sequence[object], resolution: str, by: str, now_ns: int
+    ) -> FillResult | None:
+        now = _ts(now_ns)
+        async with self._tx() as conn:
+            taken = await self._take_quarantined(conn, where, args, resolution, by, now)
+            if not taken:
+                return None
+            results = await self._apply_fills(conn, list(enumerate(taken)), now, adopt=True)
+        return results[0]
 
     async def _refresh_orders(self, conn: asyncpg.Connection, client_order_ids: list[str], now: datetime) -> None:
         # Filled quantity and status follow from the recorded fills, whatever order the events came in.
@@ -642,6 +784,7 @@ class Store:
             last_fill = await conn.fetchval(
                 "SELECT message_id FROM fills ORDER BY recorded_at DESC, message_id DESC LIMIT 1"
             )
+            quarantined = await conn.fetchval("SELECT count(*) FROM quarantined_fills WHERE resolved_at IS NULL")
         return LedgerState(
             positions={r["symbol"]: _position(r) for r in positions},
             balances={r["asset"]: r["total"] for r in balances},
@@ -651,6 +794,7 @@ class Store:
             fills=sum(r["fills"] for r in positions),
             last_message_id=last_message or "",
             last_fill_id=last_fill or "",
+            quarantined=quarantined,
         )
 
     async def record_equity(

@@ -21,6 +21,8 @@ from btcbot.ledger.exchange import ExchangeAccount
 from btcbot.ledger.metrics import ledger_instruments
 from btcbot.ledger.reconcile import Difference, TradeView, compare, confirm
 from btcbot.ledger.store import Store, StoreUnavailable
+from btcbot.runtime.alarms import AlarmLatch, raise_or_clear
+from btcbot.runtime.bus import Publisher
 from btcbot.runtime.consumer import Consumer
 from btcbot.runtime.errors import Retry
 from btcbot.runtime.logging import get_logger
@@ -204,6 +206,11 @@ class Reconciler:
             log.info("ledger.reconcile_trades_skipped", error=f"{type(exc).__name__}: {exc}")
             exchange_trades = None
         try:
+            if exchange_trades is not None:
+                # The exchange lists these trades as ours: quarantined fills that match them are real, book them.
+                released = await self.store.release_reconciled(exchange_trades, now)
+                if released:
+                    log.warning("ledger.quarantine_released", fills=released, resolution="reconciled")
             ledger_balances, ledger_trades = await self.store.reconciliation_view(since_ns)
             comparison = compare(
                 ledger_balances=ledger_balances,
@@ -245,3 +252,50 @@ class Reconciler:
         elif status == "match" and comparison.differences:
             log.info("ledger.reconcile_unconfirmed", differences=len(comparison.differences))
         return status, confirmed
+
+
+class LedgerAlarms:
+    """The ledger's alarms of the kill chain (see btcbot.runtime.alarms), published once per transition.
+
+    - `ledger.reconcile_mismatch`: raised by a round whose mismatches are confirmed (seen in two rounds), cleared
+      by a round that matches; a deferred round (fills in flight) says nothing.
+    - `ledger.quarantine`: raised while a fill has waited in quarantine longer than `quarantine_after_ns`
+      (0: off), cleared once none has.
+    """
+
+    def __init__(self, bus: Publisher, now_ns: Callable[[], int], *, quarantine_after_ns: int) -> None:
+        self.bus = bus
+        self.now_ns = now_ns
+        self.quarantine_after_ns = quarantine_after_ns
+        self.reconcile = AlarmLatch("ledger", "reconcile_mismatch")
+        self.quarantine = AlarmLatch("ledger", "quarantine")
+
+    async def after_round(self, status: str, confirmed: Sequence[Difference]) -> None:
+        """Raise or clear the reconciliation alarm from a round's outcome."""
+        if status not in ("match", "mismatch"):
+            return
+        now = self.now_ns()
+        kinds = sorted({d.kind for d in confirmed})
+        detail = f"{len(confirmed)} confirmed differences: {', '.join(kinds)}" if confirmed else "books match"
+        try:
+            await raise_or_clear(self.bus, self.reconcile, log, status == "mismatch", cause=str(now), now_ns=now,
+                                 detail=detail)  # fmt: skip
+        except Exception as exc:  # NATS away: the next round tries again
+            log.warning("alarm.publish_failed", kind="reconcile_mismatch", error=f"{type(exc).__name__}: {exc}")
+
+    async def check_quarantine(self, store: Store) -> None:
+        """Raise or clear the quarantine alarm from the oldest held fill's age."""
+        if not self.quarantine_after_ns:
+            return
+        try:
+            oldest = await store.oldest_quarantined_ns()
+        except StoreUnavailable:
+            return  # not known now: leave the alarm as it is
+        now = self.now_ns()
+        active = oldest is not None and now - oldest >= self.quarantine_after_ns
+        cause = str(oldest) if active else f"ok:{now}"
+        detail = f"a fill waits in quarantine since {oldest} ns" if active else "no fill waits in quarantine too long"
+        try:
+            await raise_or_clear(self.bus, self.quarantine, log, active, cause=cause, now_ns=now, detail=detail)
+        except Exception as exc:
+            log.warning("alarm.publish_failed", kind="quarantine", error=f"{type(exc).__name__}: {exc}")
