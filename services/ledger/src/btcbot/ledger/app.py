@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
 
 from btcbot.contracts import streams
 from btcbot.contracts.codec import Codec
-from btcbot.contracts.messages import BookSnapshot, OrderAccepted, OrderCanceled, OrderFilled, OrderRejected
+from btcbot.contracts.messages import (
+    BookSnapshot,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    ResumeSymbol,
+)
 from btcbot.ledger.exchange import ExchangeAccount
 from btcbot.ledger.handlers import ExecutionEvent, Ledger
 from btcbot.ledger.migrations import migrate
+from btcbot.ledger.positions import split_symbol
 from btcbot.ledger.settings import LedgerSettings
 from btcbot.ledger.store import FillResult, Incoming, Store
 from btcbot.ledger.tasks import Batcher, Reconciler, run_batched, sleep_or_stop
@@ -38,6 +48,13 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
         svc.log.info("ledger.opening_balances_seeded", balances=seeded)
     if await store.configure_day_offset(settings.day_offset_minutes, svc.now_ns()):
         svc.log.info("ledger.daily_pnl_rebuilt", day_utc_offset=settings.day_utc_offset)
+    openings = opening_symbols(settings.symbols, settings.quote_asset)
+    balances = (await store.state()).balances
+    if balances:
+        # What the account held at start (the seeded opening balances) is the opening holding of each symbol.
+        recorded = await store.record_opening(openings, balances, "start", svc.now_ns())
+        if recorded:
+            svc.log.info("ledger.opening_positions", source="start", **{k: str(v) for k, v in recorded.items()})
 
     ledger = Ledger(
         store=store,
@@ -46,6 +63,8 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
         quote_asset=settings.quote_asset,
         now_ns=svc.now_ns,
         log=svc.log,
+        day_offset_minutes=settings.day_offset_minutes,
+        heartbeat_ns=int(settings.snapshot_interval * 1e9),
     )
     batcher: Batcher[Incoming, FillResult] = Batcher(ledger.apply, settings.batch_max, settings.batch_linger)
     ledger.batcher = batcher
@@ -58,11 +77,19 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
     await provision(svc.js, streams.ALL_STREAMS, [spec])
     consumer = Consumer(svc.name, svc.js, svc.bus, spec, execution, ledger.on_execution, svc.now_ns)
 
+    async def ack_floor() -> int:
+        # The ledger acks only after commit: everything up to the durable's ack floor is committed (or parked).
+        info = await asyncio.wait_for(svc.js.consumer_info(spec.stream, spec.durable), settings.db_timeout)
+        return int(info.ack_floor.stream_seq or 0)
+
+    ledger.ack_floor = ack_floor
+
     async def ingest_loop(stop: asyncio.Event) -> None:
         await run_batched(consumer, svc.js, stop, settings.batch_max)
 
     svc.task(f"consumer:{spec.durable}", ingest_loop)
     svc.consume(streams.LEDGER_MARKS, Codec(BookSnapshot), ledger.on_book)
+    svc.consume(streams.LEDGER_RESUMES, Codec(ResumeSymbol), ledger.on_resume)
     svc.readiness("postgres", lambda: store.healthy)
 
     async def revalue_loop(stop: asyncio.Event) -> None:
@@ -71,14 +98,31 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
                 await store.ping()
             if store.healthy:
                 await ledger.revalue()
-            await sleep_or_stop(stop, settings.revalue_interval if store.healthy else _UNHEALTHY_PING_INTERVAL)
+            interval = min(settings.revalue_interval, settings.snapshot_interval)
+            await sleep_or_stop(stop, interval if store.healthy else _UNHEALTHY_PING_INTERVAL)
 
     svc.task("revalue", revalue_loop)
 
-    _setup_reconciliation(svc, settings, store)
+    _setup_reconciliation(svc, settings, store, ledger, openings)
 
 
-def _setup_reconciliation(svc: Service, settings: LedgerSettings, store: Store) -> None:
+def opening_symbols(symbols: Sequence[str], quote_asset: str) -> dict[str, str]:
+    """Which symbol each base asset's opening holding belongs to: the pair in the ledger's quote asset if traded,
+    else the first symbol (sorted) with that base. Symbols that do not split are left out."""
+    chosen: dict[str, str] = {}
+    for symbol in sorted(symbols):
+        try:
+            base, quote = split_symbol(symbol)
+        except ValueError:
+            continue
+        if base not in chosen or quote == quote_asset:
+            chosen[base] = symbol
+    return chosen
+
+
+def _setup_reconciliation(
+    svc: Service, settings: LedgerSettings, store: Store, ledger: Ledger, openings: Mapping[str, str]
+) -> None:
     """Reconcile with the exchange every interval, and once more at shutdown."""
     if not settings.reconciles:
         svc.log.warning("ledger.reconciliation_off", reason="no BTCTURK_API_KEY/SECRET or LEDGER_RECONCILE_INTERVAL=0")
@@ -103,6 +147,11 @@ def _setup_reconciliation(svc: Service, settings: LedgerSettings, store: Store) 
         tolerance=settings.reconcile_tolerance,
     )
 
+    async def reconcile_assets(assets: tuple[str, ...]) -> tuple[str | None, dict[str, Decimal]]:
+        return await reconciler.check_assets(assets)
+
+    ledger.reconcile_assets = reconcile_assets
+
     async def reconcile_loop(stop: asyncio.Event) -> None:
         while not stop.is_set():
             await sleep_or_stop(stop, settings.reconcile_interval)
@@ -110,6 +159,17 @@ def _setup_reconciliation(svc: Service, settings: LedgerSettings, store: Store) 
                 break
             try:
                 await reconciler.round()
+                comparison = reconciler.last_comparison
+                if comparison is not None and comparison.status != "deferred":
+                    # The first round that reads the exchange fixes the opening holdings not known at start.
+                    exchange = {line.asset: line.exchange for line in comparison.balances}
+                    recorded = await store.record_opening(openings, exchange, "reconciliation", svc.now_ns())
+                    if recorded:
+                        svc.log.info(
+                            "ledger.opening_positions",
+                            source="reconciliation",
+                            **{k: str(v) for k, v in recorded.items()},
+                        )
             except Exception:
                 # Reconciliation watches the books; a fault in it must not stop the booking itself.
                 svc.log.exception("ledger.reconcile_failed")
