@@ -19,7 +19,7 @@ from btcbot.contracts.messages import (
 )
 from btcbot.runtime.errors import DependencyUnavailable
 from btcbot.runtime.memory import InMemoryBus
-from btcbot.strategy.handlers import StrategyHandlers
+from btcbot.strategy.handlers import History, StrategyHandlers
 from btcbot.strategy.settings import StrategySettings
 from btcbot.strategy.signals import STRATEGY, ProfitParams, ProfitV1
 
@@ -207,7 +207,7 @@ async def test_a_non_owner_emits_nothing_and_takes_over_after_the_lease_moves():
 
     async def read_history(symbol):
         intents = [m for m in history if isinstance(m, OrderIntent) and m.symbol == symbol]
-        return intents, [m for m in history if not isinstance(m, OrderIntent) and m.symbol == symbol]
+        return History(intents, [m for m in history if not isinstance(m, OrderIntent) and m.symbol == symbol])
 
     def replica(bus, owns):
         engine = ProfitV1(("BTCTRY",), ProfitParams(cooldown_ns=S))
