@@ -212,18 +212,28 @@ class PositionBook:
         held = next((p for p in snapshot.positions if p.symbol == symbol), None)
         quantity = held.quantity - held.opening_quantity if held is not None else _ZERO
         cost = quantity * held.avg_cost if held is not None else _ZERO
+        total = held.quantity if held is not None else _ZERO
+        # In stream order (nothing reflected above the watermark) a sell beyond the bot's own quantity drew on the
+        # opening holdings, as the ledger books it. With fills reflected out of order the running own quantity may
+        # dip below zero on the way: then only the end result counts.
+        in_order = not snapshot.exec_seqs_above
         for fill in sorted(self.pending(symbol), key=lambda f: f.sequence):
             if not fill.countable:
                 return Unknown("UNCOUNTABLE_FILL", f"fill at sequence {fill.sequence} cannot be counted")
             if fill.side == "buy":
-                quantity += fill.quantity - fill.base_charge
+                received = fill.quantity - fill.base_charge
+                quantity += received
+                total += received
                 cost += fill.price * fill.quantity + fill.quote_charge
             else:
                 delivered = fill.quantity + fill.base_charge
-                # A sell beyond the bot's own quantity drew on opening holdings (not ours to trade).
-                taken = min(delivered, quantity) if quantity > 0 else _ZERO
-                cost = cost - cost * taken / quantity if quantity > 0 else _ZERO
+                total -= delivered
+                taken = min(delivered, max(quantity, _ZERO)) if in_order else delivered
+                if quantity > 0:
+                    cost -= cost * min(taken, quantity) / quantity
                 quantity -= taken
+        # Never more than the account holds in all: what the strategy sells is bounded by it.
+        quantity = min(quantity, total)
         if quantity <= 0:
             return Known(_ZERO, _ZERO)
         return Known(quantity, cost / quantity)
