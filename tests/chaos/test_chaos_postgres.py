@@ -120,8 +120,8 @@ class Rig:
             "BTCTURK_API_KEY": self.api_key,
             "BTCTURK_API_SECRET": secret,
         }
-        self.sup.add("ledger", "btcbot.ledger", {**common, "LEDGER_OPENING_BALANCES": FUNDS,
-                                                  "LEDGER_RECONCILE_INTERVAL": "0", "LEDGER_DB_TIMEOUT": "2"})  # fmt: skip
+        ledger = {"LEDGER_OPENING_BALANCES": FUNDS, "LEDGER_RECONCILE_INTERVAL": "0", "LEDGER_DB_TIMEOUT": "2"}
+        self.sup.add("ledger", "btcbot.ledger", {**common, **ledger})
         self.sup.add("execution", "btcbot.execution", {**common, "EXECUTION_FILL_POLL_INTERVAL": "0.5"})
         self.sup.add("risk", "btcbot.risk", common)
         # Round trips every few seconds: a tight take-profit and stop-loss, a short order life and cooldown.
@@ -160,12 +160,16 @@ class Rig:
             last = await last_sequence(js, "EXECUTION")
             if last == 0:
                 return out
-            async for message in read_stream(js, "EXECUTION", 1, "exec.*.*"):
-                event = codec.decode(message.data)
-                if isinstance(event, OrderFilled) and event.strategy == "profit_v1":
-                    out.append((message.sequence, event))
-                if message.sequence >= last:
-                    break
+            messages = read_stream(js, "EXECUTION", 1, "exec.*.*")
+            try:
+                async for message in messages:
+                    event = codec.decode(message.data)
+                    if isinstance(event, OrderFilled) and event.strategy == "profit_v1":
+                        out.append((message.sequence, event))
+                    if message.sequence >= last:
+                        break
+            finally:
+                await messages.aclose()  # type: ignore[attr-defined]
         finally:
             await nc.close()
         return out

@@ -761,6 +761,14 @@ class Store:
                 day_limit,
             )
             exec_seq, above = watermark(exec_floor, (r["stream_seq"] for r in seqs))
+            if len(seqs) == day_limit:
+                # More applied above the floor than looked at: flag the highest, so no reader takes this state
+                # for a prefix of the stream (the list is then incomplete; see PortfolioSnapshot.exec_seqs_above).
+                top = await conn.fetchval(
+                    "SELECT max(stream_seq) FROM applied_messages WHERE stream = $1", EXECUTION.name
+                )
+                if top is not None and top > exec_seq and top not in above:
+                    above = (*above, top)
             bot_peak = await conn.fetchval(
                 "SELECT bot_peak FROM equity_snapshots WHERE bot_peak IS NOT NULL ORDER BY id DESC LIMIT 1"
             )

@@ -139,8 +139,13 @@ class PositionBook:
 
     def on_snapshot(self, snapshot: PortfolioSnapshot) -> bool:
         """Take a ledger snapshot unless it reflects less of the stream than the one we have (by watermark, not
-        by its clock: a snapshot dated ahead cannot displace a newer one)."""
+        by its clock: a snapshot dated ahead cannot displace a newer one), or it reflects fills applied out of
+        order (`exec_seqs_above`): those were folded in another order than the stream's, so a sell may have
+        drawn on opening holdings before the buy it sold was booked, and the bot's own quantity in it is not a
+        prefix of the stream. The last in-order snapshot plus the fills after it stays exact meanwhile."""
         current = self.snapshot
+        if snapshot.exec_seqs_above:
+            return False
         if current is not None and snapshot.exec_seq < current.exec_seq:
             return False
         self.snapshot = snapshot
@@ -213,10 +218,7 @@ class PositionBook:
         quantity = held.quantity - held.opening_quantity if held is not None else _ZERO
         cost = quantity * held.avg_cost if held is not None else _ZERO
         total = held.quantity if held is not None else _ZERO
-        # In stream order (nothing reflected above the watermark) a sell beyond the bot's own quantity drew on the
-        # opening holdings, as the ledger books it. With fills reflected out of order the running own quantity may
-        # dip below zero on the way: then only the end result counts.
-        in_order = not snapshot.exec_seqs_above
+        # In stream order a sell beyond the bot's own quantity drew on the opening holdings, as the ledger books it.
         for fill in sorted(self.pending(symbol), key=lambda f: f.sequence):
             if not fill.countable:
                 return Unknown("UNCOUNTABLE_FILL", f"fill at sequence {fill.sequence} cannot be counted")
@@ -228,9 +230,9 @@ class PositionBook:
             else:
                 delivered = fill.quantity + fill.base_charge
                 total -= delivered
-                taken = min(delivered, max(quantity, _ZERO)) if in_order else delivered
+                taken = min(delivered, max(quantity, _ZERO))
                 if quantity > 0:
-                    cost -= cost * min(taken, quantity) / quantity
+                    cost -= cost * taken / quantity
                 quantity -= taken
         # Never more than the account holds in all: what the strategy sells is bounded by it.
         quantity = min(quantity, total)
