@@ -745,11 +745,11 @@ class Store:
                 await self._add_daily(conn, rebuilt.outcomes)
             return True
 
-    async def state(self, *, exec_floor: int = 0, day_start_ns: int = 0, day_limit: int = 2000) -> LedgerState:
+    async def state(self, *, exec_floor: int = 0, day_start_ns: int = 0, scan_limit: int = 2000) -> LedgerState:
         """Positions, balances, halts, the last recorded peaks and the EXECUTION watermark, read in one snapshot.
 
         `exec_floor` is a sequence every message up to which is known done (the durable's ack floor, read BEFORE
-        this call); the watermark extends it through the applied sequences above (at most `day_limit` of them
+        this call); the watermark extends it through the applied sequences above (at most `scan_limit` of them
         are looked at: beyond, the watermark is merely conservative). `day_start_ns` starts today's PnL.
         """
         async with self._tx(isolation="repeatable_read", readonly=True) as conn:
@@ -758,10 +758,10 @@ class Store:
                 " ORDER BY stream_seq LIMIT $3",
                 EXECUTION.name,
                 exec_floor,
-                day_limit,
+                scan_limit,
             )
             exec_seq, above = watermark(exec_floor, (r["stream_seq"] for r in seqs))
-            if len(seqs) == day_limit:
+            if len(seqs) == scan_limit:
                 # More applied above the floor than looked at: flag the highest, so no reader takes this state
                 # for a prefix of the stream (the list is then incomplete; see PortfolioSnapshot.exec_seqs_above).
                 top = await conn.fetchval(
