@@ -259,3 +259,14 @@ async def test_a_resume_without_reconciliation_keeps_the_halt(store: Store) -> N
     assert last(ledger).halted == ("BTCTRY",)
     [refused] = ledger.log.named("ledger.resume_refused")  # type: ignore[attr-defined]
     assert "reconciliation with the exchange is off" in refused["why"]
+
+
+async def test_a_resume_of_a_symbol_that_is_not_halted_is_no_alert(store: Store) -> None:
+    await store.seed_balances({"TRY": D(1000)}, NOW)
+    ledger = make_ledger(store, Clock())
+    await ledger.on_resume(
+        ResumeSymbol(id="r", ts_ns=NOW, symbol="BTCTRY", reason="", operator="ops"),
+        Delivery(subject="control.resume.BTCTRY"),
+    )
+    assert ledger.log.named("ledger.resume_refused") == []  # type: ignore[attr-defined]
+    assert ledger.log.named("ledger.resume_not_needed") == [{"symbol": "BTCTRY", "operator": "ops"}]  # type: ignore[attr-defined]

@@ -49,9 +49,10 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
     if await store.configure_day_offset(settings.day_offset_minutes, svc.now_ns()):
         svc.log.info("ledger.daily_pnl_rebuilt", day_utc_offset=settings.day_utc_offset)
     openings = opening_symbols(settings.symbols, settings.quote_asset)
-    balances = (await store.state()).balances
+    balances = (await store.state()).balances if settings.opening_balances else {}
     if balances:
         # What the account held at start (the seeded opening balances) is the opening holding of each symbol.
+        # Without seeded balances the first reconciliation that reads the exchange records it instead.
         recorded = await store.record_opening(openings, balances, "start", svc.now_ns())
         if recorded:
             svc.log.info("ledger.opening_positions", source="start", **{k: str(v) for k, v in recorded.items()})

@@ -52,6 +52,8 @@ from btcbot.runtime.errors import DependencyUnavailable, Poison
 
 __all__ = ["ExecutionEvent", "Ledger", "Log"]
 
+_NOT_HALTED = "not halted"
+
 
 class Log(Protocol):
     """The part of a structlog logger the handlers use (a recorder stands in for it in tests)."""
@@ -270,6 +272,9 @@ class Ledger:
         """An operator asks to clear a symbol's integrity halt: only once the exchange confirms its assets."""
         symbol = command.symbol
         why = await self._resume(command)
+        if why == _NOT_HALTED:
+            self.log.info("ledger.resume_not_needed", symbol=symbol, operator=command.operator)
+            return
         if why is None:
             self.log.warning("ledger.halt_resumed", symbol=symbol, operator=command.operator, reason=command.reason)
             await self.publish_snapshot(f"portfolio:{self.account}:resume:{command.id}", cause=f"resume:{command.id}")
@@ -300,7 +305,7 @@ class Ledger:
         except StoreUnavailable as exc:
             raise DependencyUnavailable(str(exc)) from exc
         if command.symbol not in state.halted:
-            return "not halted"
+            return _NOT_HALTED
         if self.reconcile_assets is None:
             return "reconciliation with the exchange is off (no credentials or LEDGER_RECONCILE_INTERVAL=0)"
         mismatch, exchange = await self.reconcile_assets((base, quote))
