@@ -16,14 +16,19 @@ from btcbot.ledger.positions import (
     PositionState,
     apply_fill,
     balance_deltas,
+    bot_pnl,
     canonical,
+    day_start_ns,
     drawdown,
     fill_from_event,
+    opening_position,
+    opening_shortfall,
     parse_amounts,
     replay,
     split_symbol,
     trade_sort_key,
     value,
+    watermark,
 )
 
 D = Decimal
@@ -320,3 +325,116 @@ def test_equity_change_is_realized_plus_unrealized(data: st.DataObject) -> None:
     realized = sum((p.realized_pnl for p in result.positions.values()), D(0))
     assert valuation.complete
     assert close(valuation.equity - opening, realized + valuation.unrealized_total)
+
+
+# --- opening holdings, bot PnL, the watermark ------------------------------------------------------------------
+
+
+def test_selling_opening_holdings_is_no_oversell_and_realizes_only_its_fee() -> None:
+    p = opening_position("BTCTRY", D(2))
+    assert (p.quantity, p.own, p.avg_cost) == (D(2), D(0), D(0))
+    out = apply_fill(p, fill("1", "sell", "100", "1.5", "0.3"))
+    assert out.position.quantity == D("0.5")
+    assert out.position.opening == D("0.5")
+    assert out.realized == D("-0.3")  # no bot PnL on holdings the bot did not buy, only the fee it paid
+    with pytest.raises(Oversell):
+        apply_fill(out.position, fill("2", "sell", "100", "0.6"))
+
+
+def test_bot_sells_draw_on_its_own_quantity_first() -> None:
+    p = opening_position("BTCTRY", D(1))
+    p = apply_fill(p, fill("1", "buy", "100", "2")).position  # own 2 at 100
+    assert (p.quantity, p.own, p.avg_cost) == (D(3), D(2), D(100))
+    out = apply_fill(p, fill("2", "sell", "110", "2.5"))
+    # 2 from its own (realizes 2 * 10), 0.5 from the opening holding (realizes nothing).
+    assert out.realized == D(20)
+    assert (out.position.quantity, out.position.opening, out.position.cost) == (D("0.5"), D("0.5"), D(0))
+
+
+def test_valuation_counts_only_the_bot_s_own_quantity_and_flags_missing_marks() -> None:
+    p = apply_fill(opening_position("BTCTRY", D(5)), fill("1", "buy", "100", "1")).position
+    v = value({"BTCTRY": p}, {"TRY": D(0), "BTC": D(6)}, {"BTCTRY": D(120)}, "TRY")
+    assert v.unrealized == {"BTCTRY": D(20)}
+    assert v.exposure == D(120)
+    assert v.equity == D(720)
+    assert v.missing_marks == ()
+    assert value({"BTCTRY": p}, {"TRY": D(0)}, {}, "TRY").missing_marks == ("BTCTRY",)
+
+
+def test_bot_pnl_peak_drawdown_and_day() -> None:
+    p = apply_fill(PositionState("BTCTRY"), fill("1", "buy", "100", "1", "1")).position  # cost 101
+    v = value({"BTCTRY": p}, {}, {"BTCTRY": D(90)}, "TRY")
+    bot = bot_pnl(v, {"BTCTRY": p}, previous_peak=D(5), day_start_pnl=D(-3), day_fees=D(1))
+    assert bot.pnl == D(-11)
+    assert bot.peak == D(5)
+    assert bot.drawdown == D(16)
+    assert bot.day_pnl == D(-8)
+    assert bot.day_fees == D(1)
+    first = bot_pnl(v, {"BTCTRY": p}, previous_peak=None, day_start_pnl=None, day_fees=D(0))
+    assert (first.peak, first.drawdown, first.day_pnl) == (D(0), D(11), D(-11))
+
+
+def test_day_start_follows_the_offset() -> None:
+    ts = 1_700_000_000 * 1_000_000_000  # 2023-11-14 22:13:20 UTC
+    assert day_start_ns(ts, 0) == 1_699_920_000 * 1_000_000_000
+    assert day_start_ns(ts, 180) == (1_700_006_400 - 3 * 3600) * 1_000_000_000  # Istanbul: already the 15th
+
+
+def test_watermark_extends_the_ack_floor_through_consecutive_applied_sequences() -> None:
+    assert watermark(0, []) == (0, ())
+    assert watermark(4, [5, 6, 8, 9, 3]) == (6, (8, 9))
+    assert watermark(10, [5, 11, 11, 12]) == (12, ())
+    assert watermark(0, [2, 3]) == (0, (2, 3))
+
+
+def test_opening_shortfall_is_what_the_fills_need_beyond_the_known_holding() -> None:
+    fills = [fill("1", "sell", "100", "2"), fill("2", "buy", "100", "1"), fill("3", "sell", "100", "3")]
+    assert opening_shortfall(fills, "BTCTRY") == D(4)
+    assert opening_shortfall(fills, "BTCTRY", D(1)) == D(3)
+    replay(fills, {"BTCTRY": D(4)})  # no oversell now
+
+
+@st.composite
+def with_opening(draw: st.DrawFn) -> tuple[list[Fill], dict[str, Decimal]]:
+    """A history that may sell opening holdings: sells up to everything held, own quantity or not."""
+    opening = {s: D(draw(st.integers(0, 10**4))) / 100 for s in SYMBOLS}
+    held = dict(opening)
+    out: list[Fill] = []
+    for i in range(draw(st.integers(1, 25))):
+        symbol = draw(st.sampled_from(SYMBOLS))
+        price = D(draw(st.integers(1, 10**6))) / 100
+        if held[symbol] > 0 and draw(st.booleans()):
+            side, quantity = "sell", held[symbol] * draw(st.sampled_from([D("0.25"), D("0.5"), D(1)]))
+        else:
+            side, quantity = "buy", D(draw(st.integers(1, 10**5))) / 10**3
+        held[symbol] += quantity if side == "buy" else -quantity
+        fee = (price * quantity * D("0.001")).quantize(D("0.00000001"))
+        out.append(fill(str(i + 1), side, str(price), str(quantity), str(fee), symbol=symbol, order=f"{i}"))
+    return out, opening
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=with_opening(), data=st.data())
+def test_opening_holdings_replay_as_a_function_of_the_set_and_never_carry_bot_pnl(
+    history: tuple[list[Fill], dict[str, Decimal]], data: st.DataObject
+) -> None:
+    fills, opening = history
+    delivered = data.draw(st.permutations(fills + data.draw(st.lists(st.sampled_from(fills), max_size=5))))
+    expected = replay(fills, opening)  # never an oversell: the account sold only what it held
+    assert replay(delivered, opening).positions == expected.positions
+    marks = {s: D(data.draw(st.integers(1, 10**6))) / 100 for s in SYMBOLS}
+    for symbol, p in expected.positions.items():
+        assert 0 <= p.opening <= opening[symbol]
+        assert p.quantity >= p.opening
+        # The bot's PnL equals the PnL of the same fills with the opening holdings replaced by bot-free stock:
+        # only the trading, net of fees, on what the bot bought, plus proceeds of opening stock at their price.
+        mine = [f for f in fills if f.symbol == symbol]
+        sold_opening = opening[symbol] - p.opening
+        bought = sum((f.quantity for f in mine if f.side == "buy"), D(0))
+        sold = sum((f.quantity for f in mine if f.side == "sell"), D(0))
+        assert close(p.own, bought - (sold - sold_opening))
+    # Mark-to-market moves of opening holdings never show in the bot's PnL.
+    v1 = value(expected.positions, {}, marks, "TRY")
+    v2 = value(expected.positions, {}, {s: m * 2 for s, m in marks.items()}, "TRY")
+    own_value = sum((p.own * marks[s] for s, p in expected.positions.items()), D(0))
+    assert close(v2.unrealized_total - v1.unrealized_total, own_value)

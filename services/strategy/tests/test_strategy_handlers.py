@@ -19,7 +19,7 @@ from btcbot.contracts.messages import (
 )
 from btcbot.runtime.errors import DependencyUnavailable
 from btcbot.runtime.memory import InMemoryBus
-from btcbot.strategy.handlers import StrategyHandlers
+from btcbot.strategy.handlers import History, StrategyHandlers
 from btcbot.strategy.settings import StrategySettings
 from btcbot.strategy.signals import STRATEGY, ProfitParams, ProfitV1
 
@@ -207,7 +207,7 @@ async def test_a_non_owner_emits_nothing_and_takes_over_after_the_lease_moves():
 
     async def read_history(symbol):
         intents = [m for m in history if isinstance(m, OrderIntent) and m.symbol == symbol]
-        return intents, [m for m in history if not isinstance(m, OrderIntent) and m.symbol == symbol]
+        return History(intents, [m for m in history if not isinstance(m, OrderIntent) and m.symbol == symbol])
 
     def replica(bus, owns):
         engine = ProfitV1(("BTCTRY",), ProfitParams(cooldown_ns=S))
@@ -272,3 +272,28 @@ async def test_a_non_owner_emits_nothing_and_takes_over_after_the_lease_moves():
     await bus_b.deliver(b.on_book, book(4, "1000000", "1000100", clock.now))
     [entry] = bus_b.of_type(OrderIntent)
     assert entry.side == "buy"
+
+
+async def test_fills_of_every_symbol_count_by_stream_sequence_even_when_not_owned():
+    """A standby replica counts fills too, so on takeover it knows the position without waiting for the ledger."""
+    import msgspec
+
+    from btcbot.runtime.bus import Delivery
+
+    bus, clock = InMemoryBus(), Clock()
+    engine = ProfitV1(("BTCTRY",), ProfitParams(cooldown_ns=0), track_fills=True)
+    owned: set[str] = set()
+    h = StrategyHandlers(engine, bus, clock, "main", structlog.get_logger("test"), owns=lambda s: s in owned)
+    h.start_at(10)  # its EXECUTION consumer delivers everything after 10
+    flat = msgspec.structs.replace(portfolio("0", "0", T0), exec_seq=10)
+    await h.on_portfolio(flat, Delivery(subject="portfolio.main"))
+    fill = OrderFilled(
+        id="f1", ts_ns=T0, client_order_id="c1", exchange_order_id="1", strategy=STRATEGY, symbol="BTCTRY",
+        side="buy", trade_id="t1", price=D("1000000"), quantity=D("0.002"), fee=D(0), fee_asset="TRY",
+    )  # fmt: skip
+    await h.on_execution(fill, Delivery(subject="exec.filled.BTCTRY", stream="EXECUTION", sequence=11))
+    owned.add("BTCTRY")
+    # The ledger's snapshot (up to 10) knows nothing of it; the replica does: it sells, it does not buy again.
+    await h.on_book(book(1, "1001000", "1001100", T0), Delivery(subject="md.book.BTCTRY"))
+    [intent] = bus.of_type(OrderIntent)
+    assert (intent.side, intent.quantity) == ("sell", D("0.002"))

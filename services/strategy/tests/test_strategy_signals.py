@@ -13,6 +13,7 @@ from btcbot.contracts.messages import (
     PortfolioSnapshot,
     Position,
 )
+from btcbot.strategy.positions import Known, Unknown
 from btcbot.strategy.signals import STRATEGY, Hold, ProfitParams, ProfitV1, round_down, spread_bps
 
 D = Decimal
@@ -35,11 +36,20 @@ def book(bid="1000000", ask="1000100", *, at=T0, stale=False, seq=1, symbol="BTC
     )
 
 
-def portfolio(qty="0", cost="0", *, at=T0, symbol="BTCTRY"):
+def portfolio(qty="0", cost="0", *, at=T0, symbol="BTCTRY", exec_seq=0, above=(), opening="0"):
     positions = (
         ()
         if D(qty) == 0
-        else (Position(symbol=symbol, quantity=D(qty), avg_cost=D(cost), realized_pnl=D(0), unrealized_pnl=D(0)),)
+        else (
+            Position(
+                symbol=symbol,
+                quantity=D(qty),
+                avg_cost=D(cost),
+                realized_pnl=D(0),
+                unrealized_pnl=D(0),
+                opening_quantity=D(opening),
+            ),
+        )
     )
     return PortfolioSnapshot(
         id=f"p:{at}",
@@ -56,6 +66,8 @@ def portfolio(qty="0", cost="0", *, at=T0, symbol="BTCTRY"):
         peak_equity=D(0),
         drawdown=D(0),
         fills=0,
+        exec_seq=exec_seq,
+        exec_seqs_above=tuple(above),
     )
 
 
@@ -143,7 +155,7 @@ def test_no_entry_on_wide_spread_stale_empty_or_old_book():
 
 def test_no_action_before_the_first_portfolio_unless_configured():
     e = ProfitV1(("BTCTRY",), ProfitParams())
-    assert e.on_book(book(), T0) == Hold("no portfolio snapshot yet")
+    assert e.on_book(book(), T0) == Hold("position unknown (NO_SNAPSHOT): no portfolio snapshot yet")
     e2 = ProfitV1(("BTCTRY",), ProfitParams(require_portfolio=False))
     assert isinstance(e2.on_book(book(), T0), OrderIntent)
 
@@ -169,15 +181,22 @@ def test_one_order_in_flight_until_filled_completely():
     assert e.state("BTCTRY").inflight is None
 
 
-def test_waits_for_the_ledger_after_fills_then_takes_profit():
-    e = engine(cooldown_ns=0, portfolio_wait_ns=10 * S)
+def live(**kw) -> ProfitV1:
+    """The service's engine: the position is the snapshot plus the fills seen after its watermark."""
+    e = ProfitV1(("BTCTRY", "ETHTRY"), ProfitParams(**kw), track_fills=True)
+    e.start_at(10)
+    e.on_portfolio(portfolio(exec_seq=10))
+    return e
+
+
+def test_a_fill_counts_at_once_then_takes_profit_without_waiting_for_the_ledger():
+    e = live(cooldown_ns=0)
     buy = e.on_book(book(seq=1), T0)
     assert isinstance(buy, OrderIntent)
+    e.on_execution_seen(11)
+    e.saw_fill(fill(buy, buy.quantity), 11)
     e.on_filled(fill(buy, buy.quantity), T0 + 1)
-    # The ledger has not booked the fill yet: the position still reads flat, so no second buy.
-    assert e.on_book(book(seq=2, at=T0 + 2), T0 + 2) == Hold("waiting for the ledger to book the last fills")
-    e.on_portfolio(portfolio(str(buy.quantity), "1000100", at=T0 + 3))
-    assert e.state("BTCTRY").awaiting_since_ns is None
+    # The ledger has not booked the fill yet (its snapshot reflects up to 10): the fill counts anyway.
     held = e.on_book(book("1000200", "1000300", seq=3, at=T0 + 4), T0 + 4)
     assert isinstance(held, Hold)
     assert held.reason.startswith("holding")
@@ -187,25 +206,107 @@ def test_waits_for_the_ledger_after_fills_then_takes_profit():
     assert isinstance(sell, OrderIntent)
     assert (sell.side, sell.price, sell.quantity) == ("sell", D("1000610"), buy.quantity)
     assert sell.reduce_only
-    assert sell.reason.startswith("take profit")
+    # The ledger's snapshot catches up (reflects 11): the fill is not counted twice.
+    e.on_portfolio(portfolio(str(buy.quantity), "1000100", exec_seq=11))
+    assert e.position("BTCTRY") == Known(buy.quantity, D("1000100"))
 
 
-def test_ledger_snapshot_before_fill_event_needs_no_wait():
-    e = engine(cooldown_ns=0)
-    buy = e.on_book(book(seq=1), T0)
-    assert isinstance(buy, OrderIntent)
-    e.on_portfolio(portfolio(str(buy.quantity), "1000100", at=T0 + 1))
-    e.on_filled(fill(buy, buy.quantity), T0 + 2)
-    assert e.state("BTCTRY").awaiting_since_ns is None
+def test_a_stale_snapshot_never_sells_the_same_position_twice():
+    """The incident: the ledger stops publishing (Postgres down) after a sell filled; no second sell, ever."""
+    e = live(cooldown_ns=0)
+    e.on_portfolio(portfolio("0.002", "1000000", exec_seq=20))
+    sell = e.on_book(book("1001000", "1001100", seq=1), T0)
+    assert isinstance(sell, OrderIntent)
+    assert sell.side == "sell"
+    # Deliveries 11..20 came before; 21 is the sell's fill.
+    for seq in range(11, 21):
+        e.on_execution_seen(seq)
+    e.on_execution_seen(21)
+    e.saw_fill(fill(sell, sell.quantity), 21)
+    e.on_filled(fill(sell, sell.quantity), T0 + 1)
+    for minute in range(1, 30):  # no new snapshot for half an hour: still flat, so it buys, never sells
+        d = e.on_book(book("1001000", "1001100", seq=minute + 1, at=T0 + minute * 60 * S), T0 + minute * 60 * S)
+        assert not (isinstance(d, OrderIntent) and d.side == "sell")
+        if isinstance(d, OrderIntent):
+            e.on_rejected(rejected(d), T0 + minute * 60 * S)
 
 
-def test_ledger_wait_times_out():
-    e = engine(cooldown_ns=0, portfolio_wait_ns=10 * S)
-    buy = e.on_book(book(seq=1), T0)
-    assert isinstance(buy, OrderIntent)
-    e.on_filled(fill(buy, buy.quantity), T0)
-    assert isinstance(e.on_book(book(seq=2, at=T0 + 9 * S), T0 + 9 * S), Hold)
-    assert isinstance(e.on_book(book(seq=3, at=T0 + 10 * S), T0 + 10 * S), OrderIntent)
+def test_no_trading_while_the_position_cannot_be_known():
+    e = ProfitV1(("BTCTRY",), ProfitParams(), track_fills=True)
+    assert e.on_book(book(), T0).reason.startswith("position unknown (NO_SNAPSHOT)")  # type: ignore[union-attr]
+    e.on_portfolio(portfolio(exec_seq=5))
+    assert e.on_book(book(), T0).reason.startswith("position unknown (NO_COVERAGE)")  # type: ignore[union-attr]
+    # Our consumer starts after 9: fills 6..9 could be anywhere until the ledger reflects them.
+    e.start_at(9)
+    assert e.on_book(book(), T0).reason.startswith("position unknown (EXECUTION_GAP)")  # type: ignore[union-attr]
+    e.on_portfolio(portfolio(exec_seq=9))
+    assert isinstance(e.on_book(book(), T0), OrderIntent)
+
+
+def test_a_gap_in_deliveries_stops_trading_until_the_ledger_passes_it():
+    e = live(cooldown_ns=0)
+    assert e.on_execution_seen(11)
+    assert not e.on_execution_seen(14)  # 12 and 13 never came
+    assert isinstance(e.position("BTCTRY"), Unknown)
+    e.on_portfolio(portfolio(exec_seq=13))
+    assert e.position("BTCTRY") == Known(D(0), D(0))
+
+
+def test_an_uncountable_fill_blocks_its_symbol_until_the_ledger_reflects_it():
+    e = live()
+    bad = OrderFilled(
+        id="f-bad", ts_ns=T0, client_order_id="x", exchange_order_id="9", strategy="other", symbol="BTCTRY",
+        side="buy", trade_id="t9", price=D("NaN"), quantity=D(1), fee=D(0), fee_asset="TRY",
+    )  # fmt: skip
+    e.on_execution_seen(11)
+    e.saw_fill(bad, 11)
+    assert e.position("BTCTRY").code == "UNCOUNTABLE_FILL"  # type: ignore[union-attr]
+    assert isinstance(e.position("ETHTRY"), Known)
+    e.on_portfolio(portfolio(exec_seq=11))
+    assert isinstance(e.position("BTCTRY"), Known)
+
+
+def test_a_snapshot_of_fills_applied_out_of_order_is_not_taken():
+    """After an outage the ledger drains redeliveries out of order: a sell booked before its buy draws on the
+    opening holdings, so that snapshot's own quantity plus the pending buy would count the buy twice."""
+    e = live()
+    buy = OrderIntent(
+        id="i", ts_ns=T0, strategy=STRATEGY, symbol="BTCTRY", side="buy", order_type="limit",
+        price=D(100), quantity=D(1), reason="", book_id="b",
+    )  # fmt: skip
+    sell = OrderIntent(
+        id="j", ts_ns=T0, strategy=STRATEGY, symbol="BTCTRY", side="sell", order_type="limit",
+        price=D(100), quantity=D(1), reason="", book_id="b",
+    )  # fmt: skip
+    for seq, intent, trade in ((11, buy, "t11"), (12, sell, "t12"), (13, buy, "t13")):
+        e.on_execution_seen(seq)
+        e.saw_fill(fill(intent, "1", trade=trade), seq)
+    assert e.position("BTCTRY") == Known(D(1), D(100))
+    # The ledger booked 12 and 13 but not 11 yet: own 1 (13), opening 4 of 5 (the sell drew on it).
+    assert not e.on_portfolio(portfolio("5", "100", exec_seq=10, above=(12, 13), opening="4"))
+    assert e.position("BTCTRY") == Known(D(1), D(100))
+    # A second copy of a fill (another message id, same trade) never counts again.
+    e.on_execution_seen(14)
+    assert not e.saw_fill(fill(buy, "1", trade="t11"), 14)
+    assert e.position("BTCTRY") == Known(D(1), D(100))
+    # In order again: the snapshot is taken and nothing is counted twice.
+    assert e.on_portfolio(portfolio("1", "100", exec_seq=14, opening="0"))
+    assert e.position("BTCTRY") == Known(D(1), D(100))
+
+
+def test_opening_holdings_are_not_the_strategy_s_to_trade():
+    e = live()
+    e.on_portfolio(portfolio("5", "0", exec_seq=10, opening="5"))
+    assert e.position("BTCTRY") == Known(D(0), D(0))
+    assert e.on_book(book(), T0).side == "buy"  # type: ignore[union-attr]
+
+
+def test_older_snapshots_by_watermark_are_ignored_whatever_their_clock():
+    e = live()
+    assert e.on_portfolio(portfolio("1", "10", at=T0, exec_seq=12))
+    # Dated an hour ahead but reflecting less of the stream: ignored.
+    assert not e.on_portfolio(portfolio("0", "0", at=T0 + 3600 * S, exec_seq=11))
+    assert e.position("BTCTRY") == Known(D(1), D(10))
 
 
 def test_stop_loss_only_when_configured():
@@ -273,24 +374,6 @@ def test_resting_order_is_canceled_after_ttl_once():
     )
     assert e.on_canceled(canceled, T0 + 62 * S)
     assert e.state("BTCTRY").inflight is None
-    assert e.state("BTCTRY").awaiting_since_ns is None
-
-
-def test_partially_filled_cancel_waits_for_the_ledger():
-    e = engine(cooldown_ns=0)
-    intent = e.on_book(book(seq=1), T0)
-    assert isinstance(intent, OrderIntent)
-    coid = ids.client_order_id(intent.id)
-    canceled = OrderCanceled(
-        id=ids.canceled_id(coid),
-        ts_ns=T0,
-        client_order_id=coid,
-        exchange_order_id="1",
-        symbol="BTCTRY",
-        filled_quantity=D("0.0001"),
-    )
-    e.on_canceled(canceled, T0 + 1)
-    assert e.state("BTCTRY").awaiting_since_ns == T0 + 1
 
 
 def test_forget_undoes_an_unpublished_intent():
@@ -300,13 +383,6 @@ def test_forget_undoes_an_unpublished_intent():
     e.forget(intent)
     again = e.on_book(book(seq=1), T0)
     assert again == intent
-
-
-def test_older_portfolio_snapshots_are_ignored():
-    e = engine()
-    assert e.on_portfolio(portfolio("1", "10", at=T0 + 10))
-    assert not e.on_portfolio(portfolio("0", "0", at=T0 + 5))
-    assert e.state("BTCTRY").quantity == D("1")
 
 
 def test_symbols_are_independent():

@@ -204,6 +204,9 @@ class PortfolioSnapshot(Message, frozen=True, kw_only=True, tag="portfolio"):
     # The EXECUTION stream sequence up to which every message is reflected here (the ledger's low watermark):
     # a reader adds the fills it saw after this sequence to know the position now.
     exec_seq: int = 0
+    # EXECUTION sequences above exec_seq that are ALSO reflected here (applied out of order, e.g. by another
+    # ledger replica or after a redelivery); a reader skips these as well as everything up to exec_seq.
+    exec_seqs_above: tuple[int, ...] = ()
     # The bot's own trading in the quote asset (realized + unrealized on what it bought; opening holdings excluded),
     # its peak and the drawdown from that peak, and today's PnL and fees (days per the ledger's day offset).
     bot_pnl: Decimal = Decimal(0)

@@ -13,7 +13,7 @@ dead-lettering would lose a real trade from the books.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -25,23 +25,36 @@ from btcbot.contracts.messages import (
     BookSnapshot,
     OrderFilled,
     PortfolioSnapshot,
+    ResumeSymbol,
 )
 from btcbot.ledger.metrics import ledger_instruments
 from btcbot.ledger.portfolio import (
     Mark,
     build_snapshot,
     change_snapshot_id,
+    heartbeat_snapshot_id,
     mark_of,
     marks_snapshot_id,
     newer,
 )
-from btcbot.ledger.positions import check_fill, fee_rate_from_marks, fill_from_event, needs_fee_rate, value
+from btcbot.ledger.positions import (
+    bot_pnl,
+    check_fill,
+    day_start_ns,
+    fee_rate_from_marks,
+    fill_from_event,
+    needs_fee_rate,
+    split_symbol,
+    value,
+)
 from btcbot.ledger.store import ExecutionEvent, FeeRate, FillResult, Incoming, Origin, Store, StoreUnavailable
 from btcbot.ledger.tasks import Batcher
 from btcbot.runtime.bus import Delivery, Publisher
 from btcbot.runtime.errors import DependencyUnavailable, Poison
 
 __all__ = ["ExecutionEvent", "Ledger", "Log"]
+
+_NOT_HALTED = "not halted"
 
 
 class Log(Protocol):
@@ -73,6 +86,17 @@ class Ledger:
     dirty: bool = True
     # When set, execution events are applied many per transaction (see tasks.Batcher).
     batcher: Batcher[Incoming, FillResult] | None = None
+    # The EXECUTION durable's ack floor (every message up to it committed or dead-lettered); None: unknown (0).
+    ack_floor: Callable[[], Awaitable[int]] | None = None
+    # The last ack floor read: it only grows, so an old value is still a safe lower bound when NATS is slow.
+    known_floor: int = 0
+    # Trading days for day_pnl start at midnight UTC+offset.
+    day_offset_minutes: int = 0
+    # A snapshot at least this often (ns) even when nothing moved: a heartbeat that tells fresh from stale.
+    heartbeat_ns: int = 5_000_000_000
+    last_published_ns: int | None = None
+    # Checks a symbol's assets against the exchange for a resume: None when they match, else why not.
+    reconcile_assets: Callable[[tuple[str, ...]], Awaitable[tuple[str | None, dict[str, Decimal]]]] | None = None
 
     async def on_execution(self, event: ExecutionEvent, delivery: Delivery) -> None:
         """Apply one execution event exactly once (alone, or in the batcher's next transaction)."""
@@ -170,7 +194,9 @@ class Ledger:
     def _marks_key(self) -> frozenset[tuple[str, str]]:
         return frozenset((symbol, mark.book_id) for symbol, mark in self.marks.items())
 
-    async def publish_snapshot(self, snapshot_id: str | None, *, cause: str) -> PortfolioSnapshot | None:
+    async def publish_snapshot(
+        self, snapshot_id: str | None, *, cause: str, heartbeat: bool = False
+    ) -> PortfolioSnapshot | None:
         """Read state, value it at the marks, record equity and publish; None if it could not be done now.
 
         `snapshot_id` None means "because marks moved": the id then derives from the last applied
@@ -179,11 +205,21 @@ class Ledger:
         marks = dict(self.marks)
         marks_key = self._marks_key()
         now = self.now_ns()
+        floor = await self._floor()
         try:
-            state = await self.store.state()
+            state = await self.store.state(exec_floor=floor, day_start_ns=day_start_ns(now, self.day_offset_minutes))
             valuation = value(state.positions, state.balances, {s: m.mid for s, m in marks.items()}, self.quote_asset)
-            if valuation.complete:
-                peak, drawdown = await self.store.record_equity(valuation.equity, cause, now, marks=valuation.marks)
+            bot = bot_pnl(
+                valuation,
+                state.positions,
+                previous_peak=state.bot_peak,
+                day_start_pnl=state.day_start_bot_pnl,
+                day_fees=state.day_fees,
+            )
+            if valuation.complete and not valuation.missing_marks:
+                peak, drawdown = await self.store.record_equity(
+                    valuation.equity, cause, now, marks=valuation.marks, bot_pnl=bot.pnl, bot_peak=bot.peak
+                )
             else:
                 # Without a price for every asset, equity is partial: do not let it move peak or drawdown.
                 self.log.warning("ledger.unpriced_assets", assets=list(valuation.unpriced))
@@ -193,7 +229,9 @@ class Ledger:
             self.dirty = True
             self.log.warning("ledger.snapshot_deferred", reason=str(exc), cause=cause)
             return None
-        if snapshot_id is None:
+        if heartbeat:
+            snapshot_id = heartbeat_snapshot_id(self.account, state.exec_seq, now, self.heartbeat_ns)
+        elif snapshot_id is None:
             snapshot_id = marks_snapshot_id(self.account, state.last_message_id, marks)
         snapshot = build_snapshot(
             snapshot_id=snapshot_id,
@@ -208,6 +246,9 @@ class Ledger:
             fills=state.fills,
             last_fill_id=state.last_fill_id,
             halted=tuple(state.halted),
+            exec_seq=state.exec_seq,
+            exec_seqs_above=state.exec_seqs_above,
+            bot=bot,
         )
         if state.quarantined:
             snapshot = msgspec.structs.replace(snapshot, quarantined=state.quarantined)
@@ -219,12 +260,76 @@ class Ledger:
             return None
         self.dirty = False
         self.published_marks = marks_key
+        self.last_published_ns = now
         if state.halted:
             self.log.warning("ledger.halted_symbols", symbols=sorted(state.halted))
         return snapshot
 
+    async def _floor(self) -> int:
+        if self.ack_floor is not None:
+            try:
+                self.known_floor = max(self.known_floor, await self.ack_floor())
+            except Exception as exc:  # NATS slow or away: the last floor read is still a lower bound
+                self.log.warning("ledger.ack_floor_unknown", error=f"{type(exc).__name__}: {exc}")
+        return self.known_floor
+
     async def revalue(self) -> PortfolioSnapshot | None:
-        """Publish a fresh snapshot if marks moved (or a publish failed) since the last one."""
+        """Publish a fresh snapshot if marks moved (or a publish failed) since the last one, or as a heartbeat
+        when none was published for `heartbeat_ns`."""
+        now = self.now_ns()
+        due = self.last_published_ns is None or now - self.last_published_ns >= self.heartbeat_ns
+        if due:
+            return await self.publish_snapshot(None, cause="heartbeat", heartbeat=True)
         if not self.dirty and self.published_marks == self._marks_key():
             return None
         return await self.publish_snapshot(None, cause="marks")
+
+    async def on_resume(self, command: ResumeSymbol, delivery: Delivery) -> None:
+        """An operator asks to clear a symbol's integrity halt: only once the exchange confirms its assets."""
+        symbol = command.symbol
+        why = await self._resume(command)
+        if why == _NOT_HALTED:
+            self.log.info("ledger.resume_not_needed", symbol=symbol, operator=command.operator)
+            return
+        if why is None:
+            self.log.warning("ledger.halt_resumed", symbol=symbol, operator=command.operator, reason=command.reason)
+            await self.publish_snapshot(f"portfolio:{self.account}:resume:{command.id}", cause=f"resume:{command.id}")
+            return
+        self.log.error(
+            "ledger.resume_refused",
+            alert=True,
+            symbol=symbol,
+            operator=command.operator,
+            why=why,
+            command_id=command.id,
+        )
+        try:
+            await self.store.record_alert(
+                "resume_refused", symbol, {"why": why, "operator": command.operator, "command_id": command.id},
+                self.now_ns(),
+            )  # fmt: skip
+        except StoreUnavailable as exc:
+            raise DependencyUnavailable(str(exc)) from exc
+
+    async def _resume(self, command: ResumeSymbol) -> str | None:
+        try:
+            base, quote = split_symbol(command.symbol)
+        except ValueError as exc:
+            return str(exc)
+        try:
+            state = await self.store.state()
+        except StoreUnavailable as exc:
+            raise DependencyUnavailable(str(exc)) from exc
+        if command.symbol not in state.halted:
+            return _NOT_HALTED
+        if self.reconcile_assets is None:
+            return "reconciliation with the exchange is off (no credentials or LEDGER_RECONCILE_INTERVAL=0)"
+        mismatch, exchange = await self.reconcile_assets((base, quote))
+        if mismatch is not None:
+            return mismatch
+        try:
+            return await self.store.resume_symbol(
+                command.symbol, exchange.get(base, Decimal(0)), f"resume:{command.operator}", self.now_ns()
+            )
+        except StoreUnavailable as exc:
+            raise DependencyUnavailable(str(exc)) from exc

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from btcbot.contracts.messages import Balance, BookSnapshot, PortfolioSnapshot, Position
-from btcbot.ledger.positions import ZERO, PositionState, Valuation
+from btcbot.ledger.positions import ZERO, BotPnl, PositionState, Valuation
 
 TWO = Decimal(2)
 
@@ -62,6 +62,13 @@ def marks_snapshot_id(account: str, last_message_id: str, marks: Mapping[str, Ma
     return f"portfolio:{account}:{last_message_id or 'none'}:marks:{marks_digest(marks)}"
 
 
+def heartbeat_snapshot_id(account: str, exec_seq: int, now_ns: int, interval_ns: int) -> str:
+    """Id of a periodic snapshot: one per interval tick and watermark, so replicas publishing the same state at
+    the same tick are deduplicated, while every tick still yields a fresh message."""
+    tick = now_ns // max(1, interval_ns)
+    return f"portfolio:{account}:heartbeat:{exec_seq}:{tick}"
+
+
 def build_snapshot(
     *,
     snapshot_id: str,
@@ -76,6 +83,9 @@ def build_snapshot(
     fills: int,
     last_fill_id: str,
     halted: tuple[str, ...] = (),
+    exec_seq: int = 0,
+    exec_seqs_above: tuple[int, ...] = (),
+    bot: BotPnl | None = None,
 ) -> PortfolioSnapshot:
     """The PortfolioSnapshot message for a ledger state valued at marks."""
     return PortfolioSnapshot(
@@ -93,6 +103,7 @@ def build_snapshot(
                 unrealized_pnl=valuation.unrealized.get(symbol, ZERO),
                 mark=valuation.marks.get(symbol),
                 fees=p.fees,
+                opening_quantity=p.opening,
             )
             for symbol, p in sorted(positions.items())
         ),
@@ -106,4 +117,12 @@ def build_snapshot(
         halted=tuple(sorted(halted)),
         fills=fills,
         last_fill_id=last_fill_id,
+        exec_seq=exec_seq,
+        exec_seqs_above=exec_seqs_above,
+        bot_pnl=bot.pnl if bot else ZERO,
+        bot_peak_pnl=bot.peak if bot else ZERO,
+        bot_drawdown=bot.drawdown if bot else ZERO,
+        day_pnl=bot.day_pnl if bot else ZERO,
+        day_fees=bot.day_fees if bot else ZERO,
+        missing_marks=valuation.missing_marks,
     )

@@ -19,6 +19,11 @@ Conventions:
   store flags it), rather than a guessed one.
 - Daily PnL days run from midnight at a configurable UTC offset (`day_of`).
 - A sell of more than the position holds is an integrity error (`Oversell`), never capped.
+- Opening holdings (what the account held before the bot traded, `opening`) are part of the position and
+  sellable. A sell draws on the bot's own quantity first, then on the opening holdings. Opening holdings
+  carry no bot PnL: they have no cost basis, the part of a sell drawn from them is valued at that sell's own
+  price (it realizes nothing), and only the sell's fees count against the bot. So the state is a function of
+  the set of fills and the opening quantity per symbol.
 """
 
 from __future__ import annotations
@@ -248,11 +253,18 @@ class PositionState:
     fees: Decimal = ZERO
     fills: int = 0
     last_key: SortKey | None = None
+    # The part of `quantity` that is opening holdings still held (no cost basis, no bot PnL).
+    opening: Decimal = ZERO
+
+    @property
+    def own(self) -> Decimal:
+        """The bot's own quantity: what it bought and has not sold yet (the part `cost` is the basis of)."""
+        return self.quantity - self.opening
 
     @property
     def avg_cost(self) -> Decimal:
-        """Weighted average cost per unit (zero when flat)."""
-        return self.cost / self.quantity if self.quantity else ZERO
+        """Weighted average cost per unit of the bot's own quantity (zero when it holds none)."""
+        return self.cost / self.own if self.own else ZERO
 
     def follows(self, fill: Fill) -> bool:
         """True when `fill` comes after every fill folded so far, so it can be applied incrementally."""
@@ -291,13 +303,17 @@ def apply_fill(position: PositionState, fill: Fill) -> FillOutcome:
     delivered = fill.quantity + fill.base_charge
     if delivered > position.quantity:
         raise Oversell(fill.symbol, fill.trade_id, position.quantity, delivered)
-    remaining = position.quantity - delivered
-    # A full close takes the whole cost basis, so a flat position carries no rounding residue.
-    released = position.cost if remaining == 0 else position.cost * delivered / position.quantity
-    realized = fill.notional - fill.cost_charge - released
+    own = position.own
+    from_own = min(delivered, own)
+    from_opening = delivered - from_own
+    # A full close of the own quantity takes the whole cost basis, so it carries no rounding residue.
+    released = position.cost if from_own == own else position.cost * from_own / own
+    # The part drawn from opening holdings is worth exactly what it sold for: it realizes no bot PnL.
+    realized = fill.notional - fill.cost_charge - released - from_opening * fill.price
     sold = replace(
         position,
-        quantity=remaining,
+        quantity=position.quantity - delivered,
+        opening=position.opening - from_opening,
         cost=position.cost - released,
         realized_pnl=position.realized_pnl + realized,
         fees=fees,
@@ -327,15 +343,42 @@ class Replay:
         return daily_pnl(self.outcomes, offset_minutes)
 
 
-def replay(fills: Iterable[Fill]) -> Replay:
-    """Rebuild every position from a set of fills (duplicates and order do not matter); may raise Oversell."""
-    positions: dict[str, PositionState] = {}
+def opening_position(symbol: str, opening: Decimal = ZERO) -> PositionState:
+    """A position before any fill: the opening holdings only."""
+    return PositionState(symbol, quantity=opening, opening=opening)
+
+
+def replay(fills: Iterable[Fill], opening: Mapping[str, Decimal] | None = None) -> Replay:
+    """Rebuild every position from a set of fills and the opening holdings per symbol (duplicates and order
+    of fills do not matter); may raise Oversell."""
+    held = opening or {}
+    positions: dict[str, PositionState] = {s: opening_position(s, q) for s, q in held.items() if q}
     outcomes: list[FillOutcome] = []
     for fill in canonical(fills):
-        outcome = apply_fill(positions.get(fill.symbol, PositionState(fill.symbol)), fill)
+        outcome = apply_fill(positions.get(fill.symbol, opening_position(fill.symbol)), fill)
         positions[fill.symbol] = outcome.position
         outcomes.append(outcome)
     return Replay(positions, tuple(outcomes))
+
+
+def opening_shortfall(fills: Iterable[Fill], symbol: str, opening: Decimal = ZERO) -> Decimal:
+    """The least extra opening holding of `symbol` that lets its set of fills replay without an oversell.
+
+    Used when an operator resumes a halted symbol and the exchange confirms the balances: the shortfall is what
+    the account held that the ledger did not know about.
+    """
+    extra = ZERO
+    position = opening_position(symbol, opening)
+    for fill in canonical(f for f in fills if f.symbol == symbol):
+        try:
+            position = apply_fill(position, fill).position
+        except Oversell as exc:
+            missing = exc.delivered - exc.held
+            extra += missing
+            position = apply_fill(
+                replace(position, quantity=position.quantity + missing, opening=position.opening + missing), fill
+            ).position
+    return extra
 
 
 def daily_pnl(
@@ -389,6 +432,8 @@ class Valuation:
     exposure: Decimal
     complete: bool
     unpriced: tuple[str, ...] = field(default=())
+    # Symbols holding a quantity without a mark (valued at their average cost, or not at all).
+    missing_marks: tuple[str, ...] = field(default=())
 
     @property
     def unrealized_total(self) -> Decimal:
@@ -410,17 +455,18 @@ def value(
     prices: dict[str, Decimal] = {}
     for symbol, position in positions.items():
         mark = marks.get(symbol)
-        if mark is None and position.quantity:
+        if mark is None and position.own:
             mark = position.avg_cost
         if mark is not None:
             prices[symbol] = mark
     for symbol, mark in marks.items():
         prices.setdefault(symbol, mark)
 
+    # Only the bot's own quantity has a cost basis and PnL; exposure is what the bot's trading put at risk.
     unrealized = {
-        symbol: prices[symbol] * p.quantity - p.cost if symbol in prices else ZERO for symbol, p in positions.items()
+        symbol: prices[symbol] * p.own - p.cost if symbol in prices else ZERO for symbol, p in positions.items()
     }
-    exposure = sum((abs(p.quantity) * prices.get(s, ZERO) for s, p in positions.items()), ZERO)
+    exposure = sum((abs(p.own) * prices.get(s, ZERO) for s, p in positions.items()), ZERO)
 
     equity = ZERO
     unpriced: list[str] = []
@@ -441,7 +487,62 @@ def value(
         exposure=exposure,
         complete=not unpriced,
         unpriced=tuple(unpriced),
+        missing_marks=tuple(sorted(s for s, p in positions.items() if p.quantity and marks.get(s) is None)),
     )
+
+
+@dataclass(frozen=True)
+class BotPnl:
+    """The bot's own trading result in the quote asset, its peak, the drawdown from it and today's figures."""
+
+    pnl: Decimal
+    peak: Decimal
+    drawdown: Decimal
+    day_pnl: Decimal
+    day_fees: Decimal
+
+
+def bot_pnl(
+    valuation: Valuation,
+    positions: Mapping[str, PositionState],
+    *,
+    previous_peak: Decimal | None,
+    day_start_pnl: Decimal | None,
+    day_fees: Decimal,
+) -> BotPnl:
+    """Realized plus unrealized PnL of the bot's own trading (opening holdings excluded), against the running
+    peak (which starts at zero: the bot starts with no PnL) and the PnL when today began (zero if none)."""
+    pnl = sum((p.realized_pnl for p in positions.values()), ZERO) + valuation.unrealized_total
+    peak = max(previous_peak if previous_peak is not None else ZERO, pnl)
+    start = day_start_pnl if day_start_pnl is not None else ZERO
+    return BotPnl(pnl=pnl, peak=peak, drawdown=peak - pnl, day_pnl=pnl - start, day_fees=day_fees)
+
+
+def day_start_ns(ts_ns: int, offset_minutes: int = 0) -> int:
+    """The nanosecond timestamp at which the trading day of `ts_ns` began (midnight at UTC+offset)."""
+    day = day_of(ts_ns, offset_minutes)
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return (int(midnight.timestamp()) - offset_minutes * 60) * 1_000_000_000
+
+
+def watermark(floor: int, applied: Iterable[int]) -> tuple[int, tuple[int, ...]]:
+    """The ledger's low watermark over a stream: every sequence up to it is reflected.
+
+    `floor` is a sequence known to be done (the durable's ack floor: the ledger acks only after commit, so
+    every message up to it is committed or deliberately dead-lettered); `applied` are stream sequences found
+    committed (`applied_messages`). The watermark extends the floor through consecutive applied sequences;
+    the applied ones above the first gap are returned too (already reflected, though beyond the watermark).
+    """
+    mark = floor
+    above: list[int] = []
+    for seq in sorted(set(applied)):
+        if seq <= mark:
+            continue
+        if seq == mark + 1 and not above:
+            mark = seq
+        else:
+            above.append(seq)
+    return mark, tuple(above)
 
 
 def drawdown(peak: Decimal, equity: Decimal) -> Decimal:

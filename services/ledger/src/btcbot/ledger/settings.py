@@ -33,6 +33,8 @@ class LedgerSettings(CommonSettings, ExchangeSettings):
     quote_asset: str = Field("TRY", pattern=r"^[A-Z0-9]{2,10}$")
     # How often marks that moved are turned into a fresh snapshot (unrealized PnL, drawdown).
     revalue_interval: float = Field(5.0, gt=0)
+    # A snapshot at least this often even when nothing changed (a heartbeat: readers tell fresh from stale).
+    snapshot_interval: float = Field(5.0, gt=0)
     pool_min_size: int = Field(1, ge=0)
     pool_max_size: int = Field(4, ge=1)
     db_timeout: float = Field(5.0, gt=0)

@@ -36,6 +36,7 @@ import asyncpg
 import msgspec
 
 from btcbot.contracts.messages import OrderAccepted, OrderCanceled, OrderFilled, OrderRejected
+from btcbot.contracts.streams import EXECUTION
 from btcbot.ledger.positions import (
     ZERO,
     Fill,
@@ -45,10 +46,14 @@ from btcbot.ledger.positions import (
     apply_fill,
     balance_deltas,
     daily_pnl,
+    day_of,
     drawdown,
     fill_from_event,
+    opening_position,
+    opening_shortfall,
     replay,
     trade_sort_key,
+    watermark,
 )
 from btcbot.ledger.reconcile import Comparison, Difference, TradeView
 
@@ -130,6 +135,13 @@ class LedgerState:
     last_message_id: str = ""
     last_fill_id: str = ""
     quarantined: int = 0
+    # The EXECUTION watermark of this state and the sequences above it already applied (positions.watermark).
+    exec_seq: int = 0
+    exec_seqs_above: tuple[int, ...] = ()
+    # The bot's PnL peak so far, its PnL when the current trading day began, and today's fees (None: no record).
+    bot_peak: Decimal | None = None
+    day_start_bot_pnl: Decimal | None = None
+    day_fees: Decimal = ZERO
 
 
 def _ts(ts_ns: int) -> datetime:
@@ -150,6 +162,7 @@ def _position(row: Mapping[str, Any]) -> PositionState:
         fees=row["fees"],
         fills=row["fills"],
         last_key=last,
+        opening=row["opening_quantity"],
     )
 
 
@@ -641,7 +654,7 @@ class Store:
         # Out of order, or halted: rebuild the symbol from its whole set of fills.
         rows = await conn.fetch("SELECT * FROM fills WHERE symbol = $1", symbol)
         try:
-            rebuilt = replay(_fill(r) for r in rows)
+            rebuilt = replay((_fill(r) for r in rows), await self._opening(conn, symbol))
         except Oversell as exc:
             if halted is None:
                 await self._halt(conn, exc, ordered[-1][1], now)
@@ -715,7 +728,8 @@ class Store:
             """
             UPDATE positions SET quantity = $2, cost = $3, avg_cost = $4, realized_pnl = $5, fees = $6,
                                  fills = $7, last_ts_ns = $8, last_trade_id = $9, halted_reason = NULL,
-                                 updated = $10, last_side = $11, last_exchange_order_id = $12
+                                 updated = $10, last_side = $11, last_exchange_order_id = $12,
+                                 opening_quantity = $13
             WHERE symbol = $1
             """,
             position.symbol,
@@ -730,7 +744,108 @@ class Store:
             now,
             last_side,
             last_order,
+            position.opening,
         )
+
+    async def _opening(self, conn: asyncpg.Connection, symbol: str) -> dict[str, Decimal]:
+        quantity = await conn.fetchval("SELECT quantity FROM opening_positions WHERE symbol = $1", symbol)
+        return {symbol: quantity} if quantity else {}
+
+    async def _rebuild(self, conn: asyncpg.Connection, symbol: str, now: datetime) -> Oversell | None:
+        """Rebuild a symbol's position and daily PnL from its fills and opening holding; resolves a halt (and its
+        alerts) when the set replays, else returns the oversell and leaves the position as it is."""
+        await conn.execute(
+            "INSERT INTO positions (symbol, updated) VALUES ($1, $2) ON CONFLICT (symbol) DO NOTHING", symbol, now
+        )
+        await conn.fetchrow("SELECT symbol FROM positions WHERE symbol = $1 FOR UPDATE", symbol)
+        rows = await conn.fetch("SELECT * FROM fills WHERE symbol = $1", symbol)
+        try:
+            opening = await self._opening(conn, symbol)
+            rebuilt = replay((_fill(r) for r in rows), opening)
+        except Oversell as exc:
+            return exc
+        position = rebuilt.positions.get(symbol, opening_position(symbol, opening.get(symbol, ZERO)))
+        await self._write_position(conn, position, now)
+        await conn.execute("DELETE FROM daily_pnl WHERE symbol = $1", symbol)
+        await self._add_daily(conn, rebuilt.outcomes)
+        await conn.execute(
+            "UPDATE ledger_alerts SET resolved_at = $2 WHERE symbol = $1 AND kind = 'oversell' AND resolved_at IS NULL",
+            symbol,
+            now,
+        )
+        return None
+
+    async def record_opening(
+        self, symbols_by_base: Mapping[str, str], balances: Mapping[str, Decimal], source: str, now_ns: int
+    ) -> dict[str, Decimal]:
+        """Record the opening holding of each symbol not recorded yet: the balance of its base asset beyond what
+        the bot's fills already hold. Returns what was recorded (symbol -> quantity); rebuilds those symbols.
+
+        `symbols_by_base` maps a base asset to the ONE symbol its opening holding belongs to.
+        """
+        now = _ts(now_ns)
+        recorded: dict[str, Decimal] = {}
+        async with self._tx() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SEED_LOCK_KEY)
+            for base, symbol in sorted(symbols_by_base.items()):
+                if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM opening_positions WHERE symbol = $1)", symbol):
+                    continue
+                rows = await conn.fetch("SELECT * FROM fills WHERE symbol = $1", symbol)
+                # Net of the bot's own fills, as far as they replay (a shortfall is what the account held).
+                bought = sum((r["quantity"] if r["side"] == "buy" else -r["quantity"] for r in rows), ZERO)
+                shortfall = opening_shortfall([_fill(r) for r in rows], symbol)
+                quantity = max(ZERO, balances.get(base, ZERO) - bought, shortfall)
+                await conn.execute(
+                    "INSERT INTO opening_positions (symbol, quantity, source, recorded_at) VALUES ($1, $2, $3, $4)",
+                    symbol,
+                    quantity,
+                    source,
+                    now,
+                )
+                recorded[symbol] = quantity
+                if quantity or rows:
+                    await self._rebuild(conn, symbol, now)
+        return recorded
+
+    async def resume_symbol(self, symbol: str, exchange_base: Decimal, source: str, now_ns: int) -> str | None:
+        """Clear a symbol's integrity halt now that the exchange confirmed the balances: the shortfall of its fills
+        becomes opening holdings (what the account held that the ledger did not know), if the resulting position
+        fits in the exchange's balance of the base asset. Returns None when resumed, else why not."""
+        now = _ts(now_ns)
+        async with self._tx() as conn:
+            row = await conn.fetchrow("SELECT * FROM positions WHERE symbol = $1 FOR UPDATE", symbol)
+            if row is None or row["halted_reason"] is None:
+                return "not halted"
+            rows = [_fill(r) for r in await conn.fetch("SELECT * FROM fills WHERE symbol = $1", symbol)]
+            opening = (await self._opening(conn, symbol)).get(symbol, ZERO)
+            extra = opening_shortfall(rows, symbol, opening)
+            held = replay(rows, {symbol: opening + extra}).positions[symbol].quantity
+            if held > exchange_base:
+                return f"the position would hold {held} but the exchange holds {exchange_base}"
+            await conn.execute(
+                "INSERT INTO opening_positions (symbol, quantity, source, recorded_at) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (symbol) DO UPDATE SET quantity = EXCLUDED.quantity, source = EXCLUDED.source,"
+                " recorded_at = EXCLUDED.recorded_at",
+                symbol,
+                opening + extra,
+                source,
+                now,
+            )
+            failed = await self._rebuild(conn, symbol, now)
+            if failed is not None:  # cannot happen: the shortfall was added
+                raise failed
+            return None
+
+    async def record_alert(self, kind: str, symbol: str | None, detail: Mapping[str, Any], now_ns: int) -> None:
+        """Write an alert row (resolved rows are history; open ones are shown by `btcbot report`/`verify`)."""
+        async with self._tx() as conn:
+            await conn.execute(
+                "INSERT INTO ledger_alerts (ts, kind, symbol, detail) VALUES ($1, $2, $3, $4)",
+                _ts(now_ns),
+                kind,
+                symbol,
+                json.dumps(dict(detail)),
+            )
 
     async def _add_daily(self, conn: asyncpg.Connection, outcomes: Sequence[FillOutcome]) -> None:
         totals = daily_pnl(outcomes, self.day_offset_minutes)
@@ -765,16 +880,48 @@ class Store:
             for symbol in symbols:
                 rows = await conn.fetch("SELECT * FROM fills WHERE symbol = $1", symbol)
                 try:
-                    rebuilt = replay(_fill(r) for r in rows)
+                    rebuilt = replay((_fill(r) for r in rows), await self._opening(conn, symbol))
                 except Oversell:
                     continue
                 await conn.execute("DELETE FROM daily_pnl WHERE symbol = $1", symbol)
                 await self._add_daily(conn, rebuilt.outcomes)
             return True
 
-    async def state(self) -> LedgerState:
-        """Positions, balances, halts and the last recorded peak, read in one snapshot."""
+    async def state(self, *, exec_floor: int = 0, day_start_ns: int = 0, scan_limit: int = 2000) -> LedgerState:
+        """Positions, balances, halts, the last recorded peaks and the EXECUTION watermark, read in one snapshot.
+
+        `exec_floor` is a sequence every message up to which is known done (the durable's ack floor, read BEFORE
+        this call); the watermark extends it through the applied sequences above (at most `scan_limit` of them
+        are looked at: beyond, the watermark is merely conservative). `day_start_ns` starts today's PnL.
+        """
         async with self._tx(isolation="repeatable_read", readonly=True) as conn:
+            seqs = await conn.fetch(
+                "SELECT stream_seq FROM applied_messages WHERE stream = $1 AND stream_seq > $2"
+                " ORDER BY stream_seq LIMIT $3",
+                EXECUTION.name,
+                exec_floor,
+                scan_limit,
+            )
+            exec_seq, above = watermark(exec_floor, (r["stream_seq"] for r in seqs))
+            if len(seqs) == scan_limit:
+                # More applied above the floor than looked at: flag the highest, so no reader takes this state
+                # for a prefix of the stream (the list is then incomplete; see PortfolioSnapshot.exec_seqs_above).
+                top = await conn.fetchval(
+                    "SELECT max(stream_seq) FROM applied_messages WHERE stream = $1", EXECUTION.name
+                )
+                if top is not None and top > exec_seq and top not in above:
+                    above = (*above, top)
+            bot_peak = await conn.fetchval(
+                "SELECT bot_peak FROM equity_snapshots WHERE bot_peak IS NOT NULL ORDER BY id DESC LIMIT 1"
+            )
+            day_start_pnl = await conn.fetchval(
+                "SELECT bot_pnl FROM equity_snapshots WHERE bot_pnl IS NOT NULL AND ts < $1 ORDER BY id DESC LIMIT 1",
+                _ts(day_start_ns),
+            )
+            day_fees = await conn.fetchval(
+                "SELECT coalesce(sum(fees), 0) FROM daily_pnl WHERE day = $1",
+                day_of(max(day_start_ns, 0), self.day_offset_minutes),
+            )
             positions = await conn.fetch("SELECT * FROM positions ORDER BY symbol")
             balances = await conn.fetch("SELECT asset, total FROM balances ORDER BY asset")
             last = await conn.fetchrow("SELECT peak, drawdown FROM equity_snapshots ORDER BY id DESC LIMIT 1")
@@ -795,10 +942,22 @@ class Store:
             last_message_id=last_message or "",
             last_fill_id=last_fill or "",
             quarantined=quarantined,
+            exec_seq=exec_seq,
+            exec_seqs_above=above,
+            bot_peak=bot_peak,
+            day_start_bot_pnl=day_start_pnl,
+            day_fees=day_fees,
         )
 
     async def record_equity(
-        self, equity: Decimal, cause: str, now_ns: int, *, marks: Mapping[str, Decimal] | None = None
+        self,
+        equity: Decimal,
+        cause: str,
+        now_ns: int,
+        *,
+        marks: Mapping[str, Decimal] | None = None,
+        bot_pnl: Decimal | None = None,
+        bot_peak: Decimal | None = None,
     ) -> tuple[Decimal, Decimal]:
         """Append an equity point (with the marks it was valued at); returns (peak, drawdown) including it."""
         async with self._tx() as conn:
@@ -807,14 +966,16 @@ class Store:
             peak = equity if previous is None else max(previous, equity)
             down = drawdown(peak, equity)
             await conn.execute(
-                "INSERT INTO equity_snapshots (ts, equity, peak, drawdown, cause, marks)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO equity_snapshots (ts, equity, peak, drawdown, cause, marks, bot_pnl, bot_peak)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 _ts(now_ns),
                 equity,
                 peak,
                 down,
                 cause,
                 None if marks is None else json.dumps({s: str(m) for s, m in sorted(marks.items())}),
+                bot_pnl,
+                bot_peak,
             )
         return peak, down
 

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from btcbot.btcturk.errors import BtcTurkError
 from btcbot.ledger.exchange import ExchangeAccount
 from btcbot.ledger.metrics import ledger_instruments
-from btcbot.ledger.reconcile import Difference, TradeView, compare, confirm
+from btcbot.ledger.reconcile import Comparison, Difference, TradeView, compare, confirm
 from btcbot.ledger.store import Store, StoreUnavailable
 from btcbot.runtime.alarms import AlarmLatch, raise_or_clear
 from btcbot.runtime.bus import Publisher
@@ -179,6 +179,7 @@ class Reconciler:
         self.grace_ns = int(grace * 1e9)
         self.tolerance = tolerance
         self.previous: tuple[Difference, ...] = ()
+        self.last_comparison: Comparison | None = None
 
     async def round(self, *, final: bool = False) -> tuple[str, list[Difference]] | None:
         """Run one round; returns (status, confirmed mismatches), or None when a side could not be read.
@@ -231,6 +232,7 @@ class Reconciler:
             log.warning("ledger.reconcile_store_unavailable", error=str(exc))
             return None
         self.previous = comparison.differences
+        self.last_comparison = comparison
         instruments = ledger_instruments()
         instruments.reconcile_rounds.add(1, {"status": status})
         for difference in confirmed:
@@ -252,6 +254,26 @@ class Reconciler:
         elif status == "match" and comparison.differences:
             log.info("ledger.reconcile_unconfirmed", differences=len(comparison.differences))
         return status, confirmed
+
+    async def check_assets(self, assets: Sequence[str]) -> tuple[str | None, dict[str, Decimal]]:
+        """Run a round now and check `assets` against the exchange (for a halt resume).
+
+        Returns (None, exchange balances) when every asset matches within the tolerance and no fill is in
+        flight, else (why not, what was seen). Fails closed: a side that cannot be read is a refusal.
+        """
+        outcome = await self.round()
+        comparison = self.last_comparison
+        if outcome is None or comparison is None:
+            return "the exchange or the ledger could not be read for a reconciliation", {}
+        if comparison.status == "deferred":
+            return f"fills still in flight at the exchange: {len(comparison.in_flight)}", {}
+        lines = {line.asset: line for line in comparison.balances}
+        exchange = {asset: line.exchange for asset, line in lines.items()}
+        for asset in assets:
+            line = lines.get(asset)
+            if line is not None and not line.matches(self.tolerance):
+                return f"{asset}: ledger {line.ledger} != exchange {line.exchange}", exchange
+        return None, exchange
 
 
 class LedgerAlarms:

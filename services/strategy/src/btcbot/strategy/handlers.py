@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from btcbot.contracts import subjects
@@ -21,7 +22,21 @@ from btcbot.runtime.bus import Delivery, Publisher
 from btcbot.strategy.signals import Hold, OrderEvent, ProfitV1
 
 ExecutionEvent = OrderAccepted | OrderRejected | OrderCanceled | OrderFilled
-History = Callable[[str], Awaitable[tuple[Sequence[OrderIntent], Sequence[OrderEvent]]]]
+
+
+@dataclass(frozen=True)
+class History:
+    """What a new owner of a symbol reads from the streams: recent intents and order events, and every fill of the
+    symbol the EXECUTION stream held from `first` to `upto` with its stream sequence."""
+
+    intents: Sequence[OrderIntent]
+    events: Sequence[OrderEvent]
+    first: int = 0
+    upto: int = 0
+    fills: Sequence[tuple[OrderFilled, int]] = ()
+
+
+HistoryReader = Callable[[str], Awaitable[History]]
 
 
 def _everything(symbol: str) -> bool:
@@ -43,7 +58,7 @@ class StrategyHandlers:
         account: str,
         log: Any,
         owns: Callable[[str], bool] = _everything,
-        history: History | None = None,
+        history: HistoryReader | None = None,
     ) -> None:
         self._engine = engine
         self._bus = bus
@@ -52,6 +67,7 @@ class StrategyHandlers:
         self._log = log
         self._owns = owns
         self._history = history
+        self._unknown: dict[str, str] = {}
 
     def set_owner(self, owns: Callable[[str], bool]) -> None:
         """Use this ownership test from now on (the leases are built after the handlers)."""
@@ -62,15 +78,23 @@ class StrategyHandlers:
         if self._history is None:
             self._engine.reset(symbol)
             return
-        intents, events = await self._history(symbol)
-        inflight = self._engine.rebuild(symbol, intents, events, self._clock())
+        history = await self._history(symbol)
+        if history.upto:
+            self._engine.read_history(symbol, history.first, history.upto, history.fills)
+        inflight = self._engine.rebuild(symbol, history.intents, history.events, self._clock())
         self._log.info(
             "strategy.took_over",
             symbol=symbol,
-            intents=len(intents),
-            events=len(events),
+            intents=len(history.intents),
+            events=len(history.events),
+            fills=len(history.fills),
             inflight=inflight.client_order_id if inflight is not None else None,
         )
+
+    def start_at(self, sequence: int) -> None:
+        """Our EXECUTION consumer delivers everything after `sequence`."""
+        self._engine.start_at(sequence)
+        self._log.info("strategy.execution_coverage", after=sequence)
 
     async def on_lose(self, symbol: str) -> None:
         """Another replica owns `symbol` now: forget its order state (nothing acts on it here any more)."""
@@ -83,8 +107,18 @@ class StrategyHandlers:
             return
         decision = self._engine.on_book(book, self._clock())
         if isinstance(decision, Hold):
-            self._log.debug("strategy.hold", symbol=book.symbol, book_id=book.id, reason=decision.reason)
+            if decision.reason.startswith("position unknown"):
+                # Why we do not trade: worth an info line, once per change of reason and symbol.
+                if self._unknown.get(book.symbol) != decision.reason:
+                    self._unknown[book.symbol] = decision.reason
+                    self._log.info("strategy.position_unknown", symbol=book.symbol, reason=decision.reason)
+            else:
+                if self._unknown.pop(book.symbol, None) is not None:
+                    self._log.info("strategy.position_known", symbol=book.symbol)
+                self._log.debug("strategy.hold", symbol=book.symbol, book_id=book.id, reason=decision.reason)
             return
+        if self._unknown.pop(book.symbol, None) is not None:
+            self._log.info("strategy.position_known", symbol=book.symbol)
         if isinstance(decision, OrderIntent):
             try:
                 await self._bus.publish(subjects.intent(decision.symbol), decision)
@@ -114,7 +148,18 @@ class StrategyHandlers:
         )
 
     async def on_execution(self, event: ExecutionEvent, delivery: Delivery) -> None:
-        """Track the order in flight through its execution events."""
+        """Count fills in the position (every symbol, owned or not) and track the order in flight."""
+        if not self._engine.on_execution_seen(delivery.sequence):
+            self._log.warning("strategy.execution_gap", sequence=delivery.sequence)
+        if isinstance(event, OrderFilled) and self._engine.saw_fill(event, delivery.sequence):
+            self._log.info(
+                "strategy.fill_seen",
+                symbol=event.symbol,
+                side=event.side,
+                quantity=str(event.quantity),
+                sequence=delivery.sequence,
+                client_order_id=event.client_order_id,
+            )
         if not self._owns(event.symbol):
             return
         now = self._clock()

@@ -22,7 +22,6 @@ class InFlight:
     side: Side
     quantity: Decimal
     sent_ns: int
-    position_before: Decimal
     price: Decimal | None = None
     accepted: bool = False
     filled: Decimal = Decimal(0)

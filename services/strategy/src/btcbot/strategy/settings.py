@@ -35,7 +35,6 @@ class StrategySettings(CommonSettings):
     max_drift_bps: Decimal | None = Field(
         Decimal(50), gt=0, description="distance of a resting order from mid at which it is canceled"
     )
-    portfolio_wait: float = Field(15.0, ge=0, description="longest wait for the ledger to book our fills")
     max_book_age: float = Field(5.0, gt=0, description="oldest book (by exchange time) to act on")
     quantity_scale: int = Field(8, ge=0, le=18, description="decimals a quantity is rounded down to")
     require_portfolio: bool = Field(True, description="act only after the first PortfolioSnapshot")
@@ -53,7 +52,6 @@ class StrategySettings(CommonSettings):
             intent_timeout_ns=_ns(self.intent_timeout),
             order_ttl_ns=_ns(self.order_ttl),
             max_drift_bps=self.max_drift_bps,
-            portfolio_wait_ns=_ns(self.portfolio_wait),
             max_book_age_ns=_ns(self.max_book_age),
             quantity_scale=self.quantity_scale,
             require_portfolio=self.require_portfolio,

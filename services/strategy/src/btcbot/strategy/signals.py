@@ -1,7 +1,8 @@
 """profit_v1: buy when flat and the spread is tight, sell the whole position at a small profit.
 
-Per symbol the strategy knows its position (from the ledger's PortfolioSnapshot), the order it has in
-flight (from execution events) and when it last sent an intent. It decides on each book and returns one
+Per symbol the strategy knows its position (the ledger's last PortfolioSnapshot plus the fills it saw after that
+snapshot's watermark, see positions.py), the order it has in flight (from execution events) and when it last
+sent an intent. When it cannot know the position it holds, and says why. It decides on each book and returns one
 decision: an OrderIntent, a CancelOrder for an order resting too long, or a Hold that says why not.
 Everything here is synchronous and takes the time as an argument, so replay runs the same code.
 """
@@ -26,6 +27,7 @@ from btcbot.contracts.messages import (
     Side,
 )
 from btcbot.strategy.orders import InFlight
+from btcbot.strategy.positions import Known, PositionBook, Unknown
 
 STRATEGY = "profit_v1"
 _BPS = Decimal(10_000)
@@ -46,7 +48,6 @@ class ProfitParams:
     intent_timeout_ns: int = 15_000_000_000
     order_ttl_ns: int = 60_000_000_000
     max_drift_bps: Decimal | None = Decimal(50)
-    portfolio_wait_ns: int = 15_000_000_000
     max_book_age_ns: int = 5_000_000_000
     quantity_scale: int = 8
     require_portfolio: bool = True
@@ -71,10 +72,6 @@ class SymbolState:
     avg_cost: Decimal = _ZERO
     inflight: InFlight | None = None
     last_intent_ns: int | None = None
-    # After an order traded, the ledger's next snapshot may not include the fills yet; acting on the old
-    # position would buy twice. Wait until the position moves away from `awaiting_from`, or a timeout.
-    awaiting_since_ns: int | None = None
-    awaiting_from: Decimal = _ZERO
 
 
 def round_down(quantity: Decimal, scale: int) -> Decimal:
@@ -91,11 +88,14 @@ def spread_bps(bid: Decimal, ask: Decimal) -> Decimal:
 class ProfitV1:
     """The profit_v1 decision engine for a set of symbols."""
 
-    def __init__(self, symbols: tuple[str, ...], params: ProfitParams) -> None:
+    def __init__(self, symbols: tuple[str, ...], params: ProfitParams, *, track_fills: bool = False) -> None:
+        """`track_fills`: the live service, whose EXECUTION consumer reports every stream sequence (see
+        positions.py). Without it (a replay that has no stream sequences) the position is the last snapshot's."""
         self.params = params
         self.symbols = symbols
         self._states: dict[str, SymbolState] = {s: SymbolState() for s in symbols}
-        self._portfolio_ts_ns: int | None = None
+        self.book = PositionBook(symbols)
+        self.track_fills = track_fills
 
     def state(self, symbol: str) -> SymbolState:
         """The state of one configured symbol (KeyError for others)."""
@@ -104,18 +104,44 @@ class ProfitV1:
     # -- inputs -----------------------------------------------------------------------------------------
 
     def on_portfolio(self, snapshot: PortfolioSnapshot) -> bool:
-        """Take positions from a ledger snapshot; older snapshots than the last one are ignored."""
-        if self._portfolio_ts_ns is not None and snapshot.ts_ns < self._portfolio_ts_ns:
+        """Take a ledger snapshot; one reflecting less of the EXECUTION stream than the last is ignored."""
+        if not self.book.on_snapshot(snapshot):
             return False
-        self._portfolio_ts_ns = snapshot.ts_ns
-        positions = {p.symbol: p for p in snapshot.positions}
-        for symbol, state in self._states.items():
-            position = positions.get(symbol)
-            state.quantity = position.quantity if position is not None else _ZERO
-            state.avg_cost = position.avg_cost if position is not None else _ZERO
-            if state.awaiting_since_ns is not None and state.quantity != state.awaiting_from:
-                state.awaiting_since_ns = None
+        if not self.track_fills:
+            self._refresh_all()
         return True
+
+    def on_execution_seen(self, sequence: int) -> bool:
+        """Every EXECUTION delivery's stream sequence (whatever its symbol); False when it reveals a gap."""
+        return self.book.on_sequence(sequence)
+
+    def start_at(self, sequence: int) -> None:
+        """Our EXECUTION consumer delivers everything after `sequence` (its ack floor when we started)."""
+        self.book.start_at(sequence)
+
+    def saw_fill(self, event: OrderFilled, sequence: int) -> bool:
+        """A fill at `sequence` (of any owner): it counts in the position until a snapshot reflects it."""
+        return self.book.on_fill(event, sequence)
+
+    def position(self, symbol: str) -> Known | Unknown:
+        """The bot's own position in `symbol` now, or why it is not known."""
+        if not self.track_fills:
+            snapshot = self.book.snapshot
+            if snapshot is None:
+                if self.params.require_portfolio:
+                    return Unknown("NO_SNAPSHOT", "no portfolio snapshot yet")
+                return Known(_ZERO, _ZERO)
+            held = next((p for p in snapshot.positions if p.symbol == symbol), None)
+            if held is None:
+                return Known(_ZERO, _ZERO)
+            return Known(held.quantity - held.opening_quantity, held.avg_cost)
+        return self.book.position(symbol)
+
+    def _refresh_all(self) -> None:
+        for symbol, state in self._states.items():
+            known = self.position(symbol)
+            if isinstance(known, Known):
+                state.quantity, state.avg_cost = known.quantity, known.avg_cost
 
     def on_accepted(self, event: OrderAccepted) -> bool:
         """The exchange took our order: it may now rest, so it no longer expires."""
@@ -168,14 +194,17 @@ class ProfitV1:
         if state is not None:
             self._states[symbol] = SymbolState(quantity=state.quantity, avg_cost=state.avg_cost)
 
+    def read_history(self, symbol: str, first: int, last: int, fills: Iterable[tuple[OrderFilled, int]]) -> None:
+        """Every fill of `symbol` the EXECUTION stream held from `first` to `last`, with its sequence (a takeover)."""
+        self.book.read_history(symbol, first, last, fills)
+
     def rebuild(
         self, symbol: str, intents: Iterable[OrderIntent], events: Iterable[OrderEvent], now_ns: int
     ) -> InFlight | None:
         """Take over `symbol` from another replica: the order in flight from recent intents and their outcomes.
 
         The latest intent of this strategy is the candidate (one order at a time per symbol); its execution and
-        denial events, in time order, then play through the same code as live ones. The position used as "before"
-        is the ledger's current one, so a fill already booked makes us wait for the ledger once more: cautious.
+        denial events, in time order, then play through the same code as live ones.
         """
         self.reset(symbol)
         state = self._states.get(symbol)
@@ -190,7 +219,6 @@ class ProfitV1:
             side=latest.side,
             quantity=latest.quantity,
             sent_ns=latest.ts_ns,
-            position_before=state.quantity,
             price=latest.price,
         )
         for event in sorted(events, key=lambda e: e.ts_ns):
@@ -226,12 +254,10 @@ class ProfitV1:
             return Hold("book is stale")
         if not book.bids or not book.asks:
             return Hold("book is empty on one side")
-        if p.require_portfolio and self._portfolio_ts_ns is None:
-            return Hold("no portfolio snapshot yet")
-        if state.awaiting_since_ns is not None:
-            if now_ns - state.awaiting_since_ns < p.portfolio_wait_ns:
-                return Hold("waiting for the ledger to book the last fills")
-            state.awaiting_since_ns = None
+        known = self.position(book.symbol)
+        if isinstance(known, Unknown):
+            return Hold(f"position unknown ({known.code}): {known.detail}")
+        state.quantity, state.avg_cost = known.quantity, known.avg_cost
         if state.last_intent_ns is not None and now_ns - state.last_intent_ns < p.cooldown_ns:
             return Hold("cooling down after the last intent")
         bid, ask = book.bids[0].price, book.asks[0].price
@@ -334,7 +360,6 @@ class ProfitV1:
             side=side,
             quantity=quantity,
             sent_ns=now_ns,
-            position_before=state.quantity,
             price=price,
         )
         state.last_intent_ns = now_ns
@@ -354,9 +379,5 @@ class ProfitV1:
         inflight = self._inflight(symbol, client_order_id)
         if inflight is None:
             return False
-        state = self._states[symbol]
-        state.inflight = None
-        if inflight.filled > 0 and state.quantity == inflight.position_before:
-            state.awaiting_since_ns = now_ns
-            state.awaiting_from = inflight.position_before
+        self._states[symbol].inflight = None
         return True
