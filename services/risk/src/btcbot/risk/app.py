@@ -10,14 +10,25 @@ from typing import Protocol
 from btcbot.btcturk.errors import BtcTurkError
 from btcbot.btcturk.rest import BtcTurkClient
 from btcbot.contracts.codec import Codec
-from btcbot.contracts.messages import BookSnapshot, KillSwitch, ModeChanged, OrderIntent, PortfolioSnapshot
-from btcbot.contracts.streams import RISK_BOOKS, RISK_CONTROL, RISK_INTENTS, RISK_PORTFOLIO
+from btcbot.contracts.messages import (
+    BookSnapshot,
+    KillSwitch,
+    ModeChanged,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    PortfolioSnapshot,
+)
+from btcbot.contracts.streams import RISK_BOOKS, RISK_CONTROL, RISK_EXECUTION, RISK_INTENTS, RISK_PORTFOLIO
 from btcbot.risk.control import RiskState
-from btcbot.risk.handlers import ControlMessage, RiskHandlers
+from btcbot.risk.handlers import ControlMessage, ExecutionEvent, RiskHandlers
 from btcbot.risk.rules import ExchangeSymbol, rules_from_exchange
 from btcbot.risk.settings import RiskSettings
 from btcbot.runtime.backoff import Backoff
 from btcbot.runtime.idempotency import IdempotencyStore, IdempotencyStoreProtocol
+from btcbot.runtime.reservations import RedisReservations, ReservationsProtocol
 from btcbot.runtime.service import Service
 
 
@@ -99,11 +110,20 @@ def register(
     client: RulesClient,
     state: RiskState | None = None,
     verdicts: IdempotencyStoreProtocol | None = None,
+    reservations: ReservationsProtocol | None = None,
 ) -> RiskState:
     """Register consumers, the rules task and readiness on `svc` for a given exchange client."""
     state = state if state is not None else RiskState(settings.account)
     handlers = RiskHandlers(
-        state, settings.limits(), svc.bus, svc.now_ns, svc.log, verdicts=verdicts, owner=settings.instance
+        state,
+        settings.limits(),
+        svc.bus,
+        svc.now_ns,
+        svc.log,
+        verdicts=verdicts,
+        owner=settings.instance,
+        reservations=reservations,
+        reserve_limits=settings.reserve_limits(),
     )
     rng = random.Random()
 
@@ -119,6 +139,10 @@ def register(
     svc.consume(RISK_PORTFOLIO, Codec(PortfolioSnapshot), handlers.on_portfolio)
     if settings.max_book_age > 0:
         svc.consume(RISK_BOOKS, Codec(BookSnapshot), handlers.on_book)
+    if reservations is not None:
+        # Shared by the replicas: each order event releases (or marks known) a reservation exactly once.
+        outcomes: Codec[ExecutionEvent] = Codec(OrderAccepted | OrderRejected | OrderCanceled | OrderFilled)
+        svc.consume(RISK_EXECUTION, outcomes, handlers.on_execution)
     svc.consume(RISK_INTENTS, Codec(OrderIntent), handlers.on_intent)
     return state
 
@@ -135,9 +159,12 @@ async def setup(svc: Service, settings: RiskSettings) -> None:
     state = RiskState(settings.account)
     await first_load(client, state, svc, timeout=settings.btcturk_timeout * 2)
     verdicts = None
+    redis = await svc.redis()
     if settings.shared_verdicts:
-        verdicts = IdempotencyStore(await svc.redis(), f"{settings.key_prefix}:{settings.account}")
-    register(svc, settings, client, state, verdicts)
+        verdicts = IdempotencyStore(redis, f"{settings.key_prefix}:{settings.account}")
+    # Always: no approval without a reservation (Redis down means intents wait).
+    reservations = RedisReservations(redis, f"{settings.key_prefix}:{settings.account}")
+    register(svc, settings, client, state, verdicts, reservations)
     svc.log.info(
         "risk.configured",
         max_order_notional=str(settings.max_order_notional),

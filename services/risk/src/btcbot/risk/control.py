@@ -29,6 +29,8 @@ class RiskState:
         self._mode_ts = -1
         self._kill_ts = -1
         self._portfolio_ts = -1
+        # The newest snapshot in full: pre-trade reservations read its balances, positions and exec_seq.
+        self.snapshot: PortfolioSnapshot | None = None
 
     def on_mode(self, event: ModeChanged) -> bool:
         """Apply a mode change unless a newer one was seen."""
@@ -51,6 +53,7 @@ class RiskState:
         if snapshot.account != self.account or snapshot.ts_ns < self._portfolio_ts:
             return False
         self._portfolio_ts = snapshot.ts_ns
+        self.snapshot = snapshot
         self.positions = {p.symbol: p.quantity for p in snapshot.positions}
         self.halted = frozenset(snapshot.halted)
         return True
