@@ -329,15 +329,22 @@ def _check_units(req: ReserveRequest) -> None:
 
 def summarize(held: dict[str, Held], hwm: int, cool: dict[str, int]) -> dict[str, object]:
     """The summary both stores return."""
-    reserved: dict[str, dict[str, str]] = {}
+    units: dict[str, list[int]] = {}
     orders: list[dict[str, str]] = []
     for coid in sorted(held):
         order = held[coid]
         sells, buys = order.in_flight()
-        per = reserved.setdefault(order.symbol, {"buy_notional": "0", "sell_quantity": "0"})
-        per["buy_notional"] = str(Decimal(per["buy_notional"]) + from_units(buys, QUOTE_SCALE))
-        per["sell_quantity"] = str(Decimal(per["sell_quantity"]) + from_units(sells, QTY_SCALE))
+        per = units.setdefault(order.symbol, [0, 0])
+        per[0] += buys
+        per[1] += sells
         orders.append({"client_order_id": coid, "symbol": order.symbol, "side": order.side, "state": order.state})
+    reserved = {
+        symbol: {
+            "buy_notional": f"{from_units(buys, QUOTE_SCALE):f}",
+            "sell_quantity": f"{from_units(sells, QTY_SCALE):f}",
+        }
+        for symbol, (buys, sells) in sorted(units.items())
+    }
     return {"reserved": reserved, "orders": orders, "snapshot_seq": hwm, "min_total_cooldowns": dict(cool)}
 
 
