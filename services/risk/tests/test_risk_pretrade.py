@@ -119,7 +119,7 @@ class Account:
         if not live:
             return
         coid = live[pick % len(live)]
-        side, total, filled = self.orders[coid]
+        side, _total, filled = self.orders[coid]
         self.orders[coid][1] = filled  # nothing more will fill
         if how == "reject" and filled == 0:
             self.stream.append(("rejected", coid, side, 0))
