@@ -174,14 +174,12 @@ class RiskHandlers:
             return subjects.submit(intent.symbol), to_submit(intent, verdict.checks, now)
         return subjects.denied(intent.symbol), to_denied(intent, verdict.reason, verdict.detail, now)
 
-    async def _reserve(self, intent: OrderIntent, passed: Approved, now: int) -> Verdict:
-        """Reserve the order against the in-flight limits (atomic across replicas) or say which one it breaks."""
-        assert self._reservations is not None
+    def _reserve_request(self, intent: OrderIntent, now: int) -> res.ReserveRequest | None:
+        """The reservation an approved limit order asks for, against our latest snapshot (None: too large)."""
         assert intent.price is not None  # a limit order passed check()
         held = holdings(self._state.snapshot, intent.symbol)
-        coid = ids.client_order_id(intent.id)
-        req = res.request(
-            coid,
+        return res.request(
+            ids.client_order_id(intent.id),
             intent.symbol,
             intent.side,
             intent.quantity,
@@ -193,6 +191,11 @@ class RiskHandlers:
             exposure=held.exposure,
             cash=held.cash,
         )
+
+    async def _reserve(self, intent: OrderIntent, passed: Approved, now: int) -> Verdict:
+        """Reserve the order against the in-flight limits (atomic across replicas) or say which one it breaks."""
+        assert self._reservations is not None
+        req = self._reserve_request(intent, now)
         if req is None:
             return Denied("ORDER_TOO_LARGE", f"{intent.quantity} at {intent.price} is beyond what risk can count")
         # Redis down raises DependencyUnavailable: the intent waits, it is never approved without a reservation.
