@@ -61,7 +61,7 @@ def snapshot(btc: str = "0", cash: str = "100000", exec_seq: int = 1, ts: int = 
                 unrealized_pnl=D(0),
                 mark=D(3000000),
             ),
-        )  # fmt: skip
+        )
         if D(btc)
         else ()
     )
