@@ -24,7 +24,7 @@ RISKS = ("risk-a", "risk-b")
 ENV = {
     # Only the budget (and the cash reserve, far from binding) limits these buys.
     "RISK_EXPOSURE_BUDGET": str(BUDGET),
-    "RISK_MAX_SYMBOL_EXPOSURE": str(BUDGET),
+    "RISK_MAX_SYMBOL_EXPOSURE": str(BUDGET * 1000),
     "RISK_CASH_RESERVE": "300",
     "RISK_MAX_OPEN_ORDERS_PER_SYMBOL": "100000",
     "RISK_MAX_OPEN_ORDERS": "100000",

@@ -27,7 +27,7 @@ reserve_op = st.tuples(
     st.sampled_from(("buy", "sell")),
     st.integers(1, 6),  # quantity
     st.integers(0, 6),  # notional
-    st.integers(0, 3),  # time step (ms * 1000)
+    st.integers(-1, 3),  # time step (ms * 1000; replicas clocks differ)
     st.integers(-1, 2),  # snapshot step (may go back: stale)
     small,  # position
     small,  # symbol value

@@ -216,7 +216,8 @@ def open_orders(reason: str, count: int, limit: int) -> ReserveAnswer | None:
 
 def cooldown(now_ms: int, last_ms: int | None, cooldown_ms: int) -> ReserveAnswer | None:
     """Deny a symbol and side approved less than `cooldown_ms` ago."""
-    if last_ms is None or now_ms >= last_ms + cooldown_ms:
+    # No cooldown at all when it is 0 (a replica's clock a little behind the last approval must not deny).
+    if cooldown_ms <= 0 or last_ms is None or now_ms >= last_ms + cooldown_ms:
         return None
     return ReserveAnswer("denied", COOLDOWN, now_ms - last_ms, cooldown_ms)
 
@@ -531,7 +532,7 @@ if open_sym >= max_sym then return deny('OPEN_ORDERS_SYMBOL', open_sym, max_sym)
 if open_total >= max_total then return deny('OPEN_ORDERS_TOTAL', open_total, max_total) end
 local key = symbol .. ':' .. side
 local last = redis.call('HGET', p .. ':last', key)
-if last and now < tonumber(last) + cool_ms then return deny('COOLDOWN', now - tonumber(last), cool_ms) end
+if cool_ms > 0 and last and now < tonumber(last) + cool_ms then return deny('COOLDOWN', now - tonumber(last), cool_ms) end
 if side == 'sell' then
   if qty > position - sells_sym then return deny('OVERSELL', position - sells_sym, qty) end
 else
