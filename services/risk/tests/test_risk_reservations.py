@@ -288,3 +288,11 @@ async def test_redis_down_means_the_intent_waits() -> None:
         assert bus.published == []
     finally:
         await dead.aclose()
+
+
+async def test_an_execution_event_with_a_bad_amount_is_poison(client: aioredis.Redis, prefix: str) -> None:
+    rig = Rig(client, prefix, FREE, [NOW])
+    i = intent("p1")
+    bad = filled(i, "t1", "NaN")
+    assert await rig.bus.deliver(rig.h.on_execution, bad) == "dead"
+    assert await rig.store.held() == {}

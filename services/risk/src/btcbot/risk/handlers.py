@@ -27,7 +27,7 @@ from btcbot.risk.limits import Approved, Denied, RiskLimits, Verdict, check
 from btcbot.risk.pretrade import holdings, is_min_total_reject
 from btcbot.runtime import reservations as res
 from btcbot.runtime.bus import Delivery, Publisher
-from btcbot.runtime.errors import Retry
+from btcbot.runtime.errors import Poison, Retry
 from btcbot.runtime.idempotency import IdempotencyStoreProtocol
 
 ControlMessage = ModeChanged | KillSwitch
@@ -213,6 +213,15 @@ class RiskHandlers:
         store = self._reservations
         if store is None:
             return
+        amounts = (
+            (event.filled_quantity,)
+            if isinstance(event, OrderCanceled)
+            else (event.quantity, event.price)
+            if isinstance(event, OrderFilled)
+            else ()
+        )
+        if not all(a.is_finite() and a >= 0 for a in amounts):
+            raise Poison(f"{type(event).__name__} {event.id} has a non-finite or negative amount: {amounts}")
         if isinstance(event, OrderAccepted):
             await store.accepted(event.client_order_id)
         elif isinstance(event, OrderRejected):
