@@ -532,7 +532,9 @@ if open_sym >= max_sym then return deny('OPEN_ORDERS_SYMBOL', open_sym, max_sym)
 if open_total >= max_total then return deny('OPEN_ORDERS_TOTAL', open_total, max_total) end
 local key = symbol .. ':' .. side
 local last = redis.call('HGET', p .. ':last', key)
-if cool_ms > 0 and last and now < tonumber(last) + cool_ms then return deny('COOLDOWN', now - tonumber(last), cool_ms) end
+if cool_ms > 0 and last and now < tonumber(last) + cool_ms then
+  return deny('COOLDOWN', now - tonumber(last), cool_ms)
+end
 if side == 'sell' then
   if qty > position - sells_sym then return deny('OVERSELL', position - sells_sym, qty) end
 else
