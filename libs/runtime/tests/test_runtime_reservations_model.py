@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from btcbot.runtime import reservations as res
 from btcbot.runtime.reservations import Held, ReservationModel, ReserveAnswer, ReserveLimits, ReserveRequest
@@ -211,3 +215,86 @@ async def test_summary_lists_what_is_reserved() -> None:
 def test_out_of_range_units_are_refused() -> None:
     with pytest.raises(ValueError, match="position"):
         res._check_units(req(position=-1))
+
+
+# ---- properties of every check over the model -------------------------------------------------------
+
+limits_st = st.builds(
+    ReserveLimits,
+    max_open_per_symbol=st.integers(1, 4),
+    max_open_total=st.integers(1, 6),
+    cooldown_ms=st.sampled_from((0, 500, 2000)),
+    cash_reserve=st.integers(0, 10),
+    symbol_cap=st.integers(0, 40),
+    budget=st.integers(0, 60),
+    deny_unknown_outcome=st.booleans(),
+)
+steps_st = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("reserve"),
+            st.sampled_from(("BTCTRY", "ETHTRY")),
+            st.sampled_from(("buy", "sell")),
+            st.integers(1, 8),
+            st.integers(0, 1500),
+        ),
+        st.tuples(st.sampled_from(("accepted", "rejected", "canceled")), st.integers(0, 30), st.integers(0, 2)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(limits=limits_st, steps=steps_st, cash=st.integers(0, 80), exposure=st.integers(0, 20),
+       value=st.integers(0, 10), position=st.integers(0, 12))  # fmt: skip
+def test_every_limit_holds_after_any_sequence(
+    limits: ReserveLimits,
+    steps: list,  # type: ignore[type-arg]
+    cash: int,
+    exposure: int,
+    value: int,
+    position: int,
+) -> None:
+    """With the snapshot fixed, whatever is approved, accepted, rejected or canceled, every limit holds."""
+    model = ReservationModel()
+    approvals: dict[str, list[int]] = {}
+
+    async def run() -> None:
+        now, n = 0, 0
+        for step in steps:
+            if step[0] == "reserve":
+                _, symbol, side, qty, dt = step
+                now += dt
+                n += 1
+                ask = ReserveRequest(
+                    coid=f"c{n}", symbol=symbol, side=side, quantity=qty, notional=qty, now_ms=now, snap_seq=0,
+                    position=position, symbol_value=value, exposure=exposure, cash=cash,
+                )  # fmt: skip
+                if (await model.reserve(ask, limits)).outcome == "approved":
+                    approvals.setdefault(f"{symbol}:{side}", []).append(now)
+            else:
+                coids = sorted(model.held)
+                if coids:
+                    coid = coids[step[1] % len(coids)]
+                    if step[0] == "canceled":
+                        await model.canceled(coid, min(step[2], model.held[coid].quantity), 1)
+                    else:
+                        await getattr(model, step[0])(coid)
+            live = [o for o in model.held.values() if o.state != "done"]
+            assert len(live) <= limits.max_open_total
+            buys_total = sum(o.in_flight()[1] for o in model.held.values())
+            for symbol in ("BTCTRY", "ETHTRY"):
+                mine = [o for o in model.held.values() if o.symbol == symbol]
+                assert sum(o.state != "done" for o in mine) <= limits.max_open_per_symbol
+                if limits.deny_unknown_outcome:
+                    assert sum(o.state == "unknown" for o in mine) <= 1
+                assert sum(o.in_flight()[0] for o in mine) <= position  # no oversell
+                buys = sum(o.in_flight()[1] for o in mine)
+                assert buys == 0 or value + buys <= limits.symbol_cap
+            assert buys_total == 0 or buys_total <= cash - limits.cash_reserve
+            assert buys_total == 0 or exposure + buys_total <= limits.budget
+        if limits.cooldown_ms:
+            for times in approvals.values():
+                assert all(b - a >= limits.cooldown_ms for a, b in itertools.pairwise(times))
+
+    asyncio.run(run())
