@@ -225,8 +225,8 @@ limits_st = st.builds(
     max_open_total=st.integers(1, 6),
     cooldown_ms=st.sampled_from((0, 500, 2000)),
     cash_reserve=st.integers(0, 10),
-    symbol_cap=st.integers(0, 40),
-    budget=st.integers(0, 60),
+    symbol_cap=st.integers(0, 30),
+    budget=st.integers(0, 30),
     deny_unknown_outcome=st.booleans(),
 )
 steps_st = st.lists(
@@ -244,8 +244,8 @@ steps_st = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(limits=limits_st, steps=steps_st, cash=st.integers(0, 80), exposure=st.integers(0, 20),
+@settings(max_examples=500, deadline=None)
+@given(limits=limits_st, steps=steps_st, cash=st.integers(0, 30), exposure=st.integers(0, 8),
        value=st.integers(0, 10), position=st.integers(0, 12))  # fmt: skip
 def test_every_limit_holds_after_any_sequence(
     limits: ReserveLimits,
