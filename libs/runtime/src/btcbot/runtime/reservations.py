@@ -338,7 +338,8 @@ def summarize(held: dict[str, Held], hwm: int, cool: dict[str, int]) -> dict[str
         per = units.setdefault(order.symbol, [0, 0])
         per[0] += buys
         per[1] += sells
-        orders.append({"client_order_id": coid, "symbol": order.symbol, "side": order.side, "state": order.state})
+        orders.append({"client_order_id": coid, "symbol": order.symbol, "side": order.side, "state": order.state,
+                       "done_seq": str(order.done_seq)})  # fmt: skip
     reserved = {
         symbol: {
             "buy_notional": f"{from_units(buys, QUOTE_SCALE):f}",
@@ -346,7 +347,16 @@ def summarize(held: dict[str, Held], hwm: int, cool: dict[str, int]) -> dict[str
         }
         for symbol, (buys, sells) in sorted(units.items())
     }
-    return {"reserved": reserved, "orders": orders, "snapshot_seq": hwm, "min_total_cooldowns": dict(cool)}
+    live = sum(1 for o in held.values() if o.state != "done")
+    # Finished orders stay until a decision sees a snapshot at or past their done_seq (pruning is lazy): a reader
+    # judging "still reserved" should compare done_seq with the newest snapshot's exec_seq.
+    return {
+        "reserved": reserved,
+        "orders": orders,
+        "open_orders": live,
+        "snapshot_seq": hwm,
+        "min_total_cooldowns": dict(cool),
+    }
 
 
 @dataclass
