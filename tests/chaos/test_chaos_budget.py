@@ -3,6 +3,7 @@
 Both replicas share the intents durable and reserve in one Redis with one Lua script, so whatever replica
 approves what, the buy orders that reach the simulator never add up to more than RISK_EXPOSURE_BUDGET. The buys
 rest far below the market so none fills: what is reserved is exactly what was placed, and the sum is exact.
+Then both replicas are SIGKILLed and restarted and 20 more buys come: the reservations survived, none is placed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 SYMBOL = "BTCTRY"
 INTENTS = 200
+AFTER_RESTART = 20
 BUDGET = Decimal(10000)
 QUANTITY = Decimal("0.0001")
 RISKS = ("risk-a", "risk-b")
@@ -48,12 +50,12 @@ async def wait_for_snapshot(rig: Any, timeout: float = 60.0) -> None:
             await asyncio.sleep(0.5)
 
 
-async def verdicts(rig: Any, timeout: float) -> dict[str, Any]:
+async def verdicts(rig: Any, timeout: float, intents: int = INTENTS) -> dict[str, Any]:
     """Until every intent has a verdict and every approved order an outcome; returns verify's summary."""
     deadline = time.monotonic() + timeout
     while True:
         verdict = await rig.verdict()
-        decided = verdict["submits"] + verdict["denied"] == INTENTS
+        decided = verdict["submits"] + verdict["denied"] == intents
         if decided and verdict["accepted"] + verdict["rejected"] == verdict["submits"]:
             return verdict
         assert time.monotonic() < deadline, f"not settled: {verdict}"
@@ -75,9 +77,7 @@ async def test_two_risk_replicas_never_place_more_than_the_budget_together(chaos
         await asyncio.gather(*(publish_buy(rig, price) for _ in range(INTENTS)))
 
         verdict = await asyncio.wait_for(verdicts(rig, 150.0), 160.0)
-        state = await rig.state()
-        buys = [o for o in state["orders"] if o["side"] == "buy" and o["pair"] == SYMBOL]
-        placed = sum((Decimal(str(o["price"])) * Decimal(str(o["quantity"])) for o in buys), Decimal(0))
+        buys, placed = await placed_buys(rig)
         assert placed <= BUDGET, (placed, len(buys), verdict)
         # The budget was used (so the test can fail), and nothing beyond what fits was approved.
         assert len(buys) == verdict["submits"] == fits, (len(buys), verdict, fits)
@@ -90,6 +90,27 @@ async def test_two_risk_replicas_never_place_more_than_the_budget_together(chaos
                    for name in RISKS}  # fmt: skip
         assert all(n > 0 for n in decided.values()), decided
         assert sum(decided.values()) >= INTENTS
+
+        # Reservations survive restarts: both replicas SIGKILLed and restarted, the budget is still used up.
+        for name in RISKS:
+            await rig.kill(name)
+        for name in RISKS:
+            await rig.restart(name)
+        for name in RISKS:
+            await rig.sup.wait_ready(name, 90)
+        await asyncio.sleep(2.0)
+        await asyncio.gather(*(publish_buy(rig, price) for _ in range(AFTER_RESTART)))
+        after = await asyncio.wait_for(verdicts(rig, 60.0, INTENTS + AFTER_RESTART), 70.0)
+        buys, placed = await placed_buys(rig)
+        assert placed <= BUDGET, (placed, len(buys), after)
+        assert len(buys) == after["submits"] == fits, (len(buys), after, fits)
+
+
+async def placed_buys(rig: Any) -> tuple[list[dict[str, Any]], Decimal]:
+    """Every buy order of the account at the simulator, and what they add up to."""
+    state = await rig.state()
+    buys = [o for o in state["orders"] if o["side"] == "buy" and o["pair"] == SYMBOL]
+    return buys, sum((Decimal(str(o["price"])) * Decimal(str(o["quantity"])) for o in buys), Decimal(0))
 
 
 async def publish_buy(rig: Any, price: Decimal) -> None:
