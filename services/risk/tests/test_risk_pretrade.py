@@ -54,13 +54,15 @@ def test_holdings_of_a_symbol() -> None:
 
 
 def test_min_total_rejects_are_recognised_by_code() -> None:
-    def rejected(reason: str) -> OrderRejected:
+    def rejected(reason: str, detail: str = "x") -> OrderRejected:
         return OrderRejected(id="r", ts_ns=1, client_order_id="c", intent_id="i", strategy="s", symbol="BTCTRY",
-                             reason=reason, detail="x")  # fmt: skip
+                             reason=reason, detail=detail)  # fmt: skip
 
     assert is_min_total_reject(rejected("FAILED_MIN_TOTAL_AMOUNT"))
     assert is_min_total_reject(rejected("1123"))
     assert not is_min_total_reject(rejected("BALANCE_NOT_ENOUGH"))
+    assert is_min_total_reject(rejected("Order total too small", "BTCTurk said code=1123"))
+    assert not is_min_total_reject(rejected("BALANCE_NOT_ENOUGH", "price 1123 too low, code=1009"))
 
 
 # ---- property: no sequence of intents and fills makes the account sell more than it holds --------------

@@ -11,6 +11,7 @@ The position a sell is checked against is the whole quantity the account holds (
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -19,6 +20,7 @@ from btcbot.contracts.messages import OrderRejected, PortfolioSnapshot, Position
 _ZERO = Decimal(0)
 # BTCTurk's "order total below the minimum" (code 1123); the simulator and execution report its message code.
 MIN_TOTAL_CODES = frozenset({"1123", "FAILED_MIN_TOTAL_AMOUNT", "MIN_TOTAL_AMOUNT", "MIN_NOTIONAL"})
+_CODE_IN_DETAIL = re.compile(r"\bcode[=: ]+(\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -60,4 +62,4 @@ def holdings(snapshot: PortfolioSnapshot | None, symbol: str) -> Holdings:
 
 def is_min_total_reject(event: OrderRejected) -> bool:
     """True if the exchange refused the order for a total below its minimum (BTCTurk code 1123)."""
-    return event.reason.upper() in MIN_TOTAL_CODES
+    return event.reason.upper() in MIN_TOTAL_CODES or "1123" in _CODE_IN_DETAIL.findall(event.detail)
