@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -27,11 +28,23 @@ from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
 SYMBOL = "BTCTRY"
 FUNDS = "TRY=100000000,BTC=100"
 REPLICAS = ("execution-a", "execution-b")
+# Risk's in-flight limits (one open order per symbol, a 60 s cooldown, a 10000 TRY budget ...) would deny most of
+# a flood of test intents; tests of other guarantees lift them, tests of the limits set their own.
+RISK_UNLIMITED = {
+    "RISK_MAX_OPEN_ORDERS_PER_SYMBOL": "100000",
+    "RISK_MAX_OPEN_ORDERS": "100000",
+    "RISK_ORDER_COOLDOWN": "0",
+    "RISK_DENY_UNKNOWN_OUTCOME": "false",
+    "RISK_CASH_RESERVE": "0",
+    "RISK_MAX_SYMBOL_EXPOSURE": "1000000000000",
+    "RISK_EXPOSURE_BUDGET": "1000000000000",
+}
 
 
 class PrivateRedis:
@@ -106,7 +119,8 @@ class Chaos:
     nc: Any = None
     published: list[str] = field(default_factory=list)
     kills: list[str] = field(default_factory=list)
-    risk_env: dict[str, str] = field(default_factory=dict)
+    risk_replicas: tuple[str, ...] = ("risk",)
+    risk_env: dict[str, str] = field(default_factory=lambda: dict(RISK_UNLIMITED))
 
     # ---- processes ------------------------------------------------------------------------------
 
@@ -143,12 +157,13 @@ class Chaos:
         self.sup.add("ledger", "btcbot.ledger", {**common, "LEDGER_OPENING_BALANCES": FUNDS,
                                                   "LEDGER_RECONCILE_INTERVAL": "0"})  # fmt: skip
         # Intents come straight from the test, with no market data: risk's fresh-book check is off, and so is the
-        # automatic budget (RISK_AUTO_MODE, docs/risk.md): with no marks the ledger publishes no snapshot until a
-        # fill, so the budget would hold OBSERVE_ONLY (NO_PORTFOLIO) for good. A fixed instance name keeps the
-        # replica's fan-out control durable across restarts (the hard case for the kill switch).
-        self.risk_env = {**common, **exchange, "RISK_MAX_INTENT_AGE": "60", "RISK_MAX_BOOK_AGE": "0",
-                         "RISK_AUTO_MODE": "false", "BTCBOT_INSTANCE": "risk-a"}  # fmt: skip
-        self.sup.add("risk", "btcbot.risk", self.risk_env)
+        # automatic budget (RISK_AUTO_MODE, docs/risk.md): with no marks the ledger's snapshots carry no PnL to judge,
+        # and the test's intents are not the bot's trading. Each replica's instance name is fixed, so its fan-out
+        # control durable survives restarts (the hard case for the kill switch).
+        for name in self.risk_replicas:
+            self.sup.add(name, "btcbot.risk", {**common, **exchange, "BTCBOT_INSTANCE": name,
+                                               "RISK_MAX_INTENT_AGE": "60", "RISK_MAX_BOOK_AGE": "0",
+                                               "RISK_AUTO_MODE": "false", **self.risk_env})  # fmt: skip
         for name in REPLICAS:
             self.sup.add(name, "btcbot.execution", {
                 **common, **exchange,
@@ -160,9 +175,9 @@ class Chaos:
                 "EXECUTION_SWEEP_INTERVAL": "2",
                 "EXECUTION_SWEEP_SETTLE": "8",
             })  # fmt: skip
-        for name in ("ledger", "risk", *REPLICAS):
+        for name in ("ledger", *self.risk_replicas, *REPLICAS):
             await self.sup.start(name)
-        for name in ("ledger", "risk", *REPLICAS):
+        for name in ("ledger", *self.risk_replicas, *REPLICAS):
             await self.sup.wait_ready(name, 90)
 
     async def kill(self, name: str) -> None:
@@ -300,6 +315,19 @@ def _status(url: str) -> int:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def chaos(pg_admin_url: str) -> AsyncIterator[Chaos]:
+    async with running_rig(pg_admin_url) as rig:
+        yield rig
+
+
+@pytest.fixture
+def chaos_rig(pg_admin_url: str) -> Callable[..., contextlib.AbstractAsyncContextManager[Chaos]]:
+    """A rig with options of one's own: `async with chaos_rig(risk_replicas=(...), risk_env={...}) as rig`."""
+    return functools.partial(running_rig, pg_admin_url)
+
+
+@contextlib.asynccontextmanager
+async def running_rig(pg_admin_url: str, **options: Any) -> AsyncIterator[Chaos]:
+    """A started rig (`options` are Chaos fields, e.g. risk_replicas, risk_env), torn down on exit."""
     from btcbot.cli.infra import drop_database, ensure_database, start_nats
     from btcbot.cli.supervisor import Supervisor
 
@@ -311,7 +339,7 @@ async def chaos(pg_admin_url: str) -> AsyncIterator[Chaos]:
     db_name = f"btcbot_chaos_{secrets.token_hex(4)}"
     database_url = await ensure_database(pg_admin_url, db_name)
     # max_restarts=0: the test restarts what it kills, when it chooses to.
-    rig = Chaos(base, Supervisor(base / "logs", max_restarts=0), nats, redis, database_url)
+    rig = Chaos(base, Supervisor(base / "logs", max_restarts=0), nats, redis, database_url, **options)
     try:
         await rig.start()
         yield rig

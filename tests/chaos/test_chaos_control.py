@@ -72,39 +72,39 @@ async def fifty_intents(chaos: Any) -> set[str]:
     return set(chaos.published[before:])
 
 
-async def test_kill_switch_and_observe_only_survive_every_risk_replica_being_sigkilled(chaos: Any) -> None:
-    chaos.sup.add("risk-b", "btcbot.risk", {**chaos.risk_env, "BTCBOT_INSTANCE": "risk-b"})
-    await chaos.sup.start("risk-b")
-    await chaos.sup.wait_ready("risk-b", 90)
-    orders_before = len((await chaos.state())["orders"])
+async def test_kill_switch_and_observe_only_survive_every_risk_replica_being_sigkilled(chaos_rig: Any) -> None:
+    async with chaos_rig(risk_replicas=REPLICAS) as chaos:
+        orders_before = len((await chaos.state())["orders"])
 
-    # Phase 1: the kill switch.
-    now = time.time_ns()
-    kill = KillSwitch(id=f"chaos-kill-{now}", ts_ns=now, engaged=True, reason="chaos (a)", operator="chaos")
-    await chaos.publisher.publish(subjects.CONTROL_KILL, kill)
-    await seen_by_every_replica(chaos, "risk.kill_switch", lambda e: e.get("engaged") is True and not e["rebuild"])
-    await kill_and_restart_every_replica(chaos)
-    # Each restarted replica rebuilt the kill from the stream (its durable was already past it).
-    await seen_by_every_replica(chaos, "risk.control_rebuilt", lambda e: e.get("kill_engaged") is True)
-    sent = await fifty_intents(chaos)
-    result = await verdicts(chaos, sent)
-    assert set(result.values()) == {"KILL_SWITCH"}, result
+        # Phase 1: the kill switch.
+        now = time.time_ns()
+        kill = KillSwitch(id=f"chaos-kill-{now}", ts_ns=now, engaged=True, reason="chaos (a)", operator="chaos")
+        await chaos.publisher.publish(subjects.CONTROL_KILL, kill)
+        await seen_by_every_replica(chaos, "risk.kill_switch", lambda e: e.get("engaged") is True and not e["rebuild"])
+        await kill_and_restart_every_replica(chaos)
+        # Each restarted replica rebuilt the kill from the stream (its durable was already past it).
+        await seen_by_every_replica(chaos, "risk.control_rebuilt", lambda e: e.get("kill_engaged") is True)
+        sent = await fifty_intents(chaos)
+        result = await verdicts(chaos, sent)
+        assert set(result.values()) == {"KILL_SWITCH"}, result
 
-    # Phase 2: released, but an operator's OBSERVE_ONLY.
-    now = time.time_ns()
-    release = KillSwitch(id=f"chaos-release-{now}", ts_ns=now, engaged=False, reason="chaos (a)", operator="chaos")
-    observe = ModeChanged(id=f"chaos-mode-{now}", ts_ns=now, mode="OBSERVE_ONLY", reason="chaos (a)", operator="chaos")
-    await chaos.publisher.publish(subjects.CONTROL_KILL, release)
-    await chaos.publisher.publish(subjects.CONTROL_MODE, observe)
-    await seen_by_every_replica(chaos, "risk.mode", lambda e: e.get("mode") == "OBSERVE_ONLY" and not e["rebuild"])
-    await kill_and_restart_every_replica(chaos)
-    await seen_by_every_replica(
-        chaos, "risk.control_rebuilt", lambda e: e.get("mode") == "OBSERVE_ONLY" and e.get("kill_engaged") is False
-    )
-    sent = await fifty_intents(chaos)
-    result = await verdicts(chaos, sent)
-    assert set(result.values()) == {"MODE"}, result
+        # Phase 2: released, but an operator's OBSERVE_ONLY.
+        now = time.time_ns()
+        release = KillSwitch(id=f"chaos-release-{now}", ts_ns=now, engaged=False, reason="chaos (a)", operator="chaos")
+        observe = ModeChanged(
+            id=f"chaos-mode-{now}", ts_ns=now, mode="OBSERVE_ONLY", reason="chaos (a)", operator="chaos"
+        )
+        await chaos.publisher.publish(subjects.CONTROL_KILL, release)
+        await chaos.publisher.publish(subjects.CONTROL_MODE, observe)
+        await seen_by_every_replica(chaos, "risk.mode", lambda e: e.get("mode") == "OBSERVE_ONLY" and not e["rebuild"])
+        await kill_and_restart_every_replica(chaos)
+        await seen_by_every_replica(
+            chaos, "risk.control_rebuilt", lambda e: e.get("mode") == "OBSERVE_ONLY" and e.get("kill_engaged") is False
+        )
+        sent = await fifty_intents(chaos)
+        result = await verdicts(chaos, sent)
+        assert set(result.values()) == {"MODE"}, result
 
-    assert len(chaos.kills) == 2 * len(REPLICAS)
-    # Nothing reached the exchange.
-    assert len((await chaos.state())["orders"]) == orders_before
+        assert len(chaos.kills) == 2 * len(REPLICAS)
+        # Nothing reached the exchange.
+        assert len((await chaos.state())["orders"]) == orders_before

@@ -14,15 +14,32 @@ from btcbot.btcturk.errors import BtcTurkError
 from btcbot.btcturk.rest import BtcTurkClient
 from btcbot.contracts import subjects
 from btcbot.contracts.codec import Codec
-from btcbot.contracts.messages import BookSnapshot, OrderIntent, PortfolioSnapshot
-from btcbot.contracts.streams import CONTROL, PORTFOLIO, RISK_BOOKS, RISK_CONTROL, RISK_INTENTS, RISK_PORTFOLIO
+from btcbot.contracts.messages import (
+    BookSnapshot,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    PortfolioSnapshot,
+)
+from btcbot.contracts.streams import (
+    CONTROL,
+    PORTFOLIO,
+    RISK_BOOKS,
+    RISK_CONTROL,
+    RISK_EXECUTION,
+    RISK_INTENTS,
+    RISK_PORTFOLIO,
+)
 from btcbot.risk.control import RiskState
-from btcbot.risk.handlers import OpenOrders, RawControlCodec, RiskHandlers
+from btcbot.risk.handlers import ExecutionEvent, OpenOrders, RawControlCodec, RiskHandlers
 from btcbot.risk.rules import ExchangeSymbol, rules_from_exchange
 from btcbot.risk.settings import RiskSettings
 from btcbot.runtime.backoff import Backoff
 from btcbot.runtime.idempotency import IdempotencyStore, IdempotencyStoreProtocol
 from btcbot.runtime.latest import LastMessage, last_per_subject
+from btcbot.runtime.reservations import RedisReservations, ReservationsProtocol
 from btcbot.runtime.service import Service
 
 _NS = 1_000_000_000
@@ -142,6 +159,7 @@ def register(
     state: RiskState | None = None,
     verdicts: IdempotencyStoreProtocol | None = None,
     open_orders: OpenOrders | None = None,
+    reservations: ReservationsProtocol | None = None,
 ) -> RiskState:
     """Register the start-up rebuild, consumers, the rules and budget tasks and readiness on `svc`."""
     state = state if state is not None else RiskState(settings.account)
@@ -154,9 +172,11 @@ def register(
         verdicts=verdicts,
         owner=settings.instance,
         budget=settings.budget() if settings.auto_mode else None,
-        open_orders=open_orders,
+        open_orders=open_orders if open_orders is not None else reservations,
         failure_alarm_after=settings.failure_alarm_after,
         max_skew_ns=int(settings.max_clock_skew * _NS),
+        reservations=reservations,
+        reserve_limits=settings.reserve_limits(),
     )
     rng = random.Random()
 
@@ -182,6 +202,10 @@ def register(
     svc.consume(RISK_PORTFOLIO, Codec(PortfolioSnapshot), handlers.on_portfolio)
     if settings.max_book_age > 0:
         svc.consume(RISK_BOOKS, Codec(BookSnapshot), handlers.on_book)
+    if reservations is not None:
+        # Shared by the replicas: each order event releases (or marks known) a reservation exactly once.
+        outcomes: Codec[ExecutionEvent] = Codec(OrderAccepted | OrderRejected | OrderCanceled | OrderFilled)
+        svc.consume(RISK_EXECUTION, outcomes, handlers.on_execution)
     svc.consume(RISK_INTENTS, Codec(OrderIntent), handlers.on_intent)
     return state
 
@@ -198,9 +222,12 @@ async def setup(svc: Service, settings: RiskSettings) -> None:
     state = RiskState(settings.account)
     await first_load(client, state, svc, timeout=settings.btcturk_timeout * 2)
     verdicts = None
+    redis = await svc.redis()
     if settings.shared_verdicts:
-        verdicts = IdempotencyStore(await svc.redis(), f"{settings.key_prefix}:{settings.account}")
-    register(svc, settings, client, state, verdicts)
+        verdicts = IdempotencyStore(redis, f"{settings.key_prefix}:{settings.account}")
+    # Always: no approval without a reservation (Redis down means intents wait).
+    reservations = RedisReservations(redis, f"{settings.key_prefix}:{settings.account}")
+    register(svc, settings, client, state, verdicts, reservations)
     svc.log.info(
         "risk.configured",
         max_order_notional=str(settings.max_order_notional),

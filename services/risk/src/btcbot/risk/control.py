@@ -44,6 +44,7 @@ class RiskState:
         self.alarms: dict[str, Alarm] = {}
         # subject -> why its last message cannot be used.
         self.unreadable: dict[str, str] = {}
+        # The newest snapshot in full: the budget and pre-trade reservations read its balances, positions, exec_seq.
         self.snapshot: PortfolioSnapshot | None = None
         self.positions: dict[str, Decimal] = {}
         self.halted: frozenset[str] = frozenset()

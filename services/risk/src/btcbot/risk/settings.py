@@ -8,6 +8,7 @@ from pydantic import Field
 
 from btcbot.risk.limits import RiskLimits
 from btcbot.risk.modes import BudgetLimits
+from btcbot.runtime.reservations import QUOTE_SCALE, ReserveLimits, to_units
 from btcbot.runtime.settings import CommonSettings, ExchangeSettings, service_config
 
 _NS = 1_000_000_000
@@ -26,6 +27,23 @@ class RiskSettings(CommonSettings, ExchangeSettings):
     shared_verdicts: bool = Field(
         True, description="record each intent's first verdict in Redis so every replica repeats it on redelivery"
     )
+    # Pre-trade limits on what is in flight, reserved atomically in Redis across replicas (docs/risk.md).
+    max_open_orders_per_symbol: int = Field(1, ge=1, description="approved, unfinished orders per symbol")
+    max_open_orders: int = Field(5, ge=1, description="approved, unfinished orders in total")
+    order_cooldown: float = Field(60.0, ge=0, description="seconds after an approval before the same symbol and side")
+    cash_reserve: Decimal = Field(Decimal(300), ge=0, description="quote cash buys never spend")
+    max_symbol_exposure: Decimal = Field(
+        Decimal(5000), gt=0, description="bot position value + buys in flight + the order, per symbol, in quote"
+    )
+    exposure_budget: Decimal = Field(
+        Decimal(10000), gt=0, description="the bot's exposure + every buy in flight + the order, in quote"
+    )
+    deny_unknown_outcome: bool = Field(
+        True, description="deny a symbol's submits while one of its approved orders has no known outcome"
+    )
+    min_total_rejects: int = Field(3, ge=1, description="minimum-total rejects (BTCTurk 1123) that start a cooldown")
+    min_total_window: float = Field(3600.0, gt=0, description="seconds in which those rejects are counted")
+    min_total_cooldown: float = Field(14400.0, ge=0, description="seconds a symbol is refused after them")
     rules_refresh: float = Field(300.0, gt=0, description="seconds between exchangeinfo reloads")
     rules_retry_max: float = Field(30.0, gt=0, description="longest wait between failed exchangeinfo loads")
 
@@ -71,4 +89,19 @@ class RiskSettings(CommonSettings, ExchangeSettings):
             max_order_notional=self.max_order_notional,
             max_intent_age_ns=int(self.max_intent_age * _NS),
             max_book_age_ns=int(self.max_book_age * _NS) if self.max_book_age > 0 else None,
+        )
+
+    def reserve_limits(self) -> ReserveLimits:
+        """The in-flight limits the reservation script enforces, in its units."""
+        return ReserveLimits(
+            max_open_per_symbol=self.max_open_orders_per_symbol,
+            max_open_total=self.max_open_orders,
+            cooldown_ms=int(self.order_cooldown * 1000),
+            cash_reserve=to_units(self.cash_reserve, QUOTE_SCALE, up=True),
+            symbol_cap=to_units(self.max_symbol_exposure, QUOTE_SCALE, up=False),
+            budget=to_units(self.exposure_budget, QUOTE_SCALE, up=False),
+            deny_unknown_outcome=self.deny_unknown_outcome,
+            min_total_rejects=self.min_total_rejects,
+            min_total_window_ms=int(self.min_total_window * 1000),
+            min_total_cooldown_ms=int(self.min_total_cooldown * 1000),
         )
