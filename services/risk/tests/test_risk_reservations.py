@@ -11,7 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 import structlog
 
-from btcbot.contracts import ids
+from btcbot.contracts import ids, subjects
+from btcbot.contracts.codec import encode
 from btcbot.contracts.messages import (
     Balance,
     KillSwitch,
@@ -26,7 +27,7 @@ from btcbot.contracts.messages import (
     SubmitOrder,
 )
 from btcbot.risk.control import RiskState
-from btcbot.risk.handlers import RiskHandlers
+from btcbot.risk.handlers import RawControl, RiskHandlers
 from btcbot.risk.limits import RiskLimits
 from btcbot.risk.rules import SymbolRules
 from btcbot.runtime.bus import Delivery
@@ -255,7 +256,8 @@ async def test_a_denial_never_keeps_a_reservation(client: aioredis.Redis, prefix
     coid = ids.client_order_id(i.id)
     # An earlier life of replica b reserved, then died before recording its verdict.
     assert (await b.store.reserve(b.h._reserve_request(i, NOW), FREE)).outcome == "approved"  # type: ignore[arg-type]
-    await a.h.on_control(KillSwitch(id="k", ts_ns=NOW, engaged=True, reason="r", operator="o"), Delivery("control"))
+    kill = KillSwitch(id="k", ts_ns=NOW, engaged=True, reason="r", operator="o")
+    await a.h.on_control(RawControl(id="k", ts_ns=NOW, data=encode(kill)), Delivery(subjects.CONTROL_KILL, sequence=1))
     denied = await a.send(i)
     assert isinstance(denied, OrderDenied)
     assert coid not in await a.store.held()
