@@ -215,3 +215,35 @@ async def test_a_nan_fill_in_the_execution_stream_is_counted_not_a_traceback(nat
     assert verdict["bad_messages"] == 3
     with pytest.raises(decimal.InvalidOperation):
         compare(Evidence(sim={"orders": [sim_order(1)], "trades": []}, messages=[accepted(1), nan]))
+
+
+def test_reservations_still_counting_are_reported_and_leaked_ones_are_not_clean() -> None:
+    evidence = healthy()
+    evidence.sim = {**evidence.sim, "orders": [sim_order(1), sim_order(2, status="Untouched")]}
+    evidence.messages.append(accepted(2))
+    evidence.snapshot_exec_seq = 40
+    evidence.reservations = {
+        "reserved": {"BTCTRY": {"buy_notional": "300", "sell_quantity": "0"}},
+        "orders": [
+            # finished and covered by the ledger's snapshot: no longer counts
+            {"client_order_id": "c1", "symbol": "BTCTRY", "side": "buy", "state": "done", "done_seq": "40"},
+            # resting at the exchange: counts, by design
+            {"client_order_id": "c2", "symbol": "BTCTRY", "side": "buy", "state": "accepted", "done_seq": "0"},
+        ],
+    }
+    verdict = compare(evidence)
+    assert verdict["ok"], verdict
+    assert verdict["reserved_orders"] == 1
+    assert verdict["reserved_exposure"] == {"BTCTRY": {"buy_notional": "300", "sell_quantity": "0"}}
+
+    # The same finished order before the ledger's snapshot covers it (it still counts, by design), and a
+    # reservation risk thinks open for an order the exchange never had (leaked).
+    evidence.snapshot_exec_seq = 39
+    evidence.reservations["orders"].append(
+        {"client_order_id": "c9", "symbol": "BTCTRY", "side": "sell", "state": "pending", "done_seq": "0"}
+    )
+    verdict = compare(evidence)
+    assert not verdict["ok"]
+    assert verdict["leaked_reservations"] == 1  # c9; c1 only waits for the ledger
+    assert verdict["examples"]["leaked_reservations"] == ["c9 BTCTRY pending (exchange: none)"]
+    assert verdict["reserved_orders"] == 3

@@ -21,6 +21,13 @@ Printed as one JSON line; the exit code is 1 when any count in :data:`PROBLEMS` 
     unresolved_orders    SubmitOrders that ended neither accepted nor rejected
     halted_symbols       symbols whose ledger position is frozen by an integrity halt (an oversell)
     quarantined_fills    fills the ledger holds, unbooked, because it does not know their order
+    leaked_reservations  risk reservations (docs/risk.md) of orders risk still thinks open (no terminal event
+                         reached it) although the exchange reports them closed, canceled or never had them: they
+                         would hold budget and open-order slots for nothing
+
+Also reported (not problems): `reserved_orders` and `reserved_exposure`, what risk's reservations still hold
+per symbol after the run: an order resting at the exchange keeps its reservation, and a finished one counts
+until the ledger's newest snapshot covers how it ended (both by design).
 
 A halt or a held fill means the books are not known to be right, so the run is not clean even when every
 trade matched. Messages that cannot be read as a record (undecodable, or money fields that are not money, e.g. a
@@ -60,6 +67,7 @@ from btcbot.contracts.messages import (
     OrderFilled,
     OrderIntent,
     OrderRejected,
+    PortfolioSnapshot,
     SubmitOrder,
 )
 from btcbot.runtime.sanity import money_problem
@@ -77,6 +85,7 @@ PROBLEMS = (
     "unresolved_orders",
     "halted_symbols",
     "quarantined_fills",
+    "leaked_reservations",
 )
 CLOSED_AT_EXCHANGE = frozenset({"Canceled", "Closed"})
 TERMINAL_CLAIM_STATUSES = frozenset({"filled", "canceled", "rejected"})
@@ -131,6 +140,8 @@ class Evidence:
     bad_messages: list[str] = field(default_factory=list)  # "STREAM:seq why", left out of the comparison
     halted: dict[str, str] = field(default_factory=dict)  # symbol -> halt reason
     quarantined: list[str] = field(default_factory=list)  # "id:client order id:trade id" of open holds
+    reservations: Mapping[str, Any] | None = None  # risk's reservation summary; None = not read
+    snapshot_exec_seq: int = 0  # the newest portfolio snapshot's EXECUTION watermark
 
 
 def compare(evidence: Evidence) -> dict[str, Any]:
@@ -168,6 +179,7 @@ def compare(evidence: Evidence) -> dict[str, Any]:
     mismatched = [_name(key) for key, f in ledger.items() if key in trades and not _same(f, trades[key])]
 
     in_flight = _in_flight(sim_orders, by_type, evidence.claims)
+    reserved, leaked = _reservations(sim_orders, evidence.reservations, evidence.snapshot_exec_seq)
 
     sim_balances = {a: Decimal(str(b["total"])) for a, b in evidence.sim.get("balances", {}).items()}
     assets = set(sim_balances) | set(evidence.ledger_balances)
@@ -197,7 +209,10 @@ def compare(evidence: Evidence) -> dict[str, Any]:
         "unresolved_orders": note("unresolved_orders", unresolved),
         "halted_symbols": note("halted_symbols", [f"{s}: {r}" for s, r in evidence.halted.items()]),
         "quarantined_fills": note("quarantined_fills", list(evidence.quarantined)),
+        "leaked_reservations": note("leaked_reservations", leaked),
         "bad_messages": note("bad_messages", list(evidence.bad_messages)),
+        "reserved_orders": len(reserved),
+        "reserved_exposure": dict((evidence.reservations or {}).get("reserved", {})) if reserved else {},
         "exchange_orders": len(sim_orders),
         "exchange_trades": len(sim_trades),
         "self_matched_trades": sum(1 for n in self_matched.values() if n > 1),
@@ -214,6 +229,26 @@ def compare(evidence: Evidence) -> dict[str, Any]:
     verdict["ok"] = not any(verdict[p] for p in PROBLEMS)
     verdict["examples"] = examples
     return verdict
+
+
+def _reservations(
+    sim_orders: list[Mapping[str, Any]], summary: Mapping[str, Any] | None, exec_seq: int
+) -> tuple[list[str], list[str]]:
+    """Reservations that still count (open, or finished past the ledger's watermark) and those of them leaked."""
+    if not summary:
+        return [], []
+    status = {str(o.get("clientId") or ""): str(o.get("status") or "") for o in sim_orders}
+    counting = [
+        o for o in summary.get("orders", []) if o.get("state") != "done" or int(o.get("done_seq") or 0) > exec_seq
+    ]
+    reserved = [f"{o['client_order_id']} {o['symbol']} {o['side']} {o['state']}" for o in counting]
+    leaked = [
+        f"{o['client_order_id']} {o['symbol']} {o['state']} (exchange: {status.get(o['client_order_id']) or 'none'})"
+        for o in counting
+        if o.get("state") != "done"
+        and (status.get(o["client_order_id"], "") in CLOSED_AT_EXCHANGE or o["client_order_id"] not in status)
+    ]
+    return reserved, leaked
 
 
 def _name(key: tuple[str, str, str]) -> str:
@@ -306,7 +341,10 @@ async def gather(sources: Sources) -> Evidence:
     evidence.ledger_fills, evidence.ledger_balances = await _ledger(sources.database_url)
     evidence.halted, evidence.quarantined = await _ledger_holds(sources.database_url)
     if sources.redis_url:
-        evidence.claims = await _claims(sources.redis_url, f"{sources.key_prefix}:{sources.account}")
+        prefix = f"{sources.key_prefix}:{sources.account}"
+        evidence.claims = await _claims(sources.redis_url, prefix)
+        evidence.reservations = await _reservation_summary(sources.redis_url, prefix)
+        evidence.snapshot_exec_seq = await _snapshot_exec_seq(sources.nats_url, sources.account)
     return evidence
 
 
@@ -358,6 +396,40 @@ async def _stream_messages(nats_url: str, since_ns: int) -> tuple[list[Message],
         return found, bad
     finally:
         await nc.close()
+
+
+async def _snapshot_exec_seq(nats_url: str, account: str) -> int:
+    """The EXECUTION watermark of the account's newest portfolio snapshot (0 when there is none)."""
+    from btcbot.contracts import subjects
+    from btcbot.contracts.streams import PORTFOLIO
+    from btcbot.runtime.jetstream import connect
+    from btcbot.runtime.latest import last_per_subject
+
+    nc = await connect(nats_url, "btcbot-verify", 10, reconnect_forever=False)
+    try:
+        found = await last_per_subject(nc.jetstream(), PORTFOLIO.name, (subjects.portfolio(account),), 1 << 62)
+    finally:
+        await nc.close()
+    for last in found.values():
+        message, _why = read_record(PORTFOLIO.name, last.sequence, last.data)
+        if isinstance(message, PortfolioSnapshot):
+            return message.exec_seq
+    return 0
+
+
+async def _reservation_summary(redis_url: str, prefix: str) -> dict[str, Any]:
+    from redis.asyncio import Redis
+
+    from btcbot.runtime.errors import DependencyUnavailable
+    from btcbot.runtime.reservations import RedisReservations
+
+    client = Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        return dict(await RedisReservations(client, prefix).summary())
+    except DependencyUnavailable as exc:
+        raise VerifyError(f"cannot read risk's reservations from Redis: {exc}") from exc
+    finally:
+        await client.aclose()
 
 
 async def _ledger_holds(database_url: str) -> tuple[dict[str, str], list[str]]:
