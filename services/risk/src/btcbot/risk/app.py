@@ -158,6 +158,7 @@ def register(
     client: RulesClient,
     state: RiskState | None = None,
     verdicts: IdempotencyStoreProtocol | None = None,
+    *,
     open_orders: OpenOrders | None = None,
     reservations: ReservationsProtocol | None = None,
 ) -> RiskState:
@@ -227,7 +228,7 @@ async def setup(svc: Service, settings: RiskSettings) -> None:
         verdicts = IdempotencyStore(redis, f"{settings.key_prefix}:{settings.account}")
     # Always: no approval without a reservation (Redis down means intents wait).
     reservations = RedisReservations(redis, f"{settings.key_prefix}:{settings.account}")
-    register(svc, settings, client, state, verdicts, reservations)
+    register(svc, settings, client, state, verdicts, reservations=reservations)
     svc.log.info(
         "risk.configured",
         max_order_notional=str(settings.max_order_notional),
