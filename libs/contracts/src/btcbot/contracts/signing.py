@@ -59,7 +59,7 @@ def _mac(secret: bytes, message: Message) -> str:
 def sign(message: M, key_id: str, secret: bytes) -> M:
     """A copy of `message` signed with this key (any signature it had is replaced)."""
     check_key_id(key_id)
-    return msgspec.structs.replace(message, signature=f"{key_id}:{_mac(secret, message)}")  # type: ignore[type-var]
+    return msgspec.structs.replace(message, signature=f"{key_id}:{_mac(secret, message)}")
 
 
 def verify(message: Message, keys: Mapping[str, bytes]) -> str | None:
@@ -124,3 +124,22 @@ def parse_keys(text: str) -> dict[str, bytes]:
 def format_keys(keys: Mapping[str, bytes]) -> str:
     """The "kid:base64,..." form of `parse_keys`."""
     return ",".join(f"{check_key_id(kid)}:{base64.b64encode(secret).decode()}" for kid, secret in keys.items())
+
+
+class Signer:
+    """One signing key: its id and secret (the secret never shows in repr)."""
+
+    def __init__(self, key_id: str, secret: bytes) -> None:
+        self.key_id = check_key_id(key_id)
+        self._secret = secret
+
+    def sign(self, message: M) -> M:
+        """`message` signed with this key."""
+        return sign(message, self.key_id, self._secret)
+
+    def keys(self) -> dict[str, bytes]:
+        """This key as a verification key set (a signer trusts what it signed itself)."""
+        return {self.key_id: self._secret}
+
+    def __repr__(self) -> str:
+        return f"Signer(key_id={self.key_id!r})"
