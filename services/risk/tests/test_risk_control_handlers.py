@@ -9,7 +9,6 @@ import structlog
 
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import encode
-from btcbot.contracts.signing import verify
 from btcbot.contracts.messages import (
     Alarm,
     CancelOrder,
@@ -21,6 +20,7 @@ from btcbot.contracts.messages import (
     Position,
     SubmitOrder,
 )
+from btcbot.contracts.signing import verify
 from btcbot.risk.app import rebuild
 from btcbot.risk.control import RiskState
 from btcbot.risk.handlers import RawControl, RiskHandlers

@@ -9,7 +9,6 @@ from btcbot.btcturk.errors import Unavailable
 from btcbot.btcturk.models import ExchangeInfo, SymbolInfo
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import Codec, encode
-from btcbot.contracts.signing import verify
 from btcbot.contracts.messages import (
     KillSwitch,
     ModeChanged,
@@ -19,6 +18,7 @@ from btcbot.contracts.messages import (
     Position,
     SubmitOrder,
 )
+from btcbot.contracts.signing import verify
 from btcbot.contracts.streams import RISK_BOOKS, RISK_CONTROL, RISK_INTENTS, RISK_PORTFOLIO
 from btcbot.risk import app
 from btcbot.risk.control import RiskState
