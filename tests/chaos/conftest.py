@@ -29,6 +29,8 @@ from typing import Any
 
 import pytest_asyncio
 
+from btcbot.runtime.signing import RunKeys
+
 SYMBOL = "BTCTRY"
 FUNDS = "TRY=100000000,BTC=100"
 REPLICAS = ("execution-a", "execution-b")
@@ -107,6 +109,8 @@ class Chaos:
     published: list[str] = field(default_factory=list)
     kills: list[str] = field(default_factory=list)
     risk_env: dict[str, str] = field(default_factory=dict)
+    # This run's signing keys: risk signs orders, execution checks them; control events need the operator's key.
+    keys: RunKeys = field(default_factory=RunKeys.generate)
 
     # ---- processes ------------------------------------------------------------------------------
 
@@ -141,13 +145,15 @@ class Chaos:
         exchange = {"BTCTURK_BASE_URL": self.sim_url, "BTCTURK_API_KEY": self.api_key, "BTCTURK_API_SECRET": secret}
         # The ledger gets no exchange credentials: its own reconciliation must not paper over a lost fill.
         self.sup.add("ledger", "btcbot.ledger", {**common, "LEDGER_OPENING_BALANCES": FUNDS,
-                                                  "LEDGER_RECONCILE_INTERVAL": "0"})  # fmt: skip
+                                                  "LEDGER_RECONCILE_INTERVAL": "0",
+                                                  **self.keys.service_env("ledger")})  # fmt: skip
         # Intents come straight from the test, with no market data: risk's fresh-book check is off, and so is the
         # automatic budget (RISK_AUTO_MODE, docs/risk.md): with no marks the ledger publishes no snapshot until a
         # fill, so the budget would hold OBSERVE_ONLY (NO_PORTFOLIO) for good. A fixed instance name keeps the
         # replica's fan-out control durable across restarts (the hard case for the kill switch).
         self.risk_env = {**common, **exchange, "RISK_MAX_INTENT_AGE": "60", "RISK_MAX_BOOK_AGE": "0",
-                         "RISK_AUTO_MODE": "false", "BTCBOT_INSTANCE": "risk-a"}  # fmt: skip
+                         "RISK_AUTO_MODE": "false", "BTCBOT_INSTANCE": "risk-a",
+                         **self.keys.service_env("risk")}  # fmt: skip
         self.sup.add("risk", "btcbot.risk", self.risk_env)
         for name in REPLICAS:
             self.sup.add(name, "btcbot.execution", {
@@ -159,6 +165,7 @@ class Chaos:
                 "EXECUTION_LOOKUP_DELAY": "1",
                 "EXECUTION_SWEEP_INTERVAL": "2",
                 "EXECUTION_SWEEP_SETTLE": "8",
+                **self.keys.service_env("execution"),
             })  # fmt: skip
         for name in ("ledger", "risk", *REPLICAS):
             await self.sup.start(name)
