@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from btcbot.contracts.messages import KillSwitch
-from btcbot.contracts.signing import verify
+from btcbot.contracts.signing import format_keys, verify
 from btcbot.runtime.errors import SettingsError
 from btcbot.runtime.settings import CommonSettings, load_settings
 from btcbot.runtime.signing import RunKeys
@@ -55,3 +55,13 @@ def test_a_bad_verification_key_names_the_variable_not_the_secret(monkeypatch: p
     with pytest.raises(SettingsError, match="BTCBOT_SIGNING_KEYS") as info:
         settings_with(monkeypatch, {"BTCBOT_SIGNING_KEYS": "k1:c2hvcnQ="})
     assert "c2hvcnQ=" not in str(info.value)
+
+
+def test_the_own_key_listed_with_another_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys, other = RunKeys.generate(), RunKeys.generate()
+    env = keys.service_env("risk")
+    clash = {keys.risk_key_id: other.risk_secret}
+    with pytest.raises(SettingsError, match=r"BTCBOT_SIGNING_KEY: .*also in BTCBOT_SIGNING_KEYS"):
+        settings_with(monkeypatch, {**env, "BTCBOT_SIGNING_KEYS": format_keys(clash)})
+    same = {keys.risk_key_id: keys.risk_secret}
+    assert settings_with(monkeypatch, {**env, "BTCBOT_SIGNING_KEYS": format_keys(same)}).signer() is not None

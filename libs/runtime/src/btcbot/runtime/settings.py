@@ -83,7 +83,10 @@ class CommonSettings(BaseSettings):
         if bool(value.get_secret_value()) != bool(key_id):
             raise ValueError("BTCBOT_SIGNING_KEY and BTCBOT_SIGNING_KEY_ID must be set together")
         if value.get_secret_value():
-            decode_secret(value.get_secret_value())
+            secret = decode_secret(value.get_secret_value())
+            listed = info.data.get("signing_keys")
+            if isinstance(listed, SecretStr) and parse_keys(listed.get_secret_value()).get(key_id, secret) != secret:
+                raise ValueError(f"key id {key_id!r} is also in BTCBOT_SIGNING_KEYS with another secret")
         return value
 
     def signer(self) -> Signer | None:
