@@ -25,6 +25,10 @@ import msgspec
 
 from btcbot.contracts.messages import Message
 
+# OrderRejected.reason of an order execution refused because risk did not sign it. Such a rejection says nothing
+# about a real order of that client order id (a forger chooses it): consumers keep it for audit only.
+UNSIGNED = "UNSIGNED"
+
 MISSING = "MISSING"
 UNKNOWN_KEY = "UNKNOWN_KEY"
 BAD_SIGNATURE = "BAD_SIGNATURE"

@@ -27,7 +27,7 @@ from btcbot.contracts.messages import (
     OrderRejected,
     SubmitOrder,
 )
-from btcbot.contracts.signing import verify
+from btcbot.contracts.signing import UNSIGNED, verify
 from btcbot.execution import orders
 from btcbot.execution.exchange import Exchange
 from btcbot.execution.journal import Journal
@@ -46,9 +46,6 @@ _KINDS: dict[type[Message], str] = {
     OrderCanceled: "canceled",
     OrderFilled: "filled",
 }
-
-# An order whose signature is missing or not by a key execution trusts (docs/security.md).
-UNSIGNED = "UNSIGNED"
 
 # What to do with an order whose POST proved never to have arrived (see Execution.resolve).
 Missing = Literal["place", "reject", "unsent"]
