@@ -92,3 +92,36 @@ async def test_status_against_a_real_stream(tmp_path: Path, capsys: pytest.Captu
         assert await run_control(env, "kill", "", None, None) == 2
     finally:
         server.stop()
+
+
+@pytest.mark.integration
+async def test_control_commands_are_signed_with_the_operator_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import msgspec
+
+    from btcbot.cli.infra import start_nats
+    from btcbot.contracts.signing import verify
+    from btcbot.runtime.signing import RunKeys
+
+    keys = RunKeys.generate()
+    server = start_nats(tmp_path)
+    try:
+        env = {"NATS_URL": server.url, **keys.operator_env()}
+        assert await run_control(env, "mode", "REDUCE_ONLY", "drill", "ops") == 0
+        sent = msgspec.json.decode(capsys.readouterr().out.strip().splitlines()[-1], type=ModeChanged)
+        assert verify(sent, keys.operator_signer().keys()) is None
+        # Without the key: a mode change or a release is refused (risk would refuse it), a kill still goes out.
+        bare = {"NATS_URL": server.url}
+        assert await run_control(bare, "release", "", "drill", "ops") == 2
+        assert "BTCBOT_OPERATOR_SIGNING_KEY_ID" in capsys.readouterr().out
+        assert await run_control(bare, "kill", "", "drill", "ops") == 0
+        out = capsys.readouterr().out
+        assert "sent unsigned" in out
+        assert msgspec.json.decode(out.strip().splitlines()[-1], type=KillSwitch).signature == ""
+        # A bad key setting names the variable and sends nothing.
+        broken = {**env, "BTCBOT_OPERATOR_SIGNING_KEY": "not base64!"}
+        assert await run_control(broken, "mode", "NORMAL", "drill", "ops") == 2
+        assert "BTCBOT_OPERATOR_SIGNING_KEY:" in capsys.readouterr().out
+    finally:
+        server.stop()

@@ -160,6 +160,19 @@ def test_the_replayed_risk_denies_and_the_strategy_hears_of_it() -> None:
     assert outcome.warnings == ["no control event before the range: assumed mode NORMAL, kill switch released"]
 
 
+def test_an_unsigned_control_event_is_applied_with_a_warning() -> None:
+    from btcbot.contracts.messages import KillSwitch
+
+    t0 = 1_000 * S
+    books = [_book("BTCTRY", t0 + i * 3 * S, "1000000", "1000001", i + 1) for i in range(2)]
+    rec = _recording(books, _portfolio("acct", t0 - S))
+    rec.controls.append(KillSwitch(id="kill-unsigned", ts_ns=t0 - S, engaged=True, reason="r", operator="o"))
+    outcome = replay_decisions(rec, ProfitParams(), ("BTCTRY",), "acct", RiskLimits(), permissive_rules(["BTCTRY"]))
+    assert [w for w in outcome.warnings if "unsigned" in w] == [
+        "1 unsigned control event(s) applied here that live risk refused (CONTROL_UNREADABLE): kill-unsigned"
+    ]
+
+
 def test_without_a_portfolio_before_the_range_the_replay_warns_or_starts_flat() -> None:
     books = [_book("BTCTRY", 1_000 * S, "1000000", "1000001", 1)]
     limits = RiskLimits()

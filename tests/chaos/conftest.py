@@ -31,6 +31,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from btcbot.runtime.signing import RunKeys
+
 SYMBOL = "BTCTRY"
 FUNDS = "TRY=100000000,BTC=100"
 REPLICAS = ("execution-a", "execution-b")
@@ -121,6 +123,8 @@ class Chaos:
     kills: list[str] = field(default_factory=list)
     risk_replicas: tuple[str, ...] = ("risk",)
     risk_env: dict[str, str] = field(default_factory=lambda: dict(RISK_UNLIMITED))
+    # This run's signing keys: risk signs orders, execution checks them; control events need the operator's key.
+    keys: RunKeys = field(default_factory=RunKeys.generate)
 
     # ---- processes ------------------------------------------------------------------------------
 
@@ -155,7 +159,8 @@ class Chaos:
         exchange = {"BTCTURK_BASE_URL": self.sim_url, "BTCTURK_API_KEY": self.api_key, "BTCTURK_API_SECRET": secret}
         # The ledger gets no exchange credentials: its own reconciliation must not paper over a lost fill.
         self.sup.add("ledger", "btcbot.ledger", {**common, "LEDGER_OPENING_BALANCES": FUNDS,
-                                                  "LEDGER_RECONCILE_INTERVAL": "0"})  # fmt: skip
+                                                  "LEDGER_RECONCILE_INTERVAL": "0",
+                                                  **self.keys.service_env("ledger")})  # fmt: skip
         # Intents come straight from the test, with no market data: risk's fresh-book check is off, and so is the
         # automatic budget (RISK_AUTO_MODE, docs/risk.md): with no marks the ledger's snapshots carry no PnL to judge,
         # and the test's intents are not the bot's trading. Each replica's instance name is fixed, so its fan-out
@@ -163,7 +168,8 @@ class Chaos:
         for name in self.risk_replicas:
             self.sup.add(name, "btcbot.risk", {**common, **exchange, "BTCBOT_INSTANCE": name,
                                                "RISK_MAX_INTENT_AGE": "60", "RISK_MAX_BOOK_AGE": "0",
-                                               "RISK_AUTO_MODE": "false", **self.risk_env})  # fmt: skip
+                                               "RISK_AUTO_MODE": "false", **self.keys.service_env("risk"),
+                                               **self.risk_env})  # fmt: skip
         for name in REPLICAS:
             self.sup.add(name, "btcbot.execution", {
                 **common, **exchange,
@@ -174,6 +180,7 @@ class Chaos:
                 "EXECUTION_LOOKUP_DELAY": "1",
                 "EXECUTION_SWEEP_INTERVAL": "2",
                 "EXECUTION_SWEEP_SETTLE": "8",
+                **self.keys.service_env("execution"),
             })  # fmt: skip
         for name in ("ledger", *self.risk_replicas, *REPLICAS):
             await self.sup.start(name)

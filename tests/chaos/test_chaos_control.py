@@ -78,7 +78,10 @@ async def test_kill_switch_and_observe_only_survive_every_risk_replica_being_sig
 
         # Phase 1: the kill switch.
         now = time.time_ns()
-        kill = KillSwitch(id=f"chaos-kill-{now}", ts_ns=now, engaged=True, reason="chaos (a)", operator="chaos")
+        operator = chaos.keys.operator_signer()
+        kill = operator.sign(
+            KillSwitch(id=f"chaos-kill-{now}", ts_ns=now, engaged=True, reason="chaos (a)", operator="chaos")
+        )
         await chaos.publisher.publish(subjects.CONTROL_KILL, kill)
         await seen_by_every_replica(chaos, "risk.kill_switch", lambda e: e.get("engaged") is True and not e["rebuild"])
         await kill_and_restart_every_replica(chaos)
@@ -90,9 +93,11 @@ async def test_kill_switch_and_observe_only_survive_every_risk_replica_being_sig
 
         # Phase 2: released, but an operator's OBSERVE_ONLY.
         now = time.time_ns()
-        release = KillSwitch(id=f"chaos-release-{now}", ts_ns=now, engaged=False, reason="chaos (a)", operator="chaos")
-        observe = ModeChanged(
-            id=f"chaos-mode-{now}", ts_ns=now, mode="OBSERVE_ONLY", reason="chaos (a)", operator="chaos"
+        release = operator.sign(
+            KillSwitch(id=f"chaos-release-{now}", ts_ns=now, engaged=False, reason="chaos (a)", operator="chaos")
+        )
+        observe = operator.sign(
+            ModeChanged(id=f"chaos-mode-{now}", ts_ns=now, mode="OBSERVE_ONLY", reason="chaos (a)", operator="chaos")
         )
         await chaos.publisher.publish(subjects.CONTROL_KILL, release)
         await chaos.publisher.publish(subjects.CONTROL_MODE, observe)

@@ -49,6 +49,7 @@ from btcbot.contracts.messages import (
     Position,
     SubmitOrder,
 )
+from btcbot.runtime.signing import RunKeys
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
@@ -71,6 +72,7 @@ class Rig:
     risk_account: str = field(default_factory=lambda: f"r{secrets.token_hex(3)}")
     strategy_account: str = field(default_factory=lambda: f"s{secrets.token_hex(3)}")
     sequence: int = 0
+    keys: RunKeys = field(default_factory=RunKeys.generate)
 
     async def publish(self, subject: str, message: Message) -> None:
         await self.publisher.publish(subject, message)
@@ -189,8 +191,8 @@ async def rig(pg_admin_url: str) -> AsyncIterator[Rig]:
         risk = {"RISK_MAX_BOOK_AGE": "3", "RISK_MAX_INTENT_AGE": "60"}
         # The strategy trades for another account, whose snapshots only the test publishes.
         strategy = {"BTCBOT_ACCOUNT": r.strategy_account, "STRATEGY_COOLDOWN": "0.5", "STRATEGY_MAX_BOOK_AGE": "5"}
-        r.sup.add("ledger", "btcbot.ledger", {**common, **ledger})
-        r.sup.add("risk", "btcbot.risk", {**common, **exchange, **risk})
+        r.sup.add("ledger", "btcbot.ledger", {**common, **ledger, **r.keys.service_env("ledger")})
+        r.sup.add("risk", "btcbot.risk", {**common, **exchange, **risk, **r.keys.service_env("risk")})
         r.sup.add("strategy", "btcbot.strategy", {**common, **strategy})
         for name in ("ledger", "risk", "strategy"):
             await r.sup.start(name)
@@ -247,8 +249,11 @@ async def test_future_dated_control_book_and_portfolio_are_dead_lettered_and_rea
         # ---- control: a release dated an hour ahead while the kill is engaged -------------------------
         def kill(engaged: bool, ahead_ns: int = 0) -> KillSwitch:
             now = time.time_ns() + ahead_ns
-            return KillSwitch(id=f"kill:chaos:{engaged}:{now}", ts_ns=now, engaged=engaged, reason="chaos",
-                              operator="chaos")  # fmt: skip
+            # Signed by the operator: only the date is wrong in the forged release.
+            return rig.keys.operator_signer().sign(
+                KillSwitch(id=f"kill:chaos:{engaged}:{now}", ts_ns=now, engaged=engaged, reason="chaos",
+                           operator="chaos")
+            )  # fmt: skip
 
         await rig.publish(subjects.CONTROL_KILL, kill(True))
         assert await rig.verdict(await rig.intent(3)) == "KILL_SWITCH"

@@ -31,6 +31,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from btcbot.runtime.signing import RunKeys
+
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 SYMBOL = "ETHTRY"
@@ -121,9 +123,11 @@ class Rig:
             "BTCTURK_API_SECRET": secret,
         }
         ledger = {"LEDGER_OPENING_BALANCES": FUNDS, "LEDGER_RECONCILE_INTERVAL": "0", "LEDGER_DB_TIMEOUT": "2"}
-        self.sup.add("ledger", "btcbot.ledger", {**common, **ledger})
-        self.sup.add("execution", "btcbot.execution", {**common, "EXECUTION_FILL_POLL_INTERVAL": "0.5"})
-        self.sup.add("risk", "btcbot.risk", common)
+        keys = RunKeys.generate()  # risk signs orders, execution checks them
+        self.sup.add("ledger", "btcbot.ledger", {**common, **ledger, **keys.service_env("ledger")})
+        self.sup.add("execution", "btcbot.execution", {**common, "EXECUTION_FILL_POLL_INTERVAL": "0.5",
+                                                        **keys.service_env("execution")})  # fmt: skip
+        self.sup.add("risk", "btcbot.risk", {**common, **keys.service_env("risk")})
         # Round trips every few seconds: a tight take-profit and stop-loss, a short order life and cooldown.
         self.sup.add("strategy", "btcbot.strategy", {
             **common, "STRATEGY_TAKE_PROFIT_BPS": "2", "STRATEGY_STOP_LOSS_BPS": "2", "STRATEGY_COOLDOWN": "0.5",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import sys
 import time
 from collections import Counter
@@ -19,7 +20,15 @@ import pytest
 
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import Codec, encode
-from btcbot.contracts.messages import DeadLetter, OrderAccepted, OrderDenied, OrderIntent, SubmitOrder
+from btcbot.contracts.messages import (
+    DeadLetter,
+    OrderAccepted,
+    OrderDenied,
+    OrderIntent,
+    OrderRejected,
+    SubmitOrder,
+)
+from btcbot.contracts.signing import key_id_of, sign
 from btcbot.runtime.inspect import read_stream
 from btcbot.runtime.jetstream import NatsPublisher, connect
 
@@ -125,7 +134,8 @@ async def test_garbage_on_each_input_lands_in_the_dead_letter_stream(system) -> 
 
 
 async def btcbot(system: Any, *args: str) -> tuple[int, str]:
-    env = {**os.environ, "NATS_URL": system.run["nats_url"]}
+    # The operator's signing key of this run (run.json): control events are signed with it.
+    env = {**os.environ, "NATS_URL": system.run["nats_url"], **system.run.get("operator_env", {})}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -173,6 +183,69 @@ async def test_the_kill_switch_makes_risk_deny_and_release_restores(system) -> N
     assert code == 0, out
     code, out = await btcbot(system, "dlq", "--limit", "5")
     assert code == 0, out
+
+
+async def decoded(js: Any, stream: str, subject: str, kind: Any) -> Any:
+    """The messages of one type on a subject, skipping what does not decode (the garbage injected above)."""
+    codec: Codec[Any] = Codec(kind)
+    async for stored in read_stream(js, stream, 1, subject):
+        try:
+            yield codec.decode(stored.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+
+
+async def test_a_submit_order_with_a_wrong_signature_is_rejected_unsigned_and_never_sent(system) -> None:
+    # Engage the kill switch so the pipeline places nothing itself: then any order POST would be the forged one.
+    code, out = await btcbot(system, "control", "kill", "--reason", "signature drill", "--operator", "e2e")
+    assert code == 0, out
+    nc = await connect(system.run["nats_url"], "e2e-forged", 5, reconnect_forever=False)
+    js = nc.jetstream()
+    try:
+
+        async def orders_consumed() -> bool:
+            info = await js.consumer_info("ORDERS", "execution-orders")
+            return info.num_pending == 0 and info.num_ack_pending == 0
+
+        await asyncio.sleep(1.0)  # risk reads control messages on its own consumer
+        await wait_for(orders_consumed, 30, "execution to finish the orders approved before the kill")
+        async with httpx.AsyncClient(base_url=system.run["sim_url"], timeout=5) as admin:
+            before = (await admin.get("/sim/requests")).json()["count"]
+        genuine = [m async for m in decoded(js, "ORDERS", "order.submit.*", SubmitOrder)]  # skips the garbage
+        key_id = key_id_of(genuine[0])
+        assert key_id, "risk's orders are signed"
+        coid = f"bbforged{secrets.token_hex(6)}"
+        forged = SubmitOrder(
+            id=ids.submit_id(coid),
+            ts_ns=time.time_ns(),
+            client_order_id=coid,
+            intent_id=f"intent:forged:{coid}",
+            strategy="attacker",
+            symbol="BTCTRY",
+            side="buy",
+            order_type="market",
+            price=None,
+            quantity=Decimal("0.05"),
+        )
+        # Risk's key id, a secret that is not risk's: what a leaked NATS credential without the key can do.
+        await NatsPublisher(js).publish(subjects.submit("BTCTRY"), sign(forged, key_id, secrets.token_bytes(32)))
+
+        async def rejected() -> list[OrderRejected]:
+            found = [m async for m in decoded(js, "EXECUTION", "exec.rejected.*", OrderRejected)]
+            return [r for r in found if r.client_order_id == coid]
+
+        events = await wait_for(rejected, 30, "execution to reject the forged order")
+        assert [e.reason for e in events] == ["UNSIGNED"]
+        assert "BAD_SIGNATURE" in events[0].detail
+        await wait_for(orders_consumed, 30, "execution to ack the forged order")
+        async with httpx.AsyncClient(base_url=system.run["sim_url"], timeout=5) as admin:
+            log = (await admin.get("/sim/requests", params={"since": before})).json()["requests"]
+        assert [r for r in log if r["method"] == "POST" and r["path"] == "/api/v1/order"] == []
+        assert all(o["clientId"] != coid for o in (await sim_state(system))["orders"])
+    finally:
+        await nc.close()
+        code, out = await btcbot(system, "control", "release", "--reason", "signature drill over", "--operator", "e2e")
+        assert code == 0, out
 
 
 async def test_doctor_passes_against_the_running_system(system) -> None:

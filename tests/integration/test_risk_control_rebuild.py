@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import pytest_asyncio
 
@@ -28,10 +29,14 @@ from btcbot.runtime.inspect import read_stream
 from btcbot.runtime.jetstream import NatsPublisher, connect, provision
 from btcbot.runtime.service import Service
 from btcbot.runtime.settings import load_settings
+from btcbot.runtime.signing import RunKeys
 
 pytestmark = pytest.mark.integration
 
 D = Decimal
+# Risk's key and the operator's: control events in these tests are signed like `btcbot control` signs them.
+KEYS = RunKeys.generate()
+OPERATOR = KEYS.operator_signer()
 RULES = {"BTCTRY": SymbolRules("BTCTRY", True, price_scale=0, quantity_scale=8, tick_size=D(1))}
 
 
@@ -63,6 +68,8 @@ def risk_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     monkeypatch.setenv("BTCBOT_INSTANCE", "rebuild-1")
     monkeypatch.setenv("RISK_MAX_BOOK_AGE", "0")
     monkeypatch.setenv("RISK_SHARED_VERDICTS", "false")
+    for name, value in KEYS.service_env("risk").items():
+        monkeypatch.setenv(name, value)
     return monkeypatch
 
 
@@ -114,7 +121,9 @@ async def until(condition: Any, timeout: float = 20.0) -> None:
 
 
 def kill(engaged: bool, ts_ns: int) -> KillSwitch:
-    return KillSwitch(id=f"kill:{engaged}:{ts_ns}", ts_ns=ts_ns, engaged=engaged, reason="test", operator="it")
+    return OPERATOR.sign(
+        KillSwitch(id=f"kill:{engaged}:{ts_ns}", ts_ns=ts_ns, engaged=engaged, reason="test", operator="it")
+    )
 
 
 async def test_a_fresh_replica_denies_from_the_rebuilt_kill_before_its_durable_delivered_anything(
@@ -206,3 +215,31 @@ def test_encode_roundtrip_guard() -> None:
     with pytest.raises(Exception):  # noqa: B017,PT011
         Codec(KillSwitch).decode(bytes(range(40)))
     assert Codec(KillSwitch).decode(encode(kill(True, 1))).engaged
+
+
+async def test_an_unsigned_last_kill_fails_closed_at_start_up_until_a_signed_one(
+    nats: Any, risk_env: pytest.MonkeyPatch
+) -> None:
+    risk_env.setenv("RISK_AUTO_MODE", "false")
+    server, nc = nats
+    js = nc.jetstream()
+    publisher = NatsPublisher(js)
+    await publisher.publish(subjects.CONTROL_KILL, kill(True, time.time_ns()))
+    # A release from someone without the operator's key (any identity allowed to publish on control.kill).
+    forged = msgspec.structs.replace(kill(False, time.time_ns()), signature="")
+    await publisher.publish(subjects.CONTROL_KILL, forged)
+    svc, state = await start_risk(server.url)
+    try:
+        await asyncio.wait_for(svc.gates_done.wait(), 20)
+        assert set(state.unreadable) == {"control.kill"}
+        assert "signature MISSING" in state.unreadable["control.kill"]
+        first = intent(1)
+        await publisher.publish(subjects.intent("BTCTRY"), first)
+        assert await verdict_of(js, first.id) == "CONTROL_UNREADABLE"
+        await publisher.publish(subjects.CONTROL_KILL, kill(False, time.time_ns()))
+        await until(lambda: not state.unreadable)
+        second = intent(2)
+        await publisher.publish(subjects.intent("BTCTRY"), second)
+        assert await verdict_of(js, second.id) == "APPROVED"
+    finally:
+        await svc.stop()

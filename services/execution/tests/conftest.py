@@ -19,6 +19,7 @@ from btcbot.runtime.errors import StaleToken
 from btcbot.runtime.idempotency import MemoryIdempotencyStore
 from btcbot.runtime.locks import Lease
 from btcbot.runtime.memory import InMemoryBus
+from btcbot.runtime.signing import RunKeys
 
 D = Decimal
 NOW = 1_800_000_000_000_000_000
@@ -170,6 +171,11 @@ class Rig:
         return submit_cmd(coid, quantity, order_type, ts_ns)
 
     @staticmethod
+    def signed(command: SubmitOrder) -> SubmitOrder:
+        """A command (changed after signing) signed again with risk's key of these tests."""
+        return RISK_KEY.sign(command)
+
+    @staticmethod
     def cancel(coid: str = "bbc1", reason: str = "stale") -> CancelOrder:
         """A CancelOrder command."""
         return cancel_cmd(coid, reason)
@@ -179,21 +185,27 @@ class Rig:
         journal = Journal(self.store, owner, 3600.0, active=self.active, clock=lambda: self.clock[0])
         return Execution(bus=self.bus, journal=journal, locks=self.locks,
                          exchange=self.exchange, account="main", owner=owner, clock=lambda: self.clock[0],
-                         policy=self.execution.policy)  # fmt: skip
+                         policy=self.execution.policy, order_keys=RISK_KEY.keys())  # fmt: skip
+
+
+# Risk's key of these tests: the rig's execution accepts only orders signed with it.
+RISK_KEY = RunKeys.generate().risk_signer()
 
 
 def submit_cmd(coid: str = "bbc1", quantity: str = "1", order_type: str = "limit", ts_ns: int = NOW) -> SubmitOrder:
-    return SubmitOrder(
-        id=ids.submit_id(coid),
-        ts_ns=ts_ns,
-        client_order_id=coid,
-        intent_id=f"intent:{coid}",
-        strategy="mm",
-        symbol="BTCTRY",
-        side="buy",
-        order_type=order_type,  # type: ignore[arg-type]
-        price=D("100") if order_type == "limit" else None,
-        quantity=D(quantity),
+    return RISK_KEY.sign(
+        SubmitOrder(
+            id=ids.submit_id(coid),
+            ts_ns=ts_ns,
+            client_order_id=coid,
+            intent_id=f"intent:{coid}",
+            strategy="mm",
+            symbol="BTCTRY",
+            side="buy",
+            order_type=order_type,  # type: ignore[arg-type]
+            price=D("100") if order_type == "limit" else None,
+            quantity=D(quantity),
+        )
     )
 
 
@@ -225,5 +237,6 @@ def rig() -> Rig:
         owner="replica-1",
         clock=lambda: clock[0],
         policy=Policy(lookups=2, lookup_delay_s=0.5, max_order_age_s=120.0),
+        order_keys=RISK_KEY.keys(),
     )
     return Rig(bus, store, locks, exchange, execution, clock, active)

@@ -168,7 +168,7 @@ async def test_run_survives_exchange_errors_and_reports_health(rig: Any) -> None
 
 async def test_a_self_match_books_both_sides_once(rig: Any) -> None:
     # Our buy crosses our own resting sell: the exchange lists ONE trade id twice, once per order.
-    sell_cmd = msgspec.structs.replace(rig.submit("bbsell", "0.5"), side="sell")
+    sell_cmd = rig.signed(msgspec.structs.replace(rig.submit("bbsell", "0.5"), side="sell"))
     assert await rig.bus.deliver(rig.execution.on_order, sell_cmd) == "ack"
     sell_xid = next(o.xid for o in rig.exchange.orders.values() if o.coid == "bbsell")
     buy_xid = await placed(rig, "bbbuy", "0.5")
@@ -194,7 +194,7 @@ async def test_a_self_match_books_both_sides_once(rig: Any) -> None:
 
 
 async def test_seen_mark_of_one_side_does_not_hide_the_other(rig: Any) -> None:
-    sell_cmd = msgspec.structs.replace(rig.submit("bbsell", "0.5"), side="sell")
+    sell_cmd = rig.signed(msgspec.structs.replace(rig.submit("bbsell", "0.5"), side="sell"))
     assert await rig.bus.deliver(rig.execution.on_order, sell_cmd) == "ack"
     sell_xid = next(o.xid for o in rig.exchange.orders.values() if o.coid == "bbsell")
     buy_xid = await placed(rig, "bbbuy", "0.5")

@@ -282,6 +282,19 @@ async def test_order_lifecycle_events(store: Store, db: asyncpg.Connection) -> N
     assert sorted(kinds) == ["accepted", "canceled", "filled", "rejected"]
 
 
+async def test_an_unsigned_rejection_is_audit_only(store: Store, db: asyncpg.Connection) -> None:
+    # Execution refused a forged command that named a real order's id: the real order's row is untouched.
+    assert await store.apply_order_event(accepted("bb-real", "buy", "1"), ORIGIN, NOW)
+    forged = OrderRejected(id="rejected:bb-real:UNSIGNED:abc", ts_ns=NOW, client_order_id="bb-real",
+                           intent_id="intent:forged", strategy="attacker", symbol="BTCTRY", reason="UNSIGNED",
+                           detail="signature MISSING")  # fmt: skip
+    assert await store.apply_order_event(forged, ORIGIN, NOW)
+    row = await db.fetchrow("SELECT status, strategy FROM orders WHERE client_order_id = 'bb-real'")
+    assert (row["status"], row["strategy"]) == ("accepted", "test")
+    kinds = await db.fetch("SELECT type, message_id FROM order_events WHERE client_order_id = 'bb-real'")
+    assert sorted(r["message_id"] for r in kinds if r["type"] == "rejected") == ["rejected:bb-real:UNSIGNED:abc"]
+
+
 async def test_oversell_halts_the_symbol_until_the_missing_buy_arrives(store: Store, db: asyncpg.Connection) -> None:
     await store.apply_fill(filled("2", "buy", "100", "1"), ORIGIN, NOW)
     result = await store.apply_fill(filled("3", "sell", "120", "2"), ORIGIN, NOW)

@@ -26,6 +26,7 @@ from btcbot.ledger.store import Store
 from btcbot.ledger.tasks import Reconciler
 from btcbot.runtime.bus import Delivery
 from btcbot.runtime.memory import InMemoryBus
+from btcbot.runtime.signing import RunKeys
 
 from .test_ledger_handlers import TABLES, RecordingLog
 
@@ -34,6 +35,14 @@ pytestmark = pytest.mark.integration
 D = Decimal
 S = 1_000_000_000
 NOW = 1_750_000_000 * S
+
+
+# Resumes are signed with the operator's key; the ledger accepts only that one.
+OPERATOR = RunKeys.generate().operator_signer()
+
+
+def resume(rid: str, reason: str = "") -> ResumeSymbol:
+    return OPERATOR.sign(ResumeSymbol(id=rid, ts_ns=NOW, symbol="BTCTRY", reason=reason, operator="ops"))
 
 
 class Clock:
@@ -60,7 +69,7 @@ async def store(ledger_db: str) -> AsyncIterator[Store]:
 def make_ledger(store: Store, clock: Clock, floor: list[int] | None = None) -> Ledger:
     ledger = Ledger(
         store=store, bus=InMemoryBus(), account="main", quote_asset="TRY", now_ns=clock, log=RecordingLog(),
-        heartbeat_ns=5 * S,
+        heartbeat_ns=5 * S, resume_keys=OPERATOR.keys(),
     )  # fmt: skip
     if floor is not None:
 
@@ -220,7 +229,7 @@ async def test_a_resume_clears_a_halt_only_once_the_exchange_confirms_the_balanc
     try:
         await deliver(ledger, filled("1", "sell", "150", "1"), 1)
         assert last(ledger).halted == ("BTCTRY",)
-        command = ResumeSymbol(id="r1", ts_ns=NOW, symbol="BTCTRY", reason="checked", operator="ops")
+        command = resume("r1", "checked")
         await ledger.on_resume(command, Delivery(subject="control.resume.BTCTRY"))
         assert last(ledger).halted == ()
         [pos] = last(ledger).positions
@@ -231,7 +240,7 @@ async def test_a_resume_clears_a_halt_only_once_the_exchange_confirms_the_balanc
         await deliver(ledger, filled("2", "sell", "150", "5"), 2)
         assert last(ledger).halted == ("BTCTRY",)
         await ledger.on_resume(
-            ResumeSymbol(id="r2", ts_ns=NOW, symbol="BTCTRY", reason="try", operator="ops"),
+            resume("r2", "try"),
             Delivery(subject="control.resume.BTCTRY"),
         )
         assert last(ledger).halted == ("BTCTRY",)
@@ -253,7 +262,7 @@ async def test_a_resume_without_reconciliation_keeps_the_halt(store: Store) -> N
     ledger = make_ledger(store, Clock())
     await deliver(ledger, filled("1", "sell", "150", "1"), 1)
     await ledger.on_resume(
-        ResumeSymbol(id="r", ts_ns=NOW, symbol="BTCTRY", reason="", operator="ops"),
+        resume("r"),
         Delivery(subject="control.resume.BTCTRY"),
     )
     assert last(ledger).halted == ("BTCTRY",)
@@ -265,8 +274,30 @@ async def test_a_resume_of_a_symbol_that_is_not_halted_is_no_alert(store: Store)
     await store.seed_balances({"TRY": D(1000)}, NOW)
     ledger = make_ledger(store, Clock())
     await ledger.on_resume(
-        ResumeSymbol(id="r", ts_ns=NOW, symbol="BTCTRY", reason="", operator="ops"),
+        resume("r"),
         Delivery(subject="control.resume.BTCTRY"),
     )
     assert ledger.log.named("ledger.resume_refused") == []  # type: ignore[attr-defined]
     assert ledger.log.named("ledger.resume_not_needed") == [{"symbol": "BTCTRY", "operator": "ops"}]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("forged", ["unsigned", "other key"])
+async def test_an_unsigned_resume_is_refused_with_an_alert(store: Store, ledger_db: str, forged: str) -> None:
+    await store.seed_balances({"TRY": D(1000)}, NOW)
+    ledger = make_ledger(store, Clock())
+    await deliver(ledger, filled("1", "sell", "150", "1"), 1)
+    command = ResumeSymbol(id="rx", ts_ns=NOW, symbol="BTCTRY", reason="", operator="mallory")
+    if forged == "other key":
+        command = RunKeys.generate().operator_signer().sign(command)
+    await ledger.on_resume(command, Delivery(subject="control.resume.BTCTRY"))
+    assert last(ledger).halted == ("BTCTRY",)
+    [refused] = ledger.log.named("ledger.resume_unsigned")  # type: ignore[attr-defined]
+    assert refused["problem"] == ("MISSING" if forged == "unsigned" else "UNKNOWN_KEY")
+    # Refused before anything else: not even the reconciliation check ran.
+    assert ledger.log.named("ledger.resume_refused") == []  # type: ignore[attr-defined]
+    conn = await asyncpg.connect(ledger_db)
+    try:
+        kinds = [r["kind"] for r in await conn.fetch("SELECT kind FROM ledger_alerts WHERE resolved_at IS NULL")]
+    finally:
+        await conn.close()
+    assert "resume_unsigned" in kinds

@@ -20,6 +20,7 @@ from btcbot.contracts.messages import (
     Position,
     SubmitOrder,
 )
+from btcbot.contracts.signing import verify
 from btcbot.risk.app import rebuild
 from btcbot.risk.control import RiskState
 from btcbot.risk.handlers import RawControl, RiskHandlers
@@ -30,6 +31,7 @@ from btcbot.runtime.bus import Delivery
 from btcbot.runtime.errors import DependencyUnavailable, Poison
 from btcbot.runtime.latest import LastMessage
 from btcbot.runtime.memory import InMemoryBus
+from btcbot.runtime.signing import RunKeys
 
 D = Decimal
 S = 10**9
@@ -38,6 +40,11 @@ RULES = {
     "BTCTRY": SymbolRules("BTCTRY", True, price_scale=0, quantity_scale=8, tick_size=D(1), min_notional=D("99.91"))
 }
 LOG = structlog.get_logger("test")
+# Control events are signed by the operator (automatic modes by risk); risk accepts both keys, as in a deployment.
+KEYS = RunKeys.generate()
+OPERATOR = KEYS.operator_signer()
+RISK = KEYS.risk_signer()
+CONTROL_KEYS = {**OPERATOR.keys(), **RISK.keys()}
 
 
 class Clock:
@@ -49,13 +56,15 @@ class Clock:
 
 
 def kill(engaged=True, cancel_resting=False, ts=NOW):
-    return KillSwitch(
-        id=f"k{ts}{engaged}", ts_ns=ts, engaged=engaged, reason="r", operator="o", cancel_resting=cancel_resting
+    return OPERATOR.sign(
+        KillSwitch(
+            id=f"k{ts}{engaged}", ts_ns=ts, engaged=engaged, reason="r", operator="o", cancel_resting=cancel_resting
+        )
     )
 
 
 def mode(value, ts=NOW):
-    return ModeChanged(id=f"m{ts}{value}", ts_ns=ts, mode=value, reason="r", operator="o")
+    return OPERATOR.sign(ModeChanged(id=f"m{ts}{value}", ts_ns=ts, mode=value, reason="r", operator="o"))
 
 
 def snapshot(ts=NOW, sid="p1", **changes):
@@ -139,6 +148,8 @@ def rig(budget=None, open_orders=None, clock=None, failure_alarm_after=3):
         budget=budget,
         open_orders=open_orders,
         failure_alarm_after=failure_alarm_after,
+        signer=RISK,
+        control_keys=CONTROL_KEYS,
     )
     h.rebuilt = True
     return bus, state, h
@@ -230,6 +241,7 @@ async def test_a_stale_snapshot_puts_the_account_in_observe_only_on_a_tick():
 
 
 async def test_an_active_alarm_stops_trading_and_its_clear_resumes():
+    # Alarms are not signed (rig() checks control signatures): they act all the same.
     bus, state, h = rig(budget=BudgetLimits())
     await h.on_portfolio(snapshot(), Delivery(subject="portfolio.main"))
     subject = subjects.alarm("ledger", "reconcile_mismatch")
@@ -245,14 +257,18 @@ async def test_an_active_alarm_stops_trading_and_its_clear_resumes():
 async def test_live_auto_messages_are_not_adopted_but_rebuild_adopts_them():
     _, state, h = rig(budget=BudgetLimits())
     await h.on_portfolio(snapshot(), Delivery(subject="portfolio.main"))
-    other = ModeChanged(
-        id="x", ts_ns=NOW, mode="OBSERVE_ONLY", reason="", operator="risk:b", source="auto", reasons=("DRAWDOWN",)
+    other = RISK.sign(
+        ModeChanged(
+            id="x", ts_ns=NOW, mode="OBSERVE_ONLY", reason="", operator="risk:b", source="auto", reasons=("DRAWDOWN",)
+        )
     )
     await control(h, subjects.CONTROL_AUTO, 4, other)
     assert state.auto.mode == "NORMAL"
     # A fresh replica rebuilding from the stream adopts it, with the time it was set (for the cooldown).
     fresh = RiskState("main")
-    h2 = RiskHandlers(fresh, RiskLimits(), InMemoryBus(), lambda: NOW + S, LOG, budget=BudgetLimits())
+    h2 = RiskHandlers(
+        fresh, RiskLimits(), InMemoryBus(), lambda: NOW + S, LOG, budget=BudgetLimits(), control_keys=CONTROL_KEYS
+    )
     stored = {subjects.CONTROL_AUTO: LastMessage(subjects.CONTROL_AUTO, 4, encode(other), NOW)}
     portfolio = LastMessage("portfolio.main", 9, encode(snapshot()), NOW)
     await rebuild(h2, fresh, stored, portfolio, LOG)
@@ -264,7 +280,7 @@ async def test_rebuild_with_garbage_last_kill_denies_everything():
     state = RiskState("main")
     state.set_rules(RULES, NOW)
     bus = InMemoryBus()
-    h = RiskHandlers(state, RiskLimits(), bus, lambda: NOW, LOG)
+    h = RiskHandlers(state, RiskLimits(), bus, lambda: NOW, LOG, control_keys=CONTROL_KEYS)
     stored = {
         subjects.CONTROL_KILL: LastMessage(subjects.CONTROL_KILL, 2, bytes(40), NOW),
         subjects.CONTROL_MODE: LastMessage(subjects.CONTROL_MODE, 1, encode(mode("NORMAL")), NOW),
@@ -361,3 +377,89 @@ async def test_an_alarm_mode_change_names_the_alarm():
     [changed] = bus.of_type(ModeChanged)
     assert changed.reasons == ("ALARM",)
     assert changed.reason == "ALARM (control.alarm.execution.breaker_open)"
+
+
+# ---- signatures (docs/security.md "Signatures and key rotation") ----------------------------------------------------
+
+
+def unsigned(message):
+    return msgspec.structs.replace(message, signature="")
+
+
+@pytest.mark.parametrize(
+    ("forge", "problem"),
+    [
+        (unsigned, "MISSING"),
+        (lambda m: RunKeys.generate().operator_signer().sign(m), "UNKNOWN_KEY"),
+        (lambda m: msgspec.structs.replace(m, engaged=not m.engaged), "BAD_SIGNATURE"),
+    ],
+    ids=["missing", "unknown-key", "altered"],
+)
+async def test_an_unsigned_release_fails_closed_and_a_signed_one_acts(forge, problem):
+    bus, state, h = rig()
+    await control(h, subjects.CONTROL_KILL, 1, kill(True))
+    assert await verdict(bus, h) == "KILL_SWITCH"
+    forged = forge(kill(False) if problem != "BAD_SIGNATURE" else kill(True))
+    assert forged.engaged is False
+    with pytest.raises(Poison, match=rf"CONTROL_UNREADABLE: control\.kill: signature {problem}"):
+        await control(h, subjects.CONTROL_KILL, 2, forged)
+    # Never released by a forged message: the kill stays, and the unreadable subject denies everything anyway.
+    assert state.kill_engaged
+    assert state.unreadable == {subjects.CONTROL_KILL: state.unreadable[subjects.CONTROL_KILL]}
+    await control(h, subjects.CONTROL_KILL, 3, kill(False))
+    assert await verdict(bus, h) == "APPROVED"
+
+
+async def test_an_unsigned_kill_or_mode_denies_everything_control_unreadable():
+    bus, state, h = rig()
+    with pytest.raises(Poison, match="CONTROL_UNREADABLE"):
+        await control(h, subjects.CONTROL_KILL, 1, unsigned(kill(True)))
+    assert not state.kill_engaged
+    assert await verdict(bus, h) == "CONTROL_UNREADABLE"
+    await control(h, subjects.CONTROL_KILL, 2, kill(True))
+    assert await verdict(bus, h) == "KILL_SWITCH"
+    await control(h, subjects.CONTROL_KILL, 3, kill(False))
+    with pytest.raises(Poison, match="CONTROL_UNREADABLE"):
+        await control(h, subjects.CONTROL_MODE, 4, unsigned(mode("NORMAL")))
+    assert await verdict(bus, h) == "CONTROL_UNREADABLE"
+    await control(h, subjects.CONTROL_MODE, 5, mode("NORMAL"))
+    assert await verdict(bus, h) == "APPROVED"
+
+
+async def test_an_unsigned_kill_with_cancel_resting_cancels_nothing_even_when_redelivered():
+    orders = FakeOpenOrders([("bbc1", "BTCTRY")])
+    bus, _, h = rig(open_orders=orders)
+    forged = unsigned(kill(True, cancel_resting=True))
+    with pytest.raises(Poison):
+        await control(h, subjects.CONTROL_KILL, 1, forged)
+    await control(h, subjects.CONTROL_KILL, 1, forged)  # the same sequence again: the finish-the-kill path
+    assert bus.of_type(CancelOrder) == []
+    assert orders.calls == 0
+
+
+async def test_rebuild_treats_an_unsigned_last_kill_as_unreadable():
+    state = RiskState("main")
+    state.set_rules(RULES, NOW)
+    bus = InMemoryBus()
+    h = RiskHandlers(state, RiskLimits(), bus, lambda: NOW, LOG, signer=RISK, control_keys=CONTROL_KEYS)
+    stored = {
+        subjects.CONTROL_KILL: LastMessage(subjects.CONTROL_KILL, 2, encode(unsigned(kill(False))), NOW),
+        subjects.CONTROL_MODE: LastMessage(subjects.CONTROL_MODE, 1, encode(mode("REDUCE_ONLY")), NOW),
+    }
+    await rebuild(h, state, stored, None, LOG)
+    assert state.view().unreadable == ("control.kill",)
+    assert state.mode == "REDUCE_ONLY"
+    assert await verdict(bus, h) == "CONTROL_UNREADABLE"
+
+
+async def test_live_auto_messages_must_be_signed_and_risk_signs_its_own():
+    clock = Clock()
+    bus, state, h = rig(budget=BudgetLimits(max_drawdown=D(100), cooldown_ns=60 * S), clock=clock)
+    await h.on_portfolio(snapshot(bot_drawdown=D(150)), Delivery(subject="portfolio.main"))
+    [auto] = [m for s, m in bus.published if s == subjects.CONTROL_AUTO]
+    assert verify(auto, RISK.keys()) is None
+    await control(h, subjects.CONTROL_AUTO, 1, auto)
+    assert subjects.CONTROL_AUTO not in state.unreadable
+    with pytest.raises(Poison, match="signature MISSING"):
+        await control(h, subjects.CONTROL_AUTO, 2, unsigned(auto))
+    assert await verdict(bus, h) == "CONTROL_UNREADABLE"

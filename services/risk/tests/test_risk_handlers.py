@@ -1,13 +1,14 @@
 import asyncio
 from decimal import Decimal
 
+import msgspec
 import pytest
 import structlog
 
 from btcbot.btcturk.errors import Unavailable
 from btcbot.btcturk.models import ExchangeInfo, SymbolInfo
 from btcbot.contracts import ids, subjects
-from btcbot.contracts.codec import encode
+from btcbot.contracts.codec import Codec, encode
 from btcbot.contracts.messages import (
     KillSwitch,
     ModeChanged,
@@ -17,6 +18,7 @@ from btcbot.contracts.messages import (
     Position,
     SubmitOrder,
 )
+from btcbot.contracts.signing import verify
 from btcbot.contracts.streams import RISK_BOOKS, RISK_CONTROL, RISK_INTENTS, RISK_PORTFOLIO
 from btcbot.risk import app
 from btcbot.risk.control import RiskState
@@ -28,6 +30,7 @@ from btcbot.runtime.bus import Delivery
 from btcbot.runtime.errors import DependencyUnavailable, SettingsError
 from btcbot.runtime.memory import InMemoryBus
 from btcbot.runtime.settings import load_settings
+from btcbot.runtime.signing import RunKeys
 
 D = Decimal
 NOW = 1_700_000_000 * 10**9
@@ -216,6 +219,8 @@ def risk_env(monkeypatch):
     monkeypatch.setenv("BTCTURK_API_SECRET", "s")
     monkeypatch.setenv("RISK_RULES_REFRESH", "0.01")
     monkeypatch.setenv("RISK_RULES_RETRY_MAX", "0.02")
+    for name, value in RunKeys.generate().service_env("risk").items():
+        monkeypatch.setenv(name, value)
     return monkeypatch
 
 
@@ -309,3 +314,97 @@ async def test_a_redelivery_on_another_replica_repeats_the_first_verdict():
     # A fresh intent on replica b is denied, and that verdict is recorded too.
     assert await bus.deliver(replicas[1][1].on_intent, intent(book="b2")) == "ack"
     assert bus.of_type(OrderDenied)[0].reason == "KILL_SWITCH"
+
+
+# ---- signatures ------------------------------------------------------------------------------------------------------
+
+
+def test_risk_refuses_to_start_without_a_signing_key(risk_env):
+    risk_env.delenv("BTCBOT_SIGNING_KEY_ID")
+    risk_env.delenv("BTCBOT_SIGNING_KEY")
+    with pytest.raises(SettingsError, match="BTCBOT_SIGNING_KEY_ID and BTCBOT_SIGNING_KEY are required"):
+        app.register(FakeService(), load_settings(RiskSettings), FakeClient([Unavailable("503")]))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BTCBOT_SIGNING_KEYS", "no-secret-here"),
+        ("BTCBOT_SIGNING_KEYS", "k:c2hvcnQ="),
+        ("BTCBOT_SIGNING_KEY", "not base64!"),
+        ("BTCBOT_SIGNING_KEY_ID", "bad id"),
+    ],
+)
+def test_a_bad_key_setting_names_the_variable(risk_env, name, value):
+    risk_env.setenv(name, value)
+    with pytest.raises(SettingsError, match=name):
+        load_settings(RiskSettings)
+
+
+def test_a_signing_key_without_its_id_names_both(risk_env):
+    risk_env.delenv("BTCBOT_SIGNING_KEY_ID")
+    with pytest.raises(SettingsError, match="BTCBOT_SIGNING_KEY and BTCBOT_SIGNING_KEY_ID must be set together"):
+        load_settings(RiskSettings)
+
+
+def test_risk_trusts_its_own_key_and_the_listed_ones(risk_env):
+    settings = load_settings(RiskSettings)
+    signer = settings.signer()
+    assert signer is not None
+    assert signer.key_id in settings.verification_keys()
+    assert len(settings.verification_keys()) == 2  # its own and the operator's
+
+
+def signing_rig(verdicts=None, owner="risk-a", signer=None):
+    bus = InMemoryBus()
+    state = RiskState("main")
+    state.set_rules(RULES, NOW)
+    handlers = RiskHandlers(
+        state, RiskLimits(), bus, lambda: NOW, structlog.get_logger("t"), verdicts=verdicts, owner=owner, signer=signer
+    )
+    return bus, handlers
+
+
+async def test_every_submit_order_is_signed_by_risk():
+    keys = RunKeys.generate()
+    bus, h = signing_rig(signer=keys.risk_signer())
+    assert await bus.deliver(h.on_intent, intent()) == "ack"
+    [submit] = bus.of_type(SubmitOrder)
+    assert verify(submit, keys.risk_signer().keys()) is None
+    assert verify(submit, keys.operator_signer().keys()) == "UNKNOWN_KEY"
+
+
+async def test_a_verdict_stored_under_a_retired_key_is_re_signed_with_the_current_one():
+    from btcbot.runtime.idempotency import MemoryIdempotencyStore
+
+    shared = MemoryIdempotencyStore()
+    old, new = RunKeys.generate().risk_signer(), RunKeys.generate().risk_signer()
+    bus, first = signing_rig(shared, "risk-a", old)
+    assert await bus.deliver(first.on_intent, intent()) == "ack"
+    # The replica that stored it is gone, the key rotated: the redelivery on a new replica repeats the verdict,
+    # signed with a key execution still accepts.
+    bus2, second = signing_rig(shared, "risk-b", new)
+    assert await bus2.deliver(second.on_intent, intent(), deliveries=2) == "ack"
+    [stored] = bus.of_type(SubmitOrder)
+    [repeated] = bus2.of_type(SubmitOrder)
+    assert verify(repeated, new.keys()) is None
+    assert msgspec.structs.replace(repeated, signature="") == msgspec.structs.replace(stored, signature="")
+
+
+async def test_a_stored_verdict_altered_under_our_key_is_never_re_signed():
+    import base64
+
+    from btcbot.runtime.idempotency import MemoryIdempotencyStore
+
+    shared = MemoryIdempotencyStore()
+    signer = RunKeys.generate().risk_signer()
+    bus, first = signing_rig(shared, "risk-a", signer)
+    i = intent()
+    assert await bus.deliver(first.on_intent, i) == "ack"
+    key = f"risk:verdict:{i.id}"
+    stored = Codec(SubmitOrder).decode(base64.b64decode(shared.claims[key]["verdict"]))
+    bigger = msgspec.structs.replace(stored, quantity=D(5))
+    shared.claims[key]["verdict"] = base64.b64encode(encode(bigger)).decode()
+    bus2, second = signing_rig(shared, "risk-b", signer)
+    assert await bus2.deliver(second.on_intent, i, deliveries=2) == "dead"
+    assert bus2.of_type(SubmitOrder) == []

@@ -1,5 +1,7 @@
 from decimal import Decimal
 
+import msgspec
+
 from btcbot.contracts import ids
 from btcbot.contracts.messages import (
     BookSnapshot,
@@ -438,3 +440,14 @@ def test_drift_cancel_can_be_switched_off():
     assert isinstance(intent, OrderIntent)
     e.on_accepted(accepted(intent))
     assert isinstance(e.on_book(book("2000000", "2000100", seq=2, at=T0 + S), T0 + S), Hold)
+
+
+def test_an_unsigned_rejection_naming_our_order_leaves_it_in_flight():
+    # Execution refused a forged command that reused our client order id: our own order is still out there.
+    e = engine(cooldown_ns=0, intent_timeout_ns=60 * S)
+    first = e.on_book(book(seq=1), T0)
+    assert isinstance(first, OrderIntent)
+    forged = msgspec.structs.replace(rejected(first), reason="UNSIGNED", id="rejected:x:UNSIGNED:1")
+    assert not e.on_rejected(forged, T0 + 1)
+    assert isinstance(e.on_book(book(seq=2, at=T0 + S), T0 + S), Hold)
+    assert e.on_rejected(rejected(first), T0 + 2)

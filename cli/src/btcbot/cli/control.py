@@ -14,10 +14,12 @@ import msgspec
 from btcbot.contracts import subjects
 from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import Alarm, DeadLetter, KillSwitch, Message, Mode, ModeChanged, ResumeSymbol
+from btcbot.contracts.signing import Signer, decode_secret
 from btcbot.contracts.streams import ALL_STREAMS, CONTROL, DLQ, RISK_CONTROL
 from btcbot.runtime.inspect import read_stream
 from btcbot.runtime.jetstream import NatsPublisher, connect, provision
 from btcbot.runtime.latest import LastMessage, last_per_subject
+from btcbot.runtime.signing import OPERATOR_KEY_ENV, OPERATOR_KEY_ID_ENV
 
 MODES: tuple[Mode, ...] = ("NORMAL", "REDUCE_ONLY", "OBSERVE_ONLY")
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -64,6 +66,23 @@ def control_message(
     )
 
 
+def operator_signer(env: Mapping[str, str]) -> Signer | None:
+    """The operator's signing key from BTCBOT_OPERATOR_SIGNING_KEY_ID and _KEY (None: neither is set).
+
+    Raises ValueError naming the variable when only one is set or the key is not a usable secret.
+    """
+    key_id, secret = env.get(OPERATOR_KEY_ID_ENV, ""), env.get(OPERATOR_KEY_ENV, "")
+    if not key_id and not secret:
+        return None
+    if not key_id or not secret:
+        raise ValueError(f"{OPERATOR_KEY_ID_ENV} and {OPERATOR_KEY_ENV} must be set together")
+    try:
+        return Signer(key_id, decode_secret(secret))
+    except ValueError as exc:
+        name = OPERATOR_KEY_ID_ENV if "key id" in str(exc) else OPERATOR_KEY_ENV
+        raise ValueError(f"{name}: {exc}") from None
+
+
 def control_subject(message: ModeChanged | KillSwitch | ResumeSymbol) -> str:
     """Where a command is published."""
     if isinstance(message, ModeChanged):
@@ -103,8 +122,20 @@ async def run_control(
         message = control_message(
             kind, value, reason, operator_name(operator), time.time_ns(), cancel_resting=cancel_resting
         )
+        signer = operator_signer(env)
     except ValueError as exc:
         print(f"btcbot control: {exc}")
+        return 2
+    if signer is not None:
+        message = signer.sign(message)
+    elif kind == "kill":
+        # Risk treats an unsigned control message as unreadable, which denies every order: a kill still stops
+        # trading, but only a signed message clears it.
+        print(f"btcbot control: warning: {OPERATOR_KEY_ID_ENV} not set; the kill is sent unsigned (risk then"
+              " denies everything CONTROL_UNREADABLE until a signed control.kill)")  # fmt: skip
+    else:
+        print(f"btcbot control: {OPERATOR_KEY_ID_ENV} and {OPERATOR_KEY_ENV} are needed to sign `{kind}`"
+              " (risk and the ledger refuse unsigned control events)")  # fmt: skip
         return 2
     await send_control(env, message)
     print(msgspec.json.encode(message).decode())

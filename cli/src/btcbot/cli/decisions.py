@@ -239,6 +239,13 @@ def replay_decisions(
             )
     if not any(c.ts_ns <= start for c in recording.controls):
         outcome.warnings.append("no control event before the range: assumed mode NORMAL, kill switch released")
+    unsigned = [c.id for c in recording.controls if isinstance(c, ModeChanged | KillSwitch) and not c.signature]
+    if unsigned:
+        # Replay holds no keys: it applies every event, where live risk treated an unsigned one as unreadable.
+        outcome.warnings.append(
+            f"{len(unsigned)} unsigned control event(s) applied here that live risk refused (CONTROL_UNREADABLE):"
+            f" {', '.join(unsigned[:3])}"
+        )
     engine = ProfitV1(symbols, params)
     risk = RiskState(account)
     risk.set_rules(rules, start)

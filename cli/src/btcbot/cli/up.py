@@ -39,6 +39,7 @@ from btcbot.contracts.messages import CancelOrder
 from btcbot.contracts.streams import ALL_STREAMS, EXECUTION_ORDERS, LEDGER_EXECUTION, RISK_INTENTS
 from btcbot.runtime.inspect import last_sequence, read_stream
 from btcbot.runtime.jetstream import NatsPublisher, connect, provision
+from btcbot.runtime.signing import RunKeys
 
 SERVICES_IN_START_ORDER = ("ledger", "execution", "risk", "strategy", "marketdata")
 DEFAULT_FUNDS = "TRY=1000000,BTC=1,ETH=20,USDT=10000"
@@ -173,8 +174,9 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
         # symbols every 1.5 s leaves room for the ledger's reconciliation.
         "EXECUTION_FILL_POLL_INTERVAL": os.environ.get("EXECUTION_FILL_POLL_INTERVAL", "1.5"),
     }
+    keys = RunKeys.generate()
     for name in SERVICES_IN_START_ORDER:
-        sup.add(name, f"btcbot.{name}", common)
+        sup.add(name, f"btcbot.{name}", {**common, **_signing_env(keys, name)})
     started = time.monotonic()
     try:
         for name in SERVICES_IN_START_ORDER:
@@ -200,6 +202,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
             "trace_file": str(trace_file),
             "logs": str(sup.log_dir),
             "health_ports": {c.name: c.health_port for c in sup.children.values() if c.health_port},
+            **_signing_run_info(keys),
         },
     )
     say(f"   logs: {sup.log_dir}/<name>.log   traces: {trace_file}")
@@ -220,6 +223,17 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     await nc.close()
     print(json.dumps(summary, sort_keys=False), flush=True)
     return 0
+
+
+def _signing_env(keys: RunKeys, service: str) -> dict[str, str]:
+    """A service's signing keys for this run: risk signs orders, execution checks them, risk and the ledger check
+    the operator's control events (docs/security.md "Signatures and key rotation")."""
+    return keys.service_env(service)
+
+
+def _signing_run_info(keys: RunKeys) -> dict[str, Any]:
+    """What run.json (0600) holds for `btcbot control` against this run: the operator's key, as env variables."""
+    return {"operator_env": keys.operator_env()}
 
 
 def _write_run_file(path: Path, data: dict[str, Any]) -> None:

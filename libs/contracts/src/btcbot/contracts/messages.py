@@ -82,6 +82,8 @@ class SubmitOrder(Message, frozen=True, kw_only=True, tag="submit"):
     price: Decimal | None
     quantity: Decimal
     checks: tuple[str, ...] = ()
+    # Risk's signature (contracts/signing.py): execution refuses an order without a valid one (UNSIGNED).
+    signature: str = ""
 
 
 class OrderDenied(Message, frozen=True, kw_only=True, tag="denied"):
@@ -229,6 +231,8 @@ class ModeChanged(Message, frozen=True, kw_only=True, tag="mode"):
     source: Literal["operator", "auto"] = "operator"
     # Stable codes of every rule that holds the mode (auto), e.g. ("DRAWDOWN", "DAILY_LOSS").
     reasons: tuple[str, ...] = ()
+    # "<key id>:<hex HMAC-SHA256>" over the canonical bytes (contracts/signing.py); "" unsigned.
+    signature: str = ""
 
 
 class KillSwitch(Message, frozen=True, kw_only=True, tag="kill"):
@@ -239,6 +243,8 @@ class KillSwitch(Message, frozen=True, kw_only=True, tag="kill"):
     operator: str
     # Engage only: also cancel every resting order (by default resting orders stay; cancels are always allowed).
     cancel_resting: bool = False
+    # "<key id>:<hex HMAC-SHA256>" over the canonical bytes (contracts/signing.py); "" unsigned.
+    signature: str = ""
 
 
 class Alarm(Message, frozen=True, kw_only=True, tag="alarm"):
@@ -260,6 +266,8 @@ class ResumeSymbol(Message, frozen=True, kw_only=True, tag="resume"):
     symbol: str
     reason: str
     operator: str
+    # "<key id>:<hex HMAC-SHA256>" over the canonical bytes (contracts/signing.py); "" unsigned.
+    signature: str = ""
 
 
 class DeadLetter(Message, frozen=True, kw_only=True, tag="dead_letter"):

@@ -11,9 +11,10 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from btcbot.contracts.signing import Signer, check_key_id, decode_secret, parse_keys
 from btcbot.runtime.errors import SettingsError
 
 S = TypeVar("S", bound=BaseSettings)
@@ -58,6 +59,47 @@ class CommonSettings(BaseSettings):
     partition_ttl: float = Field(5.0, ge=0.3, le=300, validation_alias=_alias("BTCBOT_PARTITION_TTL"))
     # A message dated further than this ahead of the time JetStream stored it is dead-lettered FUTURE_DATED.
     max_clock_skew: float = Field(5.0, gt=0, le=3600, validation_alias=_alias("BTCBOT_MAX_CLOCK_SKEW"))
+    # Message signatures (docs/security.md "Signatures and key rotation"): the keys this process accepts
+    # ("kid:base64,kid2:base64"; several at once while keys rotate), and the one it signs with, if it signs.
+    signing_keys: SecretStr = Field(SecretStr(""), validation_alias=_alias("BTCBOT_SIGNING_KEYS"))
+    signing_key_id: str = Field("", validation_alias=_alias("BTCBOT_SIGNING_KEY_ID"))
+    signing_key: SecretStr = Field(SecretStr(""), validation_alias=_alias("BTCBOT_SIGNING_KEY"), validate_default=True)
+
+    @field_validator("signing_keys")
+    @classmethod
+    def _check_signing_keys(cls, value: SecretStr) -> SecretStr:
+        parse_keys(value.get_secret_value())
+        return value
+
+    @field_validator("signing_key_id")
+    @classmethod
+    def _check_signing_key_id(cls, value: str) -> str:
+        return check_key_id(value) if value else value
+
+    @field_validator("signing_key")
+    @classmethod
+    def _check_signing_key(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        key_id = info.data.get("signing_key_id", "")
+        if bool(value.get_secret_value()) != bool(key_id):
+            raise ValueError("BTCBOT_SIGNING_KEY and BTCBOT_SIGNING_KEY_ID must be set together")
+        if value.get_secret_value():
+            secret = decode_secret(value.get_secret_value())
+            listed = info.data.get("signing_keys")
+            if isinstance(listed, SecretStr) and parse_keys(listed.get_secret_value()).get(key_id, secret) != secret:
+                raise ValueError(f"key id {key_id!r} is also in BTCBOT_SIGNING_KEYS with another secret")
+        return value
+
+    def signer(self) -> Signer | None:
+        """The key this process signs with (None: it signs nothing)."""
+        if not self.signing_key_id:
+            return None
+        return Signer(self.signing_key_id, decode_secret(self.signing_key.get_secret_value()))
+
+    def verification_keys(self) -> dict[str, bytes]:
+        """The keys whose signatures this process accepts: BTCBOT_SIGNING_KEYS and its own signing key."""
+        keys = parse_keys(self.signing_keys.get_secret_value())
+        signer = self.signer()
+        return {**keys, **signer.keys()} if signer is not None else keys
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -18,7 +18,7 @@ from btcbot.execution.handlers import Execution, Policy
 from btcbot.execution.journal import Journal, RedisActiveOrders
 from btcbot.execution.poller import FillPoller
 from btcbot.execution.rules import ExchangeRules
-from btcbot.execution.settings import ExecutionSettings, arming
+from btcbot.execution.settings import ExecutionSettings, arming, order_keys
 from btcbot.execution.tasks import AlarmPublisher, Sweeper
 from btcbot.execution.userfeed import UserFeed
 from btcbot.execution.watch import ExchangeWatch, WatchedExchange
@@ -33,6 +33,11 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
     """Build the execution engine and register its consumer and the fill poller."""
     mode = arming(settings)  # raises SettingsError (exit 2) for any half-armed combination
     ws_key, ws_secret = settings.ws_credentials()  # SettingsError for a half-set override
+    keys = order_keys(settings)  # SettingsError: no key and unsigned orders not accepted deliberately
+    if keys is None:
+        svc.log.warning("execution.unsigned_orders_accepted", setting="EXECUTION_ACCEPT_UNSIGNED")
+    else:
+        svc.log.info("execution.order_keys", key_ids=sorted(keys))
     svc.log.warning(
         "execution.armed" if mode == "live" else "execution.dry_run",
         mode=mode,
@@ -80,6 +85,7 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
         ),
         log=svc.log,
         rules=rules,
+        order_keys=keys,
     )
     alarms = AlarmPublisher(watch, svc.bus, svc.now_ns, svc.log, recall=lambda latch: recall(svc.js, latch))
     svc.task("alarms", alarms.run)

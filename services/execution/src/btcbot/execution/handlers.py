@@ -9,14 +9,15 @@ is updated, so a crash in between republishes the same deterministic ids, which 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 import structlog
 
 from btcbot.btcturk.errors import BtcTurkError, NotFound, OutcomeUnknown, RateLimited, Rejected
-from btcbot.contracts import subjects
+from btcbot.contracts import ids, subjects
 from btcbot.contracts.messages import (
     CancelOrder,
     Message,
@@ -26,6 +27,7 @@ from btcbot.contracts.messages import (
     OrderRejected,
     SubmitOrder,
 )
+from btcbot.contracts.signing import UNSIGNED, verify
 from btcbot.execution import orders
 from btcbot.execution.exchange import Exchange
 from btcbot.execution.journal import Journal
@@ -92,9 +94,12 @@ class Execution:
         policy: Policy | None = None,
         log: structlog.stdlib.BoundLogger | None = None,
         rules: ExchangeRules | None = None,
+        order_keys: Mapping[str, bytes] | None = None,
     ) -> None:
         """`rules`: the symbols' exchange rules every order is checked against before it is sent (the service
-        always wires them; None skips the check, for handler tests whose fakes have no exchangeinfo)."""
+        always wires them; None skips the check, for handler tests whose fakes have no exchangeinfo).
+        `order_keys`: the keys a SubmitOrder must be signed with (risk's); None accepts unsigned orders, which
+        the service does only with EXECUTION_ACCEPT_UNSIGNED=true."""
         self.bus = bus
         self.journal = journal
         self.locks = locks
@@ -104,6 +109,7 @@ class Execution:
         self.clock = clock
         self.policy = policy or Policy()
         self.rules = rules
+        self.order_keys = order_keys
         self.log: structlog.stdlib.BoundLogger = log or structlog.stdlib.get_logger("btcbot.execution")
 
     # ---- entry points ------------------------------------------------------------------------
@@ -112,6 +118,9 @@ class Execution:
         """Handler of the execution-orders consumer."""
         try:
             if isinstance(message, SubmitOrder):
+                if self.order_keys is not None and (problem := verify(message, self.order_keys)) is not None:
+                    await self.refuse_unsigned(message, problem)
+                    return
                 await self.on_submit(message, delivery)
             else:
                 await self.on_cancel(message, delivery)
@@ -122,6 +131,34 @@ class Execution:
         except CorruptRecord as exc:
             self.log.error("record.corrupt", client_order_id=message.client_order_id, error=str(exc))
             raise Poison(f"corrupt order record: {exc}") from exc
+
+    async def refuse_unsigned(self, cmd: SubmitOrder, problem: str) -> None:
+        """Reject an order whose signature is missing or wrong: before any claim, lock or exchange call.
+
+        The event's id is not the order's usual `rejected:<coid>`: a forged command may name a real order's client
+        order id, and its rejection must not take the place (in JetStream's duplicate window) of the real one's.
+        """
+        digest = hashlib.sha256(f"{cmd.id}|{cmd.signature}".encode()).hexdigest()[:16]
+        event = OrderRejected(
+            id=f"{ids.rejected_id(cmd.client_order_id)}:{UNSIGNED}:{digest}",
+            ts_ns=self.clock(),
+            client_order_id=cmd.client_order_id,
+            intent_id=cmd.intent_id,
+            strategy=cmd.strategy,
+            symbol=cmd.symbol,
+            reason=UNSIGNED,
+            detail=f"signature {problem}"
+            + (f" (key id {cmd.signature.rpartition(':')[0]!r})" if ":" in cmd.signature else ""),
+        )
+        await self.bus.publish(subjects.execution("rejected", cmd.symbol), event)
+        self.log.error(
+            "submit.unsigned",
+            alert=True,
+            client_order_id=cmd.client_order_id,
+            symbol=cmd.symbol,
+            problem=problem,
+            command_id=cmd.id,
+        )
 
     async def on_submit(self, cmd: SubmitOrder, delivery: Delivery) -> None:
         """Place an order exactly once, or find out what became of it."""

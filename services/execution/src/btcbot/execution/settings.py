@@ -49,6 +49,9 @@ class ExecutionSettings(CommonSettings, ExchangeSettings):
     # Alarm(execution, repeated_failures) after this many failed exchange calls in a row (0: off).
     breaker_alarm_after: float = Field(60.0, gt=0)
     failure_alarm_after: int = Field(5, ge=0)
+    # Development only: place SubmitOrders without checking their signature (risk's, BTCBOT_SIGNING_KEYS).
+    # Without it, execution refuses to start with no verification key (fail closed); never with EXECUTION_LIVE.
+    accept_unsigned: bool = False
 
     @field_validator("btcturk_ws_url")
     @classmethod
@@ -68,6 +71,25 @@ class ExecutionSettings(CommonSettings, ExchangeSettings):
         if key is None or secret is None or not secret.get_secret_value():
             raise SettingsError("BTCTURK_WS_API_KEY and BTCTURK_WS_API_SECRET must be set together")
         return key, secret.get_secret_value()
+
+
+def order_keys(settings: ExecutionSettings) -> dict[str, bytes] | None:
+    """The keys a SubmitOrder must be signed with; None: unsigned orders accepted (EXECUTION_ACCEPT_UNSIGNED).
+
+    Raises SettingsError when there is no key and unsigned orders were not accepted deliberately, or when
+    EXECUTION_ACCEPT_UNSIGNED is combined with live trading.
+    """
+    if settings.accept_unsigned:
+        if settings.live:
+            raise SettingsError("EXECUTION_ACCEPT_UNSIGNED=true is for development: never with EXECUTION_LIVE=true")
+        return None
+    keys = settings.verification_keys()
+    if not keys:
+        raise SettingsError(
+            "BTCBOT_SIGNING_KEYS is empty: execution needs risk's verification key(s) to accept orders"
+            " (EXECUTION_ACCEPT_UNSIGNED=true accepts unsigned orders, for development only)"
+        )
+    return keys
 
 
 def is_real_exchange(base_url: str) -> bool:

@@ -47,6 +47,7 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
         log=svc.log,
         day_offset_minutes=settings.day_offset_minutes,
         heartbeat_ns=int(settings.snapshot_interval * 1e9),
+        resume_keys=settings.verification_keys(),
     )
     batcher: Batcher[Incoming, FillResult] = Batcher(ledger.apply, settings.batch_max, settings.batch_linger)
     ledger.batcher = batcher

@@ -13,7 +13,7 @@ dead-lettering would lose a real trade from the books.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -27,6 +27,7 @@ from btcbot.contracts.messages import (
     PortfolioSnapshot,
     ResumeSymbol,
 )
+from btcbot.contracts.signing import key_id_of, verify
 from btcbot.ledger.metrics import ledger_instruments
 from btcbot.ledger.portfolio import (
     Mark,
@@ -97,6 +98,9 @@ class Ledger:
     last_published_ns: int | None = None
     # Checks a symbol's assets against the exchange for a resume: None when they match, else why not.
     reconcile_assets: Callable[[tuple[str, ...]], Awaitable[tuple[str | None, dict[str, Decimal]]]] | None = None
+    # The operator keys a ResumeSymbol must be signed with (BTCBOT_SIGNING_KEYS); None skips the check (handler
+    # tests only: the service always sets it, and with no key configured every resume is refused).
+    resume_keys: Mapping[str, bytes] | None = None
 
     async def on_execution(self, event: ExecutionEvent, delivery: Delivery) -> None:
         """Apply one execution event exactly once (alone, or in the batcher's next transaction)."""
@@ -287,6 +291,18 @@ class Ledger:
     async def on_resume(self, command: ResumeSymbol, delivery: Delivery) -> None:
         """An operator asks to clear a symbol's integrity halt: only once the exchange confirms its assets."""
         symbol = command.symbol
+        if self.resume_keys is not None and (problem := verify(command, self.resume_keys)) is not None:
+            # Not from an operator key: refused with an alert, never retried (a new, signed command is needed).
+            self.log.error("ledger.resume_unsigned", alert=True, symbol=symbol, operator=command.operator,
+                           problem=problem, key_id=key_id_of(command), command_id=command.id)  # fmt: skip
+            try:
+                await self.store.record_alert(
+                    "resume_unsigned", symbol, {"why": f"signature {problem}", "operator": command.operator,
+                                                "command_id": command.id}, self.now_ns(),
+                )  # fmt: skip
+            except StoreUnavailable as exc:
+                raise DependencyUnavailable(str(exc)) from exc
+            return
         why = await self._resume(command)
         if why == _NOT_HALTED:
             self.log.info("ledger.resume_not_needed", symbol=symbol, operator=command.operator)

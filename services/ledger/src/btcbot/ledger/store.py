@@ -36,6 +36,7 @@ import asyncpg
 import msgspec
 
 from btcbot.contracts.messages import OrderAccepted, OrderCanceled, OrderFilled, OrderRejected
+from btcbot.contracts.signing import UNSIGNED
 from btcbot.contracts.streams import EXECUTION
 from btcbot.ledger.positions import (
     ZERO,
@@ -297,6 +298,9 @@ class Store:
                 "UPDATE fills SET flagged_unknown_order = false WHERE client_order_id = $1 AND flagged_unknown_order",
                 event.client_order_id,
             )
+        elif isinstance(event, OrderRejected) and event.reason == UNSIGNED:
+            # A forged command execution refused: kept for audit, never the fate of an order of that id.
+            await self._record_event(conn, event, "rejected", now)
         elif isinstance(event, OrderRejected):
             await self._record_event(conn, event, "rejected", now)
             await conn.execute(

@@ -37,6 +37,7 @@ from btcbot.risk.handlers import ExecutionEvent, OpenOrders, RawControlCodec, Ri
 from btcbot.risk.rules import ExchangeSymbol, rules_from_exchange
 from btcbot.risk.settings import RiskSettings
 from btcbot.runtime.backoff import Backoff
+from btcbot.runtime.errors import SettingsError
 from btcbot.runtime.idempotency import IdempotencyStore, IdempotencyStoreProtocol
 from btcbot.runtime.latest import LastMessage, last_per_subject
 from btcbot.runtime.reservations import RedisReservations, ReservationsProtocol
@@ -163,6 +164,10 @@ def register(
     reservations: ReservationsProtocol | None = None,
 ) -> RiskState:
     """Register the start-up rebuild, consumers, the rules and budget tasks and readiness on `svc`."""
+    signer = settings.signer()
+    if signer is None:
+        raise SettingsError("risk signs every order: BTCBOT_SIGNING_KEY_ID and BTCBOT_SIGNING_KEY are required")
+    svc.log.info("risk.signing", key_id=signer.key_id, control_key_ids=sorted(settings.verification_keys()))
     state = state if state is not None else RiskState(settings.account)
     handlers = RiskHandlers(
         state,
@@ -178,6 +183,8 @@ def register(
         max_skew_ns=int(settings.max_clock_skew * _NS),
         reservations=reservations,
         reserve_limits=settings.reserve_limits(),
+        signer=signer,
+        control_keys=settings.verification_keys(),
     )
     rng = random.Random()
 

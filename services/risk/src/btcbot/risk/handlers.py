@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -27,6 +27,7 @@ from btcbot.contracts.messages import (
     PortfolioSnapshot,
     SubmitOrder,
 )
+from btcbot.contracts.signing import BAD_SIGNATURE, Signer, key_id_of, verify
 from btcbot.risk.control import ControlMessage, RiskState
 from btcbot.risk.limits import Approved, Denied, RiskLimits, Verdict, check
 from btcbot.risk.modes import AutoState, BudgetLimits
@@ -148,7 +149,15 @@ class RiskHandlers:
         max_skew_ns: int = 5_000_000_000,
         reservations: res.ReservationsProtocol | None = None,
         reserve_limits: res.ReserveLimits | None = None,
+        signer: Signer | None = None,
+        control_keys: Mapping[str, bytes] | None = None,
     ) -> None:
+        """`signer`: risk's key; every SubmitOrder and automatic ModeChanged is signed with it (the service
+        refuses to start without one; None only in handler tests). `control_keys`: the keys a control.mode,
+        control.kill or control.auto message must be signed with (the operator's and risk's own); a message
+        without a valid signature is unreadable (fail closed). None skips the check (handler tests only)."""
+        self._signer = signer
+        self._control_keys = control_keys
         self._state = state
         # None: the automatic budget is not evaluated here (published automatic modes still apply at rebuild).
         self._budget = budget
@@ -261,6 +270,8 @@ class RiskHandlers:
         if stored is None or "verdict" not in stored:
             return None
         first = _verdicts.decode(base64.b64decode(stored["verdict"]))
+        if isinstance(first, SubmitOrder):
+            first = self._repeatable(first)
         subject = subjects.submit(intent.symbol) if isinstance(first, SubmitOrder) else subjects.denied(intent.symbol)
         return subject, first
 
@@ -280,13 +291,37 @@ class RiskHandlers:
             raise Retry(f"verdict of {intent.id} claimed but not readable yet", delay=1.0)
         return first
 
+    def _signed(self, order: SubmitOrder) -> SubmitOrder:
+        return self._signer.sign(order) if self._signer is not None else order
+
+    def _repeatable(self, order: SubmitOrder) -> SubmitOrder:
+        """A SubmitOrder read back from Redis, signed by a key execution still accepts.
+
+        Stored by this or another replica, possibly under another key (another replica's during a rotation, one
+        since retired) or before orders were signed: those are re-signed with our current key. A signature by our
+        key that does not match the content means the stored verdict was altered: never re-signed, the intent is
+        dead-lettered.
+        """
+        if self._signer is None:
+            return order
+        problem = verify(order, self._signer.keys())
+        if problem is None:
+            return order
+        if problem == BAD_SIGNATURE:
+            raise Poison(f"stored verdict of {order.intent_id} has a signature that does not match it")
+        self._log.warning(
+            "risk.verdict_resigned", intent_id=order.intent_id, problem=problem, old_key_id=key_id_of(order),
+            key_id=self._signer.key_id,
+        )  # fmt: skip
+        return self._signer.sign(order)
+
     async def _decide(self, intent: OrderIntent) -> tuple[str, SubmitOrder | OrderDenied]:
         now = self._clock()
         verdict = check(intent, self._state.view(), self._limits, now)
         if isinstance(verdict, Approved) and self._reservations is not None:
             verdict = await self._reserve(intent, verdict, now)
         if isinstance(verdict, Approved):
-            return subjects.submit(intent.symbol), to_submit(intent, verdict.checks, now)
+            return subjects.submit(intent.symbol), self._signed(to_submit(intent, verdict.checks, now))
         return subjects.denied(intent.symbol), to_denied(intent, verdict.reason, verdict.detail, now)
 
     def _reserve_request(self, intent: OrderIntent, now: int) -> res.ReserveRequest | None:
@@ -389,6 +424,11 @@ class RiskHandlers:
             state.apply_unreadable(subject, seq, f"undecodable: {exc}")
             self._log.error("risk.control_unreadable", subject=subject, seq=seq, error=str(exc), rebuild=rebuild)
             return f"undecodable: {exc}"
+        unsigned = self._signature_problem(subject, message)
+        if unsigned is not None:
+            state.apply_unreadable(subject, seq, unsigned)
+            self._log.error("risk.control_unsigned", subject=subject, seq=seq, error=unsigned, rebuild=rebuild)
+            return unsigned
         if not rebuild and is_future_dated(message.ts_ns, self._clock(), self._max_skew_ns):
             # Dated ahead of now, so ahead of when it was stored: not trusted (the kit dead-letters these too;
             # at a rebuild the kit's reader already skipped them). The message in force stays.
@@ -408,6 +448,18 @@ class RiskHandlers:
         if not rebuild:
             await self._finish_kill(subject, seq, data, message)
         return None
+
+    def _signature_problem(self, subject: str, message: ControlMessage) -> str | None:
+        """Why a control message's signature is not acceptable (None: it is, or it needs none).
+
+        Alarms are not signed: only their producer's identity may publish them and they only make trading stricter.
+        """
+        if self._control_keys is None or isinstance(message, Alarm):
+            return None
+        problem = verify(message, self._control_keys)
+        if problem is None:
+            return None
+        return f"signature {problem} (key id {key_id_of(message)!r})"
 
     def _log_control(self, subject: str, seq: int, message: ControlMessage, rebuild: bool) -> None:
         if isinstance(message, KillSwitch):
@@ -444,6 +496,8 @@ class RiskHandlers:
                 message = _control.decode(data)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 return
+            if self._signature_problem(subject, message) is not None:
+                return
         if not (isinstance(message, KillSwitch) and message.engaged and message.cancel_resting):
             return
         if self._open_orders is None:
@@ -478,7 +532,7 @@ class RiskHandlers:
             return None
         snapshot = self._state.snapshot
         cause = f"{snapshot.id if snapshot else 'none'}:{self._state.alarm_seq()}:{'+'.join(changed.reasons)}"
-        event = ModeChanged(
+        event: ModeChanged = ModeChanged(
             id=ids.auto_mode_id(changed.mode, cause),
             ts_ns=changed.since_ns,
             mode=changed.mode,
@@ -487,6 +541,8 @@ class RiskHandlers:
             source="auto",
             reasons=changed.reasons,
         )
+        if self._signer is not None:
+            event = self._signer.sign(event)
         level = "warning" if changed.mode != before.mode else "info"
         getattr(self._log, level)(
             "risk.auto_mode",

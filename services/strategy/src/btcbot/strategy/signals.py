@@ -26,6 +26,7 @@ from btcbot.contracts.messages import (
     PortfolioSnapshot,
     Side,
 )
+from btcbot.contracts.signing import UNSIGNED
 from btcbot.strategy.orders import InFlight
 from btcbot.strategy.positions import Known, PositionBook, Unknown
 
@@ -152,7 +153,10 @@ class ProfitV1:
         return True
 
     def on_rejected(self, event: OrderRejected, now_ns: int) -> bool:
-        """The order was refused: nothing in flight any more."""
+        """The order was refused: nothing in flight any more (unless the refusal was of a forged command)."""
+        if event.reason == UNSIGNED:
+            # Execution refused a command risk did not sign: whoever sent it chose the id; ours is still in flight.
+            return False
         return self._finish(event.symbol, event.client_order_id, now_ns)
 
     def on_denied(self, event: OrderDenied, now_ns: int) -> bool:
