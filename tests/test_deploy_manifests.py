@@ -601,8 +601,10 @@ EXPECTED_EGRESS = {
 def test_base_denies_by_default_and_allows_each_service_only_what_it_needs() -> None:
     objects = base_objects()
     deny = of_kind(objects, "NetworkPolicy")["default-deny"]["spec"]
-    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
-    assert "ingress" not in deny and "egress" not in deny
+    assert deny["podSelector"] == {}
+    assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny
+    assert "egress" not in deny
     for name, expected in EXPECTED_EGRESS.items():
         assert egress_ports(objects, name) == expected, name
         # Pod labels the policies select by are the ones the Deployment's pods carry.
