@@ -63,11 +63,11 @@ def test_process_writes_port_file_and_stops_on_sigterm(tmp_path: Path) -> None:
             assert json.load(resp)["symbols"] == ["BTCTRY"]
         state_url = f"http://127.0.0.1:{port}/sim/state?apiKey=env-key"
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(state_url, timeout=5)  # noqa: S310 - a local test URL
+            urllib.request.urlopen(state_url, timeout=5)
         assert refused.value.code == 401
         refused.value.close()
-        request = urllib.request.Request(state_url, headers={"Authorization": "Bearer cli-admin-token"})  # noqa: S310
-        with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310
+        request = urllib.request.Request(state_url, headers={"Authorization": "Bearer cli-admin-token"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
             assert json.load(resp)["balances"]["TRY"]["total"] == "1000000"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

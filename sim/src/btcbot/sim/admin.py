@@ -21,7 +21,6 @@ from btcbot.sim.config import Account
 from btcbot.sim.responses import HUB, STATE, raw
 from btcbot.sim.views import plain
 
-
 ADMIN_HEADER = "X-Sim-Admin-Token"
 OPEN_PATHS = frozenset({"/sim/health"})
 
@@ -46,14 +45,16 @@ def admin_allowed(configured: str | None, presented: str) -> bool:
 @web.middleware
 async def require_admin(request: web.Request, handler: Handler) -> web.StreamResponse:
     """401 for /sim/* (except health) without the admin token."""
-    path = request.path
-    if path.startswith("/sim/") and path not in OPEN_PATHS:
-        if not admin_allowed(request.app[STATE].config.admin_token, presented_token(request.headers)):
-            return raw(
-                {"error": f"admin token required ({ADMIN_HEADER} or Authorization: Bearer)"},
-                401,
-                headers={"WWW-Authenticate": 'Bearer realm="sim-admin"'},
-            )
+    # Judge both the path as sent and the route it resolved to, so no spelling of a path slips past.
+    resource = request.match_info.route.resource
+    paths = {request.path, resource.canonical if resource is not None else ""}
+    guarded = any(p.startswith("/sim/") for p in paths) and not paths & OPEN_PATHS
+    if guarded and not admin_allowed(request.app[STATE].config.admin_token, presented_token(request.headers)):
+        return raw(
+            {"error": f"admin token required ({ADMIN_HEADER} or Authorization: Bearer)"},
+            401,
+            headers={"WWW-Authenticate": 'Bearer realm="sim-admin"'},
+        )
     return await handler(request)
 
 
