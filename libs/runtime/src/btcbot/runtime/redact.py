@@ -14,7 +14,7 @@ Pure apart from the process-wide registry of values; no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -58,11 +58,6 @@ def register_secret(value: str | None) -> None:
     encoded = quote(value, safe="")
     if encoded != value:
         _registered.add(encoded)
-
-
-def registered_count() -> int:
-    """How many values are registered (for tests and diagnostics)."""
-    return len(_registered)
 
 
 def forget_secrets() -> None:
@@ -125,8 +120,3 @@ def redact_value(key: str, value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [redact_value("", v) for v in value]
     return value
-
-
-def redact_all(texts: Iterable[str]) -> list[str]:
-    """`redact` over several texts."""
-    return [redact(t) for t in texts]
