@@ -223,7 +223,7 @@ async def test_no_secret_in_any_log_trace_or_cli_output(secret_run: dict[str, An
     code, texts["btcbot dlq (no NATS token)"] = await asyncio.to_thread(run_cli, ["dlq"], bare_nats)
     assert code != 0
 
-    assert "NATS: nats://***@127.0.0.1" in secret_run["stderr"], "up names the NATS it used, token masked"
-    assert "OK   nats" in texts["btcbot doctor"]
     found = leaks(texts, values)
     assert not found, f"secrets printed: {found}"
+    assert "NATS: nats://***@127.0.0.1" in secret_run["stderr"], "up names the NATS it used, token masked"
+    assert "OK   nats" in texts["btcbot doctor"]
