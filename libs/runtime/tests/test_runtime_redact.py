@@ -96,6 +96,14 @@ def test_registration_from_settings_and_environment(monkeypatch: pytest.MonkeyPa
     assert "public-key" in r.redact("public-key")  # an API key is masked where named, not hunted everywhere
 
 
+def test_a_user_name_is_not_hunted_as_a_secret_but_a_nats_token_is() -> None:
+    r.register_url("postgresql://postgres@127.0.0.1:5432/btcbot")
+    r.register_url("redis://:btcbot@h:6379/0")  # shorter than MIN_SECRET_LENGTH: masked only as a form
+    assert r.redact("btcbot.execution postgres") == "btcbot.execution postgres"
+    r.register_url("nats://natstoken9@127.0.0.1:4222")
+    assert r.redact("natstoken9 leaked") == f"{r.REDACTED} leaked"
+
+
 def test_register_secrets_of_walks_nested_values() -> None:
     from btcbot.runtime.settings import register_secrets_of
 

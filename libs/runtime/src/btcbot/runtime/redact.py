@@ -19,8 +19,9 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 REDACTED = "***"
-# Shorter values are not registered: masking "a" or "1234" everywhere would destroy the text, not protect it.
-MIN_SECRET_LENGTH = 6
+# Shorter values are not registered: masking "a" or a dev password like "btcbot" everywhere would destroy the
+# text (logger names, key prefixes), not protect it. Such values are still masked where they appear as a form.
+MIN_SECRET_LENGTH = 8
 
 # Names whose values are secrets (keys of structured logs, JSON members, query parameters, environment).
 SECRET_NAME = re.compile(
@@ -46,6 +47,9 @@ _HEADER = re.compile(
     r"(?P<value>(?:bearer\s+|basic\s+)?[^\s,;'\"]+)",
     re.IGNORECASE,
 )
+
+# URL schemes whose lone userinfo is a token (nats://TOKEN@host), registered as a secret value.
+TOKEN_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
 
 _registered: set[str] = set()
 
@@ -76,7 +80,8 @@ def register_url(url: str | None) -> None:
     if parts.password:
         register_secret(unquote(parts.password))
         register_secret(parts.password)
-    elif "@" in parts.netloc and parts.username:
+    elif "@" in parts.netloc and parts.username and parts.scheme in TOKEN_SCHEMES:
+        # NATS reads a lone userinfo as a token; elsewhere (postgresql://postgres@h) it is a user name.
         register_secret(unquote(parts.username))
         register_secret(parts.username)
 
