@@ -516,3 +516,124 @@ def test_prod_overlay_uses_the_real_exchange_and_external_servers() -> None:
     assert_leased_services_fit_the_symbols(objects)
     arming = {ref for ref in secret_refs(deps["execution"]) if ref[0] == "btcbot-live-arming"}
     assert arming == {("btcbot-live-arming", True)}
+
+
+# --- network: no host-wide ports, default-deny NetworkPolicies (docs/security.md "Network") -------------------
+
+
+def test_compose_publishes_no_port_on_the_hosts_interfaces() -> None:
+    for name, svc in compose()["services"].items():
+        for port in svc.get("ports", []):
+            spec = interpolate(str(port))
+            assert spec.startswith("127.0.0.1:"), f"{name} publishes {spec} on every interface of the host"
+
+
+def test_health_binds_loopback_by_default_and_every_interface_only_in_the_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BTCBOT_HEALTH_HOST", raising=False)
+    assert CommonSettings().health_host == "127.0.0.1"
+    assert "BTCBOT_HEALTH_HOST" not in compose_env("execution"), "compose's healthcheck runs in the container"
+    assert of_kind(base_objects(), "ConfigMap")["btcbot-config"]["data"]["BTCBOT_HEALTH_HOST"] == "0.0.0.0"
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels and In/NotIn/Exists expressions) against a pod's labels."""
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        if (op == "In" and labels.get(key) not in values) or (op == "NotIn" and labels.get(key) in values):
+            return False
+        if (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
+            return False
+    return True
+
+
+def _policies(objects: list[dict[str, Any]], labels: dict[str, str], kind: str) -> list[dict[str, Any]]:
+    found = []
+    for policy in of_kind(objects, "NetworkPolicy").values():
+        spec = policy["spec"]
+        if kind in spec.get("policyTypes", []) and _selects(spec["podSelector"], labels):
+            found.append(spec)
+    return found
+
+
+def egress_ports(objects: list[dict[str, Any]], pod: str) -> set[int]:
+    """TCP ports a pod may open connections to, anywhere or to some peer (DNS's 53 included)."""
+    ports: set[int] = set()
+    for spec in _policies(objects, {"app.kubernetes.io/name": pod}, "Egress"):
+        for rule in spec.get("egress", []):
+            assert rule.get("ports"), f"an egress rule for {pod} allows every port"
+            ports |= {p["port"] for p in rule["ports"] if p.get("protocol", "TCP") == "TCP"}
+    return ports
+
+
+def ingress_from(objects: list[dict[str, Any]], pod: str, port: int) -> set[str]:
+    """The pods (by name label) of this namespace allowed to connect to `pod` on `port`."""
+    peers: set[str] = set()
+    for spec in _policies(objects, {"app.kubernetes.io/name": pod}, "Ingress"):
+        for rule in spec.get("ingress", []):
+            if port not in {p["port"] for p in rule.get("ports", [])}:
+                continue
+            for peer in rule.get("from", []):
+                if "podSelector" in peer and "namespaceSelector" not in peer:
+                    peers |= {
+                        n
+                        for n in (*SERVICES, "btcbot-sim")
+                        if _selects(peer["podSelector"], {"app.kubernetes.io/name": n})
+                    }
+    return peers
+
+
+# What each service may reach: NATS everywhere; Redis for the four that hold claims, locks or leases; Postgres
+# for the ledger; HTTPS to the exchange for the four that call it.
+EXPECTED_EGRESS = {
+    "marketdata": {53, 4222, 6379, 443},
+    "strategy": {53, 4222, 6379},
+    "risk": {53, 4222, 6379, 443},
+    "execution": {53, 4222, 6379, 443},
+    "ledger": {53, 4222, 5432, 443},
+}
+
+
+def test_base_denies_by_default_and_allows_each_service_only_what_it_needs() -> None:
+    objects = base_objects()
+    deny = of_kind(objects, "NetworkPolicy")["default-deny"]["spec"]
+    assert deny["podSelector"] == {}
+    assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny
+    assert "egress" not in deny
+    for name, expected in EXPECTED_EGRESS.items():
+        assert egress_ports(objects, name) == expected, name
+        # Pod labels the policies select by are the ones the Deployment's pods carry.
+        labels = of_kind(objects, "Deployment")[name]["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == name
+        # Only the health port is open to anyone, and only to the monitoring namespace.
+        for spec in _policies(objects, labels, "Ingress"):
+            for rule in spec.get("ingress", []):
+                assert {p["port"] for p in rule["ports"]} == {HEALTH_PORT}
+                assert all("namespaceSelector" in peer for peer in rule["from"])
+
+
+@needs_kubectl
+def test_dev_overlay_opens_its_servers_and_the_simulator_only_to_their_clients() -> None:
+    objects = render("dev")
+    assert ingress_from(objects, "btcbot-sim", 8800) == {"marketdata", "risk", "execution", "ledger"}
+    assert ingress_from(objects, "nats", 4222) == set(SERVICES)
+    assert ingress_from(objects, "redis", 6379) == {"marketdata", "strategy", "risk", "execution"}
+    assert ingress_from(objects, "postgres", 5432) == {"ledger"}
+    for name in ("marketdata", "risk", "execution", "ledger"):
+        assert 8800 in egress_ports(objects, name)
+    assert 8800 not in egress_ports(objects, "strategy")
+    sim = of_kind(objects, "Deployment")["btcbot-sim"]
+    assert ("btcbot-sim-admin", True) in secret_refs(sim), "the admin token comes from a Secret made by hand"
+
+
+@needs_kubectl
+def test_prod_overlay_keeps_the_network_policies() -> None:
+    objects = render("prod")
+    assert "default-deny" in of_kind(objects, "NetworkPolicy")
+    for name, expected in EXPECTED_EGRESS.items():
+        assert egress_ports(objects, name) == expected, name

@@ -91,6 +91,8 @@ def test_redact_url_masks_only_the_password() -> None:
     assert redact_url("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert redact_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
     assert "s3cret" not in redact_url("nats://u:s3cret@[::1]:4222")
+    # A token alone (nats://TOKEN@host) is a secret too: it is masked whole.
+    assert redact_url("nats://s3cr3tT0ken@127.0.0.1:4222") == "nats://***@127.0.0.1:4222"
 
 
 def test_with_database_keeps_credentials_host_and_query() -> None:

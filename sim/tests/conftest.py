@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from btcbot.sim.admin import ADMIN_HEADER
 from btcbot.sim.app import create_app
 from btcbot.sim.config import Account, SimConfig
 from btcbot.sim.responses import STATE
@@ -25,6 +26,7 @@ API_SECRET = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 OTHER_KEY = "sim-other-key"
 OTHER_SECRET = base64.b64encode(b"another-secret-another-secret!!").decode()
 START_MS = 1_764_000_000_000
+ADMIN_TOKEN = "sim-test-admin-token"
 
 
 class FakeClock:
@@ -54,6 +56,7 @@ def make_config(**overrides: Any) -> SimConfig:
         "run_market": False,
         "first_order_id": 10_000,
         "first_trade_id": 50_000,
+        "admin_token": ADMIN_TOKEN,
     }
     base.update(overrides)
     return SimConfig(**base)
@@ -114,7 +117,8 @@ def sim_factory(clock: FakeClock) -> SimFactory:
         app = create_app(make_config(**overrides), clock=clock)
         server = TestServer(app)
         await server.start_server()
-        session = aiohttp.ClientSession()
+        # The admin token on every request, as `btcbot up` and the tools send it; test_sim_admin_auth goes without.
+        session = aiohttp.ClientSession(headers={ADMIN_HEADER: ADMIN_TOKEN})
         try:
             yield Sim(server, session, app[STATE], clock)
         finally:

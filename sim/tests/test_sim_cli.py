@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
@@ -44,7 +45,7 @@ def test_config_from_args() -> None:
 
 def test_process_writes_port_file_and_stops_on_sigterm(tmp_path: Path) -> None:
     port_file = tmp_path / "port"
-    env = {**os.environ, "SIM_API_KEY": "env-key", "SIM_API_SECRET": SECRET}
+    env = {**os.environ, "SIM_API_KEY": "env-key", "SIM_API_SECRET": SECRET, "SIM_ADMIN_TOKEN": "cli-admin-token"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "btcbot.sim", "--port", "0", "--port-file", str(port_file), "--symbols", "BTCTRY"],
         env=env,
@@ -60,7 +61,13 @@ def test_process_writes_port_file_and_stops_on_sigterm(tmp_path: Path) -> None:
         port = int(port_file.read_text())
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/sim/health", timeout=5) as resp:
             assert json.load(resp)["symbols"] == ["BTCTRY"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/sim/state?apiKey=env-key", timeout=5) as resp:
+        state_url = f"http://127.0.0.1:{port}/sim/state?apiKey=env-key"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(state_url, timeout=5)
+        assert refused.value.code == 401
+        refused.value.close()
+        request = urllib.request.Request(state_url, headers={"Authorization": "Bearer cli-admin-token"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
             assert json.load(resp)["balances"]["TRY"]["total"] == "1000000"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

@@ -33,6 +33,9 @@ import pytest_asyncio
 
 from btcbot.runtime.signing import RunKeys
 
+# The simulator's /sim/* admin endpoints need this token (the harness starts it with SIM_ADMIN_TOKEN).
+SIM_ADMIN_TOKEN = "chaos-sim-admin-token"
+
 SYMBOL = "BTCTRY"
 FUNDS = "TRY=100000000,BTC=100"
 REPLICAS = ("execution-a", "execution-b")
@@ -138,7 +141,8 @@ class Chaos:
         self.publisher = NatsPublisher(js)
         secret = base64.b64encode(secrets.token_bytes(32)).decode()
         port_file = self.base / "sim.port"
-        self.sup.add("sim", "btcbot.sim", {"SIM_API_KEY": self.api_key, "SIM_API_SECRET": secret},
+        sim_env = {"SIM_API_KEY": self.api_key, "SIM_API_SECRET": secret, "SIM_ADMIN_TOKEN": SIM_ADMIN_TOKEN}
+        self.sup.add("sim", "btcbot.sim", sim_env,
                      ["--port", "0", "--port-file", str(port_file), "--seed", "11", "--symbols", SYMBOL,
                       "--fund", FUNDS, "--no-rate-limits", "--tick-interval", "0.1"], health=False)  # fmt: skip
         await self.sup.start("sim")
@@ -277,7 +281,8 @@ class Chaos:
     def sources(self) -> Any:
         from btcbot.cli.verify import Sources
 
-        return Sources(self.sim_url, self.api_key, self.nats.url, self.database_url, self.redis.url, self.key_prefix)
+        return Sources(self.sim_url, self.api_key, self.nats.url, self.database_url, self.redis.url, self.key_prefix,
+                       sim_admin_token=SIM_ADMIN_TOKEN)  # fmt: skip
 
     async def verdict(self) -> dict[str, Any]:
         from btcbot.cli.verify import compare, gather
@@ -305,7 +310,8 @@ class Chaos:
 
 def _http_json(url: str, body: dict[str, Any] | None) -> Any:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                     headers={"X-Sim-Admin-Token": SIM_ADMIN_TOKEN})  # fmt: skip
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 

@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 SYMBOL = "ETHTRY"
 FUNDS = "TRY=1000000,ETH=20"
+SIM_ADMIN_TOKEN = "chaos-pg-sim-admin-token"  # /sim/state (read by verify) needs the simulator's admin token
 OUTAGE = 20.0
 
 
@@ -98,7 +99,8 @@ class Rig:
             await nc.close()
         secret = base64.b64encode(secrets.token_bytes(32)).decode()
         port_file = self.base / "sim.port"
-        self.sup.add("sim", "btcbot.sim", {"SIM_API_KEY": self.api_key, "SIM_API_SECRET": secret},
+        sim_env = {"SIM_API_KEY": self.api_key, "SIM_API_SECRET": secret, "SIM_ADMIN_TOKEN": SIM_ADMIN_TOKEN}
+        self.sup.add("sim", "btcbot.sim", sim_env,
                      ["--port", "0", "--port-file", str(port_file), "--seed", "5", "--symbols", SYMBOL,
                       "--fund", FUNDS, "--no-rate-limits", "--tick-interval", "0.1"], health=False)  # fmt: skip
         await self.sup.start("sim")
@@ -181,7 +183,8 @@ class Rig:
     async def verdict(self) -> dict[str, Any]:
         from btcbot.cli.verify import Sources, compare, gather
 
-        sources = Sources(self.sim_url, self.api_key, self.nats.url, self.pg.url, self.redis_url, self.key_prefix)
+        sources = Sources(self.sim_url, self.api_key, self.nats.url, self.pg.url, self.redis_url, self.key_prefix,
+                          sim_admin_token=SIM_ADMIN_TOKEN)  # fmt: skip
         return compare(await gather(sources))
 
 

@@ -79,13 +79,17 @@ async def until(predicate: Any, timeout: float, what: str) -> Any:
 
 
 async def set_mid(system: Any, mid: Decimal) -> None:
-    async with httpx.AsyncClient(base_url=system.run["sim_url"], timeout=5) as client:
+    async with httpx.AsyncClient(
+        base_url=system.run["sim_url"], timeout=5, headers={"X-Sim-Admin-Token": system.run["sim_admin_token"]}
+    ) as client:
         response = await client.post("/sim/market", json={"pair": SYMBOL, "mid": str(mid)})
         response.raise_for_status()
 
 
 async def current_mid(system: Any) -> Decimal:
-    async with httpx.AsyncClient(base_url=system.run["sim_url"], timeout=5) as client:
+    async with httpx.AsyncClient(
+        base_url=system.run["sim_url"], timeout=5, headers={"X-Sim-Admin-Token": system.run["sim_admin_token"]}
+    ) as client:
         response = await client.post("/sim/market", json={"pair": SYMBOL})
         response.raise_for_status()
         return Decimal(str(response.json()["mid"][SYMBOL]))

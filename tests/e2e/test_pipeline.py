@@ -43,7 +43,9 @@ GARBAGE_INPUTS = {
 
 
 async def sim_state(system: Any) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=system.run["sim_url"], timeout=5) as client:
+    async with httpx.AsyncClient(
+        base_url=system.run["sim_url"], timeout=5, headers={"X-Sim-Admin-Token": system.run["sim_admin_token"]}
+    ) as client:
         response = await client.get("/sim/state", params={"apiKey": system.run["api_key"]})
         response.raise_for_status()
         data: dict[str, Any] = response.json()

@@ -35,6 +35,8 @@ from btcbot.runtime.memory import InMemoryBus
 from btcbot.sim.app import create_app
 from btcbot.sim.config import Account, SimConfig
 
+ADMIN_TOKEN = "self-match-admin-token"  # /sim/* needs the simulator's admin token
+
 pytestmark = pytest.mark.integration
 
 D = Decimal
@@ -45,7 +47,9 @@ FUNDS = {"TRY": D(1_000_000), "BTC": D(2)}
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def sim() -> AsyncIterator[str]:
-    server = TestServer(create_app(SimConfig(accounts=(Account(KEY, SECRET, dict(FUNDS)),), run_market=False)))
+    server = TestServer(
+        create_app(SimConfig(accounts=(Account(KEY, SECRET, dict(FUNDS)),), run_market=False, admin_token=ADMIN_TOKEN))
+    )
     await server.start_server()
     try:
         yield str(server.make_url("")).rstrip("/")
@@ -156,7 +160,7 @@ async def test_our_buy_crossing_our_resting_sell_books_both_sides(
 async def _get(base: str, path: str) -> bytes:
     import httpx
 
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers={"X-Sim-Admin-Token": ADMIN_TOKEN}) as http:
         response = await http.get(base + path)
         response.raise_for_status()
         return response.content

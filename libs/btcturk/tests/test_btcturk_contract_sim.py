@@ -20,8 +20,12 @@ from btcbot.btcturk import (
     RetryPolicy,
     Side,
 )
+from btcbot.sim.admin import ADMIN_HEADER
 from btcbot.sim.app import create_app
 from btcbot.sim.config import Account, SimConfig
+
+ADMIN_TOKEN = "test-sim-admin-token"
+ADMIN = {ADMIN_HEADER: ADMIN_TOKEN}  # /sim/* needs the simulator's admin token
 
 KEY = "contract-key"
 SECRET = base64.b64encode(b"contract-test-secret-0123456789").decode()
@@ -29,7 +33,7 @@ SECRET = base64.b64encode(b"contract-test-secret-0123456789").decode()
 
 def config(**overrides) -> SimConfig:
     account = Account(KEY, SECRET, {"TRY": Decimal(1_000_000), "BTC": Decimal(2)})
-    return SimConfig(accounts=(account,), run_market=False, **overrides)
+    return SimConfig(admin_token=ADMIN_TOKEN, accounts=(account,), run_market=False, **overrides)
 
 
 @pytest.fixture
@@ -53,7 +57,7 @@ async def client(server) -> AsyncIterator[BtcTurkClient]:
 
 
 async def set_faults(srv: TestServer, **faults) -> None:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=ADMIN) as http:
         response = await http.post(base_url(srv) + "/sim/faults", json=faults)
         response.raise_for_status()
 

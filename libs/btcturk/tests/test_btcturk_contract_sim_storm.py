@@ -15,8 +15,12 @@ from aiohttp.test_utils import TestServer
 from btcbot.btcturk import BtcTurkClient, RetryPolicy
 from btcbot.btcturk.breaker import BreakerState
 from btcbot.btcturk.errors import BreakerOpen, RateLimited
+from btcbot.sim.admin import ADMIN_HEADER
 from btcbot.sim.app import create_app
 from btcbot.sim.config import Account, SimConfig
+
+ADMIN_TOKEN = "test-sim-admin-token"
+ADMIN = {ADMIN_HEADER: ADMIN_TOKEN}  # /sim/* needs the simulator's admin token
 
 KEY = "storm-key"
 SECRET = base64.b64encode(b"storm-secret-0123456789abcdefgh").decode()
@@ -28,7 +32,7 @@ OPEN_TIMEOUT_S = 1.2
 @pytest.fixture
 async def server() -> AsyncIterator[TestServer]:
     account = Account(KEY, SECRET, {"TRY": Decimal(1000)})
-    srv = TestServer(create_app(SimConfig(accounts=(account,), run_market=False)))
+    srv = TestServer(create_app(SimConfig(admin_token=ADMIN_TOKEN, accounts=(account,), run_market=False)))
     await srv.start_server()
     try:
         yield srv
@@ -55,7 +59,7 @@ async def test_429_storm_backs_off_as_told_and_the_breaker_opens_and_closes(serv
         on_breaker_state_change=lambda group, old, new: transitions.append((group, old, new)),
     )
     loop = asyncio.get_running_loop()
-    async with client, httpx.AsyncClient(base_url=http) as admin:
+    async with client, httpx.AsyncClient(headers=ADMIN, base_url=http) as admin:
         await client.balances()  # healthy: syncs the clock, breaker closed
         assert len(await landed(admin)) == 1
         (await admin.post("/sim/faults", json={"storm_429_retry_after": RETRY_AFTER_S})).raise_for_status()

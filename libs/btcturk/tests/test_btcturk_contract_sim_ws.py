@@ -25,8 +25,12 @@ from btcbot.btcturk.wsmodels import (
     WsTicker,
     WsTrade,
 )
+from btcbot.sim.admin import ADMIN_HEADER
 from btcbot.sim.app import create_app
 from btcbot.sim.config import Account, SimConfig
+
+ADMIN_TOKEN = "test-sim-admin-token"
+ADMIN = {ADMIN_HEADER: ADMIN_TOKEN}  # /sim/* needs the simulator's admin token
 
 KEY = "contract-ws-key"
 SECRET = base64.b64encode(b"contract-ws-secret-0123456789ab").decode()
@@ -36,7 +40,9 @@ FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
 @pytest.fixture
 async def server() -> AsyncIterator[TestServer]:
     account = Account(KEY, SECRET, {"TRY": Decimal(1_000_000), "BTC": Decimal(2)})
-    config = SimConfig(accounts=(account,), run_market=False, ws_book_interval=0.02, ws_snapshot_interval=0.05)
+    config = SimConfig(
+        admin_token=ADMIN_TOKEN, accounts=(account,), run_market=False, ws_book_interval=0.02, ws_snapshot_interval=0.05
+    )
     srv = TestServer(create_app(config))
     await srv.start_server()
     try:
@@ -181,7 +187,7 @@ async def test_gap_and_drop_faults_resync_the_book(server):
     feed = Feed(ws, local)
     try:
         await feed.expect(lambda m: isinstance(m, BookSnapshot))
-        async with BtcTurkClient(http, KEY, SECRET) as client, httpx.AsyncClient() as admin:
+        async with BtcTurkClient(http, KEY, SECRET) as client, httpx.AsyncClient(headers=ADMIN) as admin:
             # The simulator spends the gap fault on the next diff tick even if that tick has no
             # change to send, so a tick between arming and our order can swallow it: re-arm.
             for _ in range(5):

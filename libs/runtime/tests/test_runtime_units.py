@@ -12,8 +12,9 @@ from btcbot.contracts.messages import KillSwitch
 from btcbot.runtime.bus import Delivery
 from btcbot.runtime.errors import Poison, Retry, SettingsError
 from btcbot.runtime.health import HealthServer
-from btcbot.runtime.logging import REDACTED, redact_secrets
+from btcbot.runtime.logging import redact_secrets
 from btcbot.runtime.memory import InMemoryBus
+from btcbot.runtime.redact import REDACTED
 from btcbot.runtime.settings import CommonSettings, ExchangeSettings, load_settings, service_config
 
 

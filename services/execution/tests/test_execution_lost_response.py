@@ -26,8 +26,12 @@ from btcbot.execution.poller import FillPoller
 from btcbot.runtime.idempotency import IdempotencyStore
 from btcbot.runtime.locks import FencedLock
 from btcbot.runtime.memory import InMemoryBus
+from btcbot.sim.admin import ADMIN_HEADER
 from btcbot.sim.app import create_app
 from btcbot.sim.config import Account, SimConfig
+
+ADMIN_TOKEN = "test-sim-admin-token"
+ADMIN = {ADMIN_HEADER: ADMIN_TOKEN}  # /sim/* needs the simulator's admin token
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +44,7 @@ ORDER_PATH = "/api/v1/order"
 @pytest.fixture
 async def sim() -> AsyncIterator[TestServer]:
     account = Account(KEY, SECRET, {"TRY": D(1_000_000), "BTC": D(2)})
-    server = TestServer(create_app(SimConfig(accounts=(account,), run_market=False)))
+    server = TestServer(create_app(SimConfig(admin_token=ADMIN_TOKEN, accounts=(account,), run_market=False)))
     await server.start_server()
     try:
         yield server
@@ -93,7 +97,7 @@ async def test_lost_response_ends_with_exactly_one_order_and_events_that_say_so(
 ) -> None:
     execution, bus = rig
     coid = f"bblost{'fill' if marketable else 'rest'}{uuid.uuid4().hex[:10]}"
-    async with httpx.AsyncClient(base_url=base(sim)) as admin:
+    async with httpx.AsyncClient(headers=ADMIN, base_url=base(sim)) as admin:
         async with BtcTurkClient(base(sim), KEY, SECRET) as client:
             book = await client.orderbook("BTCTRY", limit=1)
         price = (book.asks[0][0] * D("1.01") if marketable else book.bids[0][0] * D("0.9")).quantize(D(1))

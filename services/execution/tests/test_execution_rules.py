@@ -27,8 +27,12 @@ from btcbot.execution.rules import ExchangeRules, refusal
 from btcbot.runtime.idempotency import IdempotencyStore
 from btcbot.runtime.locks import FencedLock
 from btcbot.runtime.memory import InMemoryBus
+from btcbot.sim.admin import ADMIN_HEADER
 from btcbot.sim.app import create_app
 from btcbot.sim.config import Account, SimConfig
+
+ADMIN_TOKEN = "test-sim-admin-token"
+ADMIN = {ADMIN_HEADER: ADMIN_TOKEN}  # /sim/* needs the simulator's admin token
 
 D = Decimal
 KEY = "rules-key"
@@ -80,7 +84,7 @@ def test_a_valid_order_and_an_unknown_symbol() -> None:
 @pytest.fixture
 async def sim() -> AsyncIterator[TestServer]:
     account = Account(KEY, SECRET, {"TRY": D(1_000_000), "BTC": D(2)})
-    server = TestServer(create_app(SimConfig(accounts=(account,), run_market=False)))
+    server = TestServer(create_app(SimConfig(admin_token=ADMIN_TOKEN, accounts=(account,), run_market=False)))
     await server.start_server()
     try:
         yield server
@@ -113,7 +117,7 @@ async def engine(sim: TestServer) -> AsyncIterator[tuple[Execution, InMemoryBus,
 
 
 async def order_posts(base: str) -> int:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=ADMIN) as http:
         log = (await http.get(base + "/sim/requests")).json()
     assert log["first"] == 0  # the whole log is still held, so the count below is complete
     return sum(1 for r in log["requests"] if r["method"] == "POST" and r["path"].endswith("/order"))

@@ -116,3 +116,37 @@ async def test_adapter_submits_with_client_order_id_and_no_price_for_market() ->
     assert await exchange.submit(cmd) == "77"
     assert stub.calls == [("submit", ("BTCTRY", "buy", "market", D("250"), None, "bbx"))]
     assert await exchange.get("5") is None
+
+
+# Hosts httpx folds into api.btcturk.com, or that are not plain ASCII: never a dry run, never live.
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://api\u3002btcturk\u3002com",  # ideographic full stops: httpx sends to api.btcturk.com
+        "https://api\uff0ebtcturk\uff0ecom",  # fullwidth full stops
+        "https://\u0430pi.btcturk.com",  # Cyrillic a (a homoglyph: some other host, still refused)
+    ],
+)
+@pytest.mark.parametrize("live", ["false", "true"])
+def test_non_ascii_exchange_hosts_are_refused_outright(
+    monkeypatch: pytest.MonkeyPatch, base_url: str, live: str
+) -> None:
+    settings = make(monkeypatch, BTCTURK_BASE_URL=base_url, EXECUTION_LIVE=live, EXECUTION_LIVE_ACK=LIVE_ACK_PHRASE)
+    with pytest.raises(SettingsError, match="ASCII"):
+        arming(settings)
+
+
+def test_the_judged_host_is_the_one_httpx_connects_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    from btcbot.execution.settings import connect_host
+
+    folded = "https://api\u3002btcturk\u3002com"
+    assert httpx.URL(folded).raw_host == b"api.btcturk.com"  # why the text as written cannot be judged
+    for url in ("https://API.BTCTURK.COM./api/v2", "https://user@api.btcturk.com:443"):
+        assert connect_host(url) == "api.btcturk.com"
+        # Upper case, a trailing dot, userinfo or a port still reach the real exchange: no dry run there.
+        with pytest.raises(SettingsError, match="EXECUTION_LIVE"):
+            arming(make(monkeypatch, BTCTURK_BASE_URL=url))
+    with pytest.raises(SettingsError, match="ASCII"):
+        arming(make(monkeypatch, BTCTURK_WS_URL="wss://ws-feed-pro\u3002btcturk\u3002com"))

@@ -24,8 +24,12 @@ from btcbot.execution.poller import FillPoller
 from btcbot.runtime.idempotency import IdempotencyStore
 from btcbot.runtime.locks import FencedLock
 from btcbot.runtime.memory import InMemoryBus
+from btcbot.sim.admin import ADMIN_HEADER
 from btcbot.sim.app import create_app
 from btcbot.sim.config import Account, SimConfig
+
+ADMIN_TOKEN = "test-sim-admin-token"
+ADMIN = {ADMIN_HEADER: ADMIN_TOKEN}  # /sim/* needs the simulator's admin token
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +41,7 @@ D = Decimal
 @pytest.fixture
 async def sim() -> AsyncIterator[TestServer]:
     account = Account(KEY, SECRET, {"TRY": D(1_000_000), "BTC": D(2)})
-    server = TestServer(create_app(SimConfig(accounts=(account,), run_market=False)))
+    server = TestServer(create_app(SimConfig(admin_token=ADMIN_TOKEN, accounts=(account,), run_market=False)))
     await server.start_server()
     try:
         yield server
@@ -115,7 +119,7 @@ async def test_resting_order_is_placed_once_and_canceled(sim: TestServer, engine
 
 async def test_lost_response_is_resolved_without_a_second_order(sim: TestServer, engine: Any) -> None:
     execution, bus = engine
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=ADMIN) as http:
         (await http.post(url(sim) + "/sim/faults", json={"lose_response_next": 1})).raise_for_status()
     bid, _ = await best(sim)
     assert await bus.deliver(execution.on_order, submit("it-lost", (bid * D("0.9")).quantize(D(1)))) == "ack"

@@ -19,8 +19,12 @@ from btcbot.marketdata import app
 from btcbot.marketdata.feed import WsFeed
 from btcbot.marketdata.settings import MarketdataSettings
 from btcbot.runtime.memory import InMemoryBus
+from btcbot.sim.admin import ADMIN_HEADER
 from btcbot.sim.app import create_app
 from btcbot.sim.config import Account, SimConfig
+
+ADMIN_TOKEN = "test-sim-admin-token"
+ADMIN = {ADMIN_HEADER: ADMIN_TOKEN}  # /sim/* needs the simulator's admin token
 
 KEY = "md-ws-key"
 SECRET = base64.b64encode(b"md-ws-secret-0123456789abcdef").decode()
@@ -61,6 +65,7 @@ class Service:
 async def server() -> AsyncIterator[TestServer]:
     account = Account(KEY, SECRET, {"TRY": Decimal(1_000_000), "BTC": Decimal(2)})
     config = SimConfig(
+        admin_token=ADMIN_TOKEN,
         accounts=(account,),
         run_market=False,
         rate_limits_enabled=False,
@@ -145,7 +150,7 @@ async def test_ws_book_equals_the_simulators_book_across_a_gap_and_a_drop(server
     # Slow enough reconnects that an outage of half a second stays far below the 15-per-minute guard.
     socket = BtcTurkWebSocket(ws_url, backoff=RetryPolicy(base_delay=0.2, max_delay=0.3), connector=connector)
     stop = asyncio.Event()
-    async with BtcTurkClient(http, KEY, SECRET) as client, httpx.AsyncClient(base_url=http) as admin:
+    async with BtcTurkClient(http, KEY, SECRET) as client, httpx.AsyncClient(headers=ADMIN, base_url=http) as admin:
         wired = app.register(svc, settings, client, socket)
         feed = wired.feed
         assert feed is not None

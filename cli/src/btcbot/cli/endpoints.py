@@ -9,6 +9,8 @@ import json
 import re
 from urllib.parse import urlsplit, urlunsplit
 
+from btcbot.runtime.redact import redact
+
 _VERSION_RE = re.compile(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?")
 _DB_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -40,17 +42,8 @@ def version_reason(server: str, text: str, minimum: Version) -> str | None:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by `***`, fit for logs and startup printouts."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL with its credentials masked (a password, or a token alone), by the kit's one `redact`."""
+    return redact(url)
 
 
 def with_database(url: str, name: str) -> str:

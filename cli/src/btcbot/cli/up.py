@@ -132,6 +132,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
 
     api_key = "btcbot-demo"
     api_secret = base64.b64encode(secrets.token_bytes(32)).decode()
+    sim_admin = sim_admin_token()
     trace_file = state / "traces.jsonl"
     port_file = state / "sim.port"
     symbols = ",".join(opts.symbols)
@@ -139,7 +140,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     sup.add(
         "sim",
         "btcbot.sim",
-        {"SIM_API_KEY": api_key, "SIM_API_SECRET": api_secret},
+        {"SIM_API_KEY": api_key, "SIM_API_SECRET": api_secret, "SIM_ADMIN_TOKEN": sim_admin},
         [
             "--port",
             "0",
@@ -195,6 +196,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
             "sim_url": base_url,
             "api_key": api_key,
             "api_secret": api_secret,
+            "sim_admin_token": sim_admin,
             "nats_url": infra.nats_url,
             "redis_url": infra.redis_url,
             "database_url": infra.database_url,
@@ -212,7 +214,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
         await asyncio.wait_for(stop.wait(), opts.duration)
     say("   stopping: draining the pipeline from the front")
     async with BtcTurkClient(base_url, api_key, api_secret, timeout=5.0) as exchange:
-        await _drain_pipeline(js, sup, exchange, base_url, api_key, opts.symbols, start_seqs["EXECUTION"])
+        await _drain_pipeline(js, sup, exchange, (base_url, sim_admin), api_key, opts.symbols, start_seqs["EXECUTION"])
     await asyncio.sleep(1.0)  # span exporters flush on their schedule
     summary = await _summarize(js, start_seqs, infra.database_url, trace_file)
     summary.update(await _balances(infra.database_url, base_url, api_key, api_secret))
@@ -236,12 +238,24 @@ def _signing_run_info(keys: RunKeys) -> dict[str, Any]:
     return {"operator_env": keys.operator_env()}
 
 
-def _write_run_file(path: Path, data: dict[str, Any]) -> None:
-    """Where everything of this run is, for tools and tests (it holds the simulator's throwaway secret: 0600)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.chmod(0o600)
+def sim_admin_token() -> str:
+    """A fresh token for the simulator's /sim/* admin endpoints (recorded in run.json for tools and tests)."""
+    return secrets.token_urlsafe(24)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, private from its first byte (created 0600, then renamed in place)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
     tmp.replace(path)
+
+
+def _write_run_file(path: Path, data: dict[str, Any]) -> None:
+    """Where everything of this run is, for tools and tests (it holds the run's secrets: 0600 from the start)."""
+    write_private(path, json.dumps(data, indent=2))
 
 
 async def _wait_for_port(port_file: Path, sup: Supervisor, timeout: float) -> int:
@@ -271,7 +285,7 @@ async def _drain_pipeline(
     js: Any,
     sup: Supervisor,
     exchange: BtcTurkClient,
-    sim_url: str,
+    sim: tuple[str, str],
     api_key: str,
     symbols: tuple[str, ...],
     exec_start: int,
@@ -287,7 +301,7 @@ async def _drain_pipeline(
     if canceled:
         say(f"   canceled {canceled} resting order(s)")
         await _drain(js, EXECUTION_ORDERS.stream, EXECUTION_ORDERS.durable, 30)
-    await _settle_fills(js, sim_url, api_key, exec_start, 45)
+    await _settle_fills(js, sim, api_key, exec_start, 45)
     await sup.stop("execution")
     await _drain(js, LEDGER_EXECUTION.stream, LEDGER_EXECUTION.durable, 30)
 
@@ -316,7 +330,7 @@ async def _cancel_resting(js: Any, exchange: BtcTurkClient, symbols: tuple[str, 
     return count
 
 
-async def _settle_fills(js: Any, sim_url: str, api_key: str, exec_start: int, timeout: float) -> bool:
+async def _settle_fills(js: Any, sim: tuple[str, str], api_key: str, exec_start: int, timeout: float) -> bool:
     """Wait until execution has published one OrderFilled per trade the simulator recorded for the account.
 
     The simulator's admin view is used rather than the trades endpoint: the latter's rate limit (120/min per
@@ -324,7 +338,9 @@ async def _settle_fills(js: Any, sim_url: str, api_key: str, exec_start: int, ti
     """
     deadline = time.monotonic() + timeout
     at_exchange = published = -1
-    async with httpx.AsyncClient(base_url=sim_url, timeout=5.0) as admin:
+    sim_url, admin_token = sim
+    headers = {"X-Sim-Admin-Token": admin_token}
+    async with httpx.AsyncClient(base_url=sim_url, timeout=5.0, headers=headers) as admin:
         while time.monotonic() < deadline:
             state = (await admin.get("/sim/state", params={"apiKey": api_key})).json()
             at_exchange = len(state["trades"])

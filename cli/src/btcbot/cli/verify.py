@@ -108,6 +108,8 @@ class Sources:
     key_prefix: str = "btcbot"
     account: str = "main"
     since_ns: int = 0
+    # The simulator's admin token (/sim/state needs it): run.json's sim_admin_token or SIM_ADMIN_TOKEN.
+    sim_admin_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -330,12 +332,13 @@ def sources_from(options: Mapping[str, str | None], env: Mapping[str, str]) -> S
         key_prefix=pick("key_prefix", "key_prefix", "BTCBOT_KEY_PREFIX", "btcbot"),
         account=pick("account", "account", "BTCBOT_ACCOUNT", "main"),
         since_ns=int(since_ms) * 1_000_000 if since_ms else 0,
+        sim_admin_token=pick("sim_admin_token", "sim_admin_token", "SIM_ADMIN_TOKEN", ""),
     )
 
 
 async def gather(sources: Sources) -> Evidence:
     """Fetch every record `compare` needs."""
-    sim = await asyncio.to_thread(_sim_state, sources.sim_url, sources.api_key)
+    sim = await asyncio.to_thread(_sim_state, sources.sim_url, sources.api_key, sources.sim_admin_token)
     messages, bad = await _stream_messages(sources.nats_url, sources.since_ns)
     evidence = Evidence(sim=sim, messages=messages, bad_messages=bad)
     evidence.ledger_fills, evidence.ledger_balances = await _ledger(sources.database_url)
@@ -355,10 +358,11 @@ async def run_verify(sources: Sources) -> int:
     return 0 if verdict["ok"] else 1
 
 
-def _sim_state(sim_url: str, api_key: str) -> dict[str, Any]:
+def _sim_state(sim_url: str, api_key: str, admin_token: str = "") -> dict[str, Any]:
     url = f"{sim_url.rstrip('/')}/sim/state?{urllib.parse.urlencode({'apiKey': api_key})}"
+    request = urllib.request.Request(url, headers={"X-Sim-Admin-Token": admin_token})  # noqa: S310
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310  (the simulator's admin URL)
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310  (the simulator's admin URL)
             data: dict[str, Any] = json.loads(response.read())
     except (OSError, ValueError) as exc:
         raise VerifyError(f"cannot read the simulator's record at {sim_url}: {exc}") from exc

@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="play back recorded trades and quotes (JSON lines) instead of the random walk on their pairs",
     )
     p.add_argument("--speed", type=float, default=1.0, help="playback pace: recorded time x this (default 1.0)")
+    p.add_argument(
+        "--admin-token",
+        default=os.environ.get("SIM_ADMIN_TOKEN"),
+        help="token the /sim/* admin endpoints require (env SIM_ADMIN_TOKEN); unset: they answer 401",
+    )
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -94,6 +99,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         rate_limits_enabled=not args.no_rate_limits,
         dataset=dataset,
         playback_speed=args.speed,
+        admin_token=args.admin_token or None,
     )
 
 
@@ -121,6 +127,8 @@ async def serve(config: SimConfig, host: str, port: int, port_file: Path | None)
         )
     if not config.accounts:
         log.warning("no account configured: private endpoints will answer 401")
+    if not config.admin_token:
+        log.warning("no admin token (--admin-token / SIM_ADMIN_TOKEN): /sim/* admin endpoints will answer 401")
     if port_file is not None:
         _write_port_file(port_file, bound)
     stop = asyncio.Event()

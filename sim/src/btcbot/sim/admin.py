@@ -1,18 +1,61 @@
-"""Simulator-only endpoints under /sim/: health, an account's full record, and fault switches."""
+"""Simulator-only endpoints under /sim/: health, an account's full record, and fault switches.
+
+Every one but /sim/health moves money or reads an account, so each needs the admin token (`--admin-token`,
+SIM_ADMIN_TOKEN) in `X-Sim-Admin-Token` or `Authorization: Bearer`; without one configured they answer 401 to
+everyone (fail closed).
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from btcbot.sim.config import Account
 from btcbot.sim.responses import HUB, STATE, raw
 from btcbot.sim.views import plain
+
+ADMIN_HEADER = "X-Sim-Admin-Token"
+OPEN_PATHS = frozenset({"/sim/health"})
+
+
+def presented_token(headers: Any) -> str:
+    """The admin token a request carries (X-Sim-Admin-Token, or Authorization: Bearer), or ""."""
+    token = headers.get(ADMIN_HEADER, "")
+    if not token:
+        scheme, _, value = headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            token = value.strip()
+    return str(token)
+
+
+def admin_allowed(configured: str | None, presented: str) -> bool:
+    """True only when a token is configured and the request presents exactly it (constant-time compare)."""
+    if not configured or not presented:
+        return False
+    return hmac.compare_digest(configured.encode(), presented.encode())
+
+
+@web.middleware
+async def require_admin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """401 for /sim/* (except health) without the admin token."""
+    # Judge both the path as sent and the route it resolved to, so no spelling of a path slips past.
+    resource = request.match_info.route.resource
+    paths = {request.path, resource.canonical if resource is not None else ""}
+    guarded = any(p.startswith("/sim/") for p in paths) and not paths & OPEN_PATHS
+    if guarded and not admin_allowed(request.app[STATE].config.admin_token, presented_token(request.headers)):
+        return raw(
+            {"error": f"admin token required ({ADMIN_HEADER} or Authorization: Bearer)"},
+            401,
+            headers={"WWW-Authenticate": 'Bearer realm="sim-admin"'},
+        )
+    return await handler(request)
 
 
 async def health(request: web.Request) -> web.Response:

@@ -37,7 +37,7 @@ async def _drive_market(state: SimState, interval: float) -> None:
 
 def create_app(config: SimConfig, *, clock: Clock = wall_clock_ms) -> web.Application:
     """The simulator as an aiohttp app; the market runs while the app runs if `config.run_market`."""
-    app = web.Application(middlewares=[gateway])
+    app = web.Application(middlewares=[admin.require_admin, gateway])
     state = SimState(config, clock)
     app[STATE] = state
     hub = WsHub(state, book_interval=config.ws_book_interval, snapshot_interval=config.ws_snapshot_interval)

@@ -238,6 +238,8 @@ class SimConfig:
     # walk, at `playback_speed` times the recorded pace, looping at the end.
     dataset: Dataset | None = None
     playback_speed: float = 1.0
+    # The token /sim/* admin endpoints (all but /sim/health) require; None: they answer 401 to everyone.
+    admin_token: str | None = None
 
     def symbol(self, name: str) -> SymbolRules | None:
         """Look a pair up by `BTCTRY` or `BTC_TRY` spelling, case-insensitively."""

@@ -3,31 +3,36 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
+import traceback
+import types
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 from opentelemetry import trace
 
-LOG_SCHEMA_VERSION = 1
+from btcbot.runtime.redact import redact, redact_value
 
-_SECRET_KEYS = re.compile(
-    r"(secret|password|passwd|token|api_key|apikey|signature|authorization|x-pck|x-signature)", re.I
-)
-_URL_CREDENTIALS = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
-REDACTED = "***"
+LOG_SCHEMA_VERSION = 1
 
 
 def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Mask values of secret-looking keys and passwords inside URLs."""
+    """Mask values of secret-named keys, credentials in every string, and every registered secret value."""
     for key, value in list(event.items()):
-        if _SECRET_KEYS.search(key) and value not in (None, ""):
-            event[key] = REDACTED
-        elif isinstance(value, str) and "://" in value:
-            event[key] = _URL_CREDENTIALS.sub(rf"\g<1>{REDACTED}@", value)
+        event[key] = redact_value(str(key), value)
     return event
+
+
+def redact_rendered(_: Any, __: str, line: Any) -> Any:
+    """The last net: the rendered line itself (exception text included) passes through `redact`."""
+    return redact(line) if isinstance(line, str) else line
+
+
+def _redacting_excepthook(kind: type[BaseException], exc: BaseException, tb: types.TracebackType | None) -> None:
+    """A crash's traceback goes to stderr redacted, like every log line."""
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, exc, tb))))
+    sys.stderr.flush()
 
 
 def add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -50,10 +55,9 @@ def configure_logging(service: str, instance: str, level: str = "INFO", fmt: str
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_trace_ids,
-        redact_secrets,
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, redact_secrets, renderer, redact_rendered],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
@@ -63,12 +67,19 @@ def configure_logging(service: str, instance: str, level: str = "INFO", fmt: str
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact_secrets,
+                renderer,
+                redact_rendered,
+            ],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO) if isinstance(numeric, int) else logging.INFO)
+    sys.excepthook = _redacting_excepthook
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, Validation
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from btcbot.contracts.signing import Signer, check_key_id, decode_secret, parse_keys
+from btcbot.runtime import redact
 from btcbot.runtime.errors import SettingsError
 
 S = TypeVar("S", bound=BaseSettings)
@@ -46,7 +47,8 @@ class CommonSettings(BaseSettings):
         ("BTCTRY", "ETHTRY"), validation_alias=_alias("BTCBOT_SYMBOLS")
     )
     instance: str = Field(default_factory=_default_instance, validation_alias=_alias("BTCBOT_INSTANCE"))
-    health_host: str = Field("0.0.0.0", validation_alias=_alias("BTCBOT_HEALTH_HOST"))
+    # Loopback outside a cluster: the probes are local. The Kubernetes manifests set 0.0.0.0 explicitly.
+    health_host: str = Field("127.0.0.1", validation_alias=_alias("BTCBOT_HEALTH_HOST"))
     health_port: int = Field(8080, ge=0, le=65535, validation_alias=_alias("BTCBOT_HEALTH_PORT"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias=_alias("BTCBOT_LOG_LEVEL"))
     log_format: Literal["json", "console"] = Field("json", validation_alias=_alias("BTCBOT_LOG_FORMAT"))
@@ -138,13 +140,36 @@ def _env_name(model: type[BaseSettings], field_name: str) -> str:
     return f"{prefix}{field_name}".upper()
 
 
+def register_secrets_of(value: object) -> None:
+    """Register every secret a settings object holds (SecretStr fields, URL credentials) for redaction."""
+    if isinstance(value, SecretStr):
+        redact.register_secret(value.get_secret_value())
+    elif isinstance(value, str):
+        redact.register_url(value)
+    elif isinstance(value, BaseSettings):
+        for name in type(value).model_fields:
+            register_secrets_of(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            register_secrets_of(item)
+    elif isinstance(value, tuple | list | set | frozenset):
+        for item in value:
+            register_secrets_of(item)
+
+
 def load_settings(cls: type[S]) -> S:
-    """Read settings from the environment; a bad or missing one raises SettingsError naming the variable."""
+    """Read settings from the environment; a bad or missing one raises SettingsError naming the variable.
+
+    Every secret the settings hold is registered with `redact`, so no log line or error can print it.
+    """
+    redact.register_env(os.environ)
     try:
-        return cls()
+        settings = cls()
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             problems.append(f"{_env_name(cls, field)}: {error['msg']}")
         raise SettingsError(f"invalid settings for {cls.__name__}: " + "; ".join(problems)) from None
+    register_secrets_of(settings)
+    return settings

@@ -18,6 +18,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from btcbot.runtime.redact import redact_value
+
 _providers: list[TracerProvider] = []
 
 
@@ -46,7 +48,8 @@ class JsonLinesSpanExporter(SpanExporter):
                         "service": span.resource.attributes.get("service.name"),
                         "start_ns": span.start_time,
                         "end_ns": span.end_time,
-                        "attributes": {k: _jsonable(v) for k, v in (span.attributes or {}).items()},
+                        # Attributes may quote URLs or errors: the same redaction as every log line.
+                        "attributes": {k: redact_value(k, _jsonable(v)) for k, v in (span.attributes or {}).items()},
                         "status": span.status.status_code.name,
                     },
                     separators=(",", ":"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 
 from btcbot.runtime.errors import SettingsError
@@ -92,10 +93,25 @@ def order_keys(settings: ExecutionSettings) -> dict[str, bytes] | None:
     return keys
 
 
+def connect_host(url: str) -> str:
+    """The host the HTTP client will actually connect to, as httpx parses and IDNA-encodes it.
+
+    Raises SettingsError for a URL with any non-ASCII character (ideographic full stops, homoglyphs: httpx
+    folds `api。btcturk。com` into `api.btcturk.com`, so judging the text as written would call a real exchange
+    a simulator) or one httpx cannot parse.
+    """
+    if not url.isascii():
+        raise SettingsError(f"BTCTURK_BASE_URL/BTCTURK_WS_URL must be plain ASCII, got {url!r}")
+    try:
+        host = httpx.URL(url).raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        raise SettingsError(f"cannot parse the exchange URL {url!r}: {exc}") from None
+    return host.lower().rstrip(".")
+
+
 def is_real_exchange(base_url: str) -> bool:
-    """True if the URL points at BTCTurk's production API."""
-    host = (urlsplit(base_url).hostname or "").lower().rstrip(".")
-    return host == LIVE_HOST
+    """True if the HTTP client would connect to BTCTurk's production API (SettingsError if it cannot be told)."""
+    return connect_host(base_url) == LIVE_HOST
 
 
 def arming(settings: ExecutionSettings) -> str:
@@ -104,6 +120,7 @@ def arming(settings: ExecutionSettings) -> str:
     Raises SettingsError naming the setting when the combination is not a deliberate, complete choice.
     """
     real = is_real_exchange(settings.btcturk_base_url)
+    connect_host(settings.btcturk_ws_url)  # a non-ASCII feed URL is refused the same way
     if not settings.live:
         if real:
             raise SettingsError(
