@@ -211,7 +211,9 @@ async def test_a_submit_order_with_a_wrong_signature_is_rejected_unsigned_and_ne
 
         await asyncio.sleep(1.0)  # risk reads control messages on its own consumer
         await wait_for(orders_consumed, 30, "execution to finish the orders approved before the kill")
-        async with httpx.AsyncClient(base_url=system.run["sim_url"], timeout=5) as admin:
+        async with httpx.AsyncClient(
+            base_url=system.run["sim_url"], timeout=5, headers={"X-Sim-Admin-Token": system.run["sim_admin_token"]}
+        ) as admin:
             before = (await admin.get("/sim/requests")).json()["count"]
         genuine = [m async for m in decoded(js, "ORDERS", "order.submit.*", SubmitOrder)]  # skips the garbage
         key_id = key_id_of(genuine[0])
@@ -240,7 +242,9 @@ async def test_a_submit_order_with_a_wrong_signature_is_rejected_unsigned_and_ne
         assert [e.reason for e in events] == ["UNSIGNED"]
         assert "BAD_SIGNATURE" in events[0].detail
         await wait_for(orders_consumed, 30, "execution to ack the forged order")
-        async with httpx.AsyncClient(base_url=system.run["sim_url"], timeout=5) as admin:
+        async with httpx.AsyncClient(
+            base_url=system.run["sim_url"], timeout=5, headers={"X-Sim-Admin-Token": system.run["sim_admin_token"]}
+        ) as admin:
             log = (await admin.get("/sim/requests", params={"since": before})).json()["requests"]
         assert [r for r in log if r["method"] == "POST" and r["path"] == "/api/v1/order"] == []
         assert all(o["clientId"] != coid for o in (await sim_state(system))["orders"])
