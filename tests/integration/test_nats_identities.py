@@ -125,7 +125,9 @@ async def test_publishes_only_its_own_subjects(
         await asyncio.sleep(0.2)  # the server's -ERR lines arrive after the flush's PONG at the latest
         assert await _last_seqs(bus) == before, "a refused publish was stored"
         for subject in refused:
-            assert f'publish to "{subject.lower()}"' in client.violations(), f"{row.name}: no violation reported for {subject}"
+            assert f'publish to "{subject.lower()}"' in client.violations(), (
+                f"{row.name}: no violation reported for {subject}"
+            )
         # A stream change is the admin's alone.
         with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
             await client.js.delete_stream(CONTROL.name)
@@ -246,12 +248,13 @@ async def test_a_client_without_credentials_cannot_connect(
 ) -> None:
     server, users = secured_nats
     with pytest.raises((nats.errors.Error, OSError, TimeoutError)):
-        client = await connect_as(server.url, None, "anonymous")
-        await client.nc.close()
+        await connect_as(server.url, None, "anonymous")
     wrong = NatsUser("risk", "risk", users["reader"].password)  # a real password of another user
     with pytest.raises((nats.errors.Error, OSError, TimeoutError)):
-        client = await connect_as(server.url, wrong, "impostor")
-        await client.nc.close()
+        await connect_as(server.url, wrong, "impostor")
+    client = await connect_as(server.url, users["risk"], "risk")  # the right one gets in
+    assert client.nc.is_connected
+    await client.nc.close()
 
 
 async def test_the_operator_sets_the_mode_but_cannot_submit_orders(

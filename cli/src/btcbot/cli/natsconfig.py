@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from btcbot.contracts.access import IDENTITIES, SERVICE_IDENTITIES, identity, permissions
+from btcbot.runtime.jetstream import NatsAuth, nats_auth_from_env
 
 IDENTITIES_FILE = "nats-identities.json"
 SERVER_CONFIG_FILE = "nats-server.conf"
@@ -34,10 +35,16 @@ class NatsUser:
 
     def env(self) -> dict[str, str]:
         """The settings a process of this identity connects with."""
-        return {"NATS_USER": self.user, "NATS_PASSWORD": self.password}
+        return {
+            "NATS_USER": self.user,
+            "NATS_PASSWORD": self.password,
+            "NATS_INBOX_PREFIX": identity(self.identity).inbox_prefix,
+        }
 
 
-def generate_users(names: Iterable[str] | None = None, existing: Mapping[str, NatsUser] | None = None) -> dict[str, NatsUser]:
+def generate_users(
+    names: Iterable[str] | None = None, existing: Mapping[str, NatsUser] | None = None
+) -> dict[str, NatsUser]:
     """A user per identity (every identity of the table by default), keeping the ones already generated."""
     wanted = tuple(names) if names is not None else tuple(row.name for row in IDENTITIES)
     found = dict(existing or {})
@@ -144,3 +151,29 @@ def render(out: Path, target: str, namespace: str = "btcbot", store_dir: str | N
         write_private(path, k8s_secrets(users, namespace, server_config(users, store_dir="/data/jetstream")))
         written.append(path)
     return written
+
+
+def user_auth(user: NatsUser) -> NatsAuth:
+    """Connection options of one generated user (its inbox under `_INBOX.<identity>`)."""
+    return NatsAuth(user=user.user, password=user.password, inbox_prefix=identity(user.identity).inbox_prefix)
+
+
+def run_file_auth(run: Mapping[str, object], role: str) -> NatsAuth | None:
+    """The `role` identity (operator or reader) recorded in a run.json of `btcbot up`, if any."""
+    table = run.get("nats_auth")
+    entry = table.get(role) if isinstance(table, dict) else None
+    if not isinstance(entry, dict):
+        return None
+    return user_auth(NatsUser(role, str(entry["user"]), str(entry["password"])))
+
+
+def cli_auth(env: Mapping[str, str], role: str) -> NatsAuth | None:
+    """How a CLI command connects: NATS_USER/NATS_PASSWORD (or a creds or nkey file) from the environment,
+    else the `role` identity of the run file named by BTCBOT_RUN_FILE, else no authentication."""
+    given = nats_auth_from_env(env)
+    if given is not None:
+        return given
+    run_file = (env.get("BTCBOT_RUN_FILE") or "").strip()
+    if run_file and Path(run_file).is_file():
+        return run_file_auth(json.loads(Path(run_file).read_text()), role)
+    return None

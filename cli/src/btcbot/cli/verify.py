@@ -51,6 +51,7 @@ from typing import Any
 
 import msgspec
 
+from btcbot.cli.natsconfig import run_file_auth
 from btcbot.contracts.codec import decode
 from btcbot.contracts.messages import (
     Message,
@@ -62,6 +63,7 @@ from btcbot.contracts.messages import (
     OrderRejected,
     SubmitOrder,
 )
+from btcbot.runtime.jetstream import NatsAuth, nats_auth_from_env
 from btcbot.runtime.sanity import money_problem
 
 PROBLEMS = (
@@ -99,6 +101,7 @@ class Sources:
     key_prefix: str = "btcbot"
     account: str = "main"
     since_ns: int = 0
+    nats_auth: NatsAuth | None = None  # the reader identity (environment, else the run file)
 
 
 @dataclass(frozen=True)
@@ -295,13 +298,14 @@ def sources_from(options: Mapping[str, str | None], env: Mapping[str, str]) -> S
         key_prefix=pick("key_prefix", "key_prefix", "BTCBOT_KEY_PREFIX", "btcbot"),
         account=pick("account", "account", "BTCBOT_ACCOUNT", "main"),
         since_ns=int(since_ms) * 1_000_000 if since_ms else 0,
+        nats_auth=nats_auth_from_env(env) or run_file_auth(run, "reader"),
     )
 
 
 async def gather(sources: Sources) -> Evidence:
     """Fetch every record `compare` needs."""
     sim = await asyncio.to_thread(_sim_state, sources.sim_url, sources.api_key)
-    messages, bad = await _stream_messages(sources.nats_url, sources.since_ns)
+    messages, bad = await _stream_messages(sources.nats_url, sources.since_ns, sources.nats_auth)
     evidence = Evidence(sim=sim, messages=messages, bad_messages=bad)
     evidence.ledger_fills, evidence.ledger_balances = await _ledger(sources.database_url)
     evidence.halted, evidence.quarantined = await _ledger_holds(sources.database_url)
@@ -339,11 +343,13 @@ def read_record(stream: str, sequence: int, data: bytes) -> tuple[Message | None
     return message, None
 
 
-async def _stream_messages(nats_url: str, since_ns: int) -> tuple[list[Message], list[str]]:
+async def _stream_messages(
+    nats_url: str, since_ns: int, auth: NatsAuth | None = None
+) -> tuple[list[Message], list[str]]:
     from btcbot.runtime.inspect import read_stream
     from btcbot.runtime.jetstream import connect
 
-    nc = await connect(nats_url, "btcbot-verify", 10, reconnect_forever=False)
+    nc = await connect(nats_url, "btcbot-verify", 10, reconnect_forever=False, auth=auth)
     try:
         js = nc.jetstream()
         found: list[Message] = []

@@ -249,16 +249,18 @@ def permissions(row: Identity) -> Permissions:
 
 def publishers_of(subject: str) -> tuple[str, ...]:
     """The identities whose publish allow list matches a concrete subject (admin included)."""
-    return tuple(row.name for row in IDENTITIES if any(subject_matches(p, subject) for p in permissions(row).publish_allow))
+    return tuple(
+        row.name for row in IDENTITIES if any(subject_matches(p, subject) for p in permissions(row).publish_allow)
+    )
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
     """NATS subject matching: `*` is one token, `>` the rest (one token or more)."""
     pat = pattern.split(".")
     sub = subject.split(".")
-    for i, token in enumerate(pat):
-        if token == ">":
+    for i, part in enumerate(pat):
+        if part == ">":
             return len(sub) > i
-        if i >= len(sub) or (token != "*" and token != sub[i]):
+        if i >= len(sub) or part not in ("*", sub[i]):
             return False
     return len(pat) == len(sub)

@@ -240,7 +240,7 @@ async def _quiet(_: Exception) -> None:
     """nats-py logs every failed connect attempt unless given an error callback; a probe reports instead."""
 
 
-async def server_facts(url: str, timeout: float = 2.0) -> tuple[str, str | None]:
+async def server_facts(url: str, timeout: float = 2.0, auth: NatsAuth | None = None) -> tuple[str, str | None]:
     """(version, None) if JetStream answers, else (version, reason); DependencyUnavailable if unreachable."""
     nc = NatsClient()
     try:
@@ -254,6 +254,7 @@ async def server_facts(url: str, timeout: float = 2.0) -> tuple[str, str | None]
                 reconnect_time_wait=0,
                 allow_reconnect=False,
                 error_cb=_quiet,
+                **(auth.options() if auth is not None else {}),
             ),
             timeout,
         )
