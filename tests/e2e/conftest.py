@@ -52,23 +52,43 @@ class System:
         return self.stderr_path.read_text(errors="replace")[-size:]
 
 
+def start_private_nats(state: Path, auth: bool) -> tuple[Any, dict[str, str]]:
+    """A nats-server for one system, and the environment that tells `btcbot up` how to reach it."""
+    from btcbot.cli.infra import start_nats, start_secured_nats
+    from btcbot.cli.natsconfig import IDENTITIES_FILE
+
+    if not auth:
+        return start_nats(state), {}
+    server = start_secured_nats(state)
+    return server, {"NATS_IDENTITIES_FILE": str(state / "nats" / IDENTITIES_FILE)}
+
+
 @contextlib.asynccontextmanager
 async def start_system(
-    redis_url: str, pg_admin_url: str, extra_env: dict[str, str] | None = None, symbols: str = "BTCTRY,ETHTRY"
+    redis_url: str,
+    pg_admin_url: str,
+    extra_env: dict[str, str] | None = None,
+    symbols: str = "BTCTRY,ETHTRY",
+    *,
+    nats_auth: bool = False,
 ) -> AsyncIterator[System]:
-    """`btcbot up` on a private NATS and a fresh database; `extra_env` reaches every service (e.g. RISK_*)."""
-    from btcbot.cli.infra import drop_database, ensure_database, start_nats
+    """`btcbot up` on a private NATS and a fresh database; `extra_env` reaches every service (e.g. RISK_*).
+
+    `nats_auth`: the NATS admits only the identities of the generated configuration, and `up` gets their
+    credentials as an operator would give them (NATS_IDENTITIES_FILE, what `btcbot nats-config` writes).
+    """
+    from btcbot.cli.infra import drop_database, ensure_database
 
     # Searchable by the postgres user and private to this module's run.
     base = Path(tempfile.mkdtemp(prefix="btcbot-e2e-"))
     base.chmod(0o711)
-    nats = start_nats(base / "nats")
+    nats, nats_env = start_private_nats(base / "nats", nats_auth)
     db_name = f"btcbot_e2e_{secrets.token_hex(4)}"
     database_url = await ensure_database(pg_admin_url, db_name)
     state = base / "state"
     stderr_path = base / "up.stderr"
     env = {**os.environ, **(extra_env or {})}
-    env.update({"NATS_URL": nats.url, "REDIS_URL": redis_url, "DATABASE_URL": database_url})
+    env.update({"NATS_URL": nats.url, "REDIS_URL": redis_url, "DATABASE_URL": database_url, **nats_env})
     with stderr_path.open("wb") as err:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
