@@ -5,7 +5,6 @@ reaches the exchange."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 import uuid
@@ -20,7 +19,7 @@ import nats.errors
 import pytest
 import pytest_asyncio
 
-from btcbot.cli.natsconfig import IDENTITIES_FILE, load_users, user_auth
+from btcbot.cli.natsconfig import load_users, user_auth
 from btcbot.contracts import subjects
 from btcbot.contracts.codec import encode
 from btcbot.contracts.messages import SubmitOrder
@@ -40,8 +39,8 @@ async def secured(system_starter: Any, redis_url: str, pg_admin_url: str) -> Asy
 
 
 def _users(system: Any) -> dict[str, Any]:
-    """The generated identities (start_private_nats wrote them next to the server's config)."""
-    return load_users(Path(system.state_dir).parent / "nats" / "nats" / IDENTITIES_FILE)
+    """The generated identities (what the harness handed `btcbot up` as NATS_IDENTITIES_FILE)."""
+    return load_users(Path(system.env["NATS_IDENTITIES_FILE"]))
 
 
 async def _requests(system: Any, since: int = 0) -> dict[str, Any]:
@@ -86,8 +85,7 @@ async def test_services_trade_under_their_own_identities(secured: Any) -> None:
 
 
 async def test_the_operator_cli_uses_its_identity_from_the_run_file(secured: Any) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NATS_")}
-    env.update({"NATS_URL": secured.run["nats_url"], "BTCBOT_RUN_FILE": str(Path(secured.state_dir) / "run.json")})
+    env = {k: v for k, v in secured.cli_env().items() if k == "NATS_URL" or not k.startswith("NATS_")}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
