@@ -78,10 +78,14 @@ async def test_services_trade_under_their_own_identities(secured: Any) -> None:
         return submitted and bool(await _stored(secured, "EXECUTION"))
 
     await _wait(traded, 120, "a SubmitOrder and an execution event")
+    passwords = [user.password for user in _users(secured).values()]
     for name in SERVICES:
-        log = (Path(secured.run["logs"]) / f"{name}.log").read_text(errors="replace").lower()
+        raw = (Path(secured.run["logs"]) / f"{name}.log").read_text(errors="replace")
+        log = raw.lower()
         assert "permissions violation" not in log, f"{name} hit a permission it lacks"
         assert "authorization violation" not in log, name
+        assert not any(p in raw for p in passwords), f"a NATS password is in {name}'s log"
+    assert not any(p in secured.stderr_tail(10**7) for p in passwords), "a NATS password is in up's output"
 
 
 async def test_the_operator_cli_uses_its_identity_from_the_run_file(secured: Any) -> None:
