@@ -4,6 +4,8 @@ A server is found or started only when a test requests its fixture, and heavy im
 inside the fixtures, so unit tests pay nothing.
 
 - `nats_server` / `nats_url`: always a private nats-server (JetStream) for the session.
+- `secured_nats`: a private nats-server started from the configuration `btcbot up` generates (one user per
+  identity of btcbot.contracts.access), and those users' credentials.
 - `redis_url` / `redis_prefix`: TEST_REDIS_URL or REDIS_URL if usable, else 127.0.0.1:6379, else a
   testcontainers Redis when a Docker engine answers, else an embedded redis-server, else skip.
   Tests keep their keys under `redis_prefix` (`t-<hex>`); those keys are deleted at the end.
@@ -28,6 +30,7 @@ import pytest_asyncio
 
 if TYPE_CHECKING:
     from btcbot.cli.infra import EmbeddedServer
+    from btcbot.cli.natsconfig import NatsUser
 
 _LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 _LOCAL_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -47,6 +50,18 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedSe
 def nats_url(nats_server: EmbeddedServer) -> str:
     """URL of the session's private nats-server."""
     return nats_server.url
+
+
+@pytest.fixture(scope="session")
+def secured_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedServer, dict[str, NatsUser]]]:
+    """A nats-server with authorization from the identity table, and each identity's credentials."""
+    from btcbot.cli.infra import start_secured_nats
+    from btcbot.cli.natsconfig import IDENTITIES_FILE, load_users
+
+    state = tmp_path_factory.mktemp("secured-nats")
+    server = start_secured_nats(state)
+    yield server, load_users(state / "nats" / IDENTITIES_FILE)
+    server.stop()
 
 
 async def _first_usable(

@@ -32,6 +32,7 @@ class System:
     stderr_path: Path
     summary: dict[str, Any] | None = None
     injected_dead_letters: list[bytes] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # what the harness added for `btcbot up` (NATS credentials)
 
     async def stop(self, timeout: float = 120.0) -> dict[str, Any]:
         """SIGINT `btcbot up` (as Ctrl-C would), wait for its drain, and parse the JSON last line."""
@@ -51,24 +52,55 @@ class System:
     def stderr_tail(self, size: int = 6000) -> str:
         return self.stderr_path.read_text(errors="replace")[-size:]
 
+    def nats_auth(self, role: str = "admin") -> Any:
+        """How a test connects as one identity (None when the system's NATS has no authorization)."""
+        from btcbot.cli.natsconfig import load_users, user_auth
+
+        path = self.env.get("NATS_IDENTITIES_FILE")
+        return user_auth(load_users(Path(path))[role]) if path else None
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment a CLI command needs against this system (its NATS credentials via run.json)."""
+        return {**os.environ, "NATS_URL": self.run["nats_url"], "BTCBOT_RUN_FILE": str(self.state_dir / "run.json")}
+
+
+def start_private_nats(state: Path, auth: bool) -> tuple[Any, dict[str, str]]:
+    """A nats-server for one system, and the environment that tells `btcbot up` how to reach it."""
+    from btcbot.cli.infra import start_nats, start_secured_nats
+    from btcbot.cli.natsconfig import IDENTITIES_FILE
+
+    if not auth:
+        return start_nats(state), {}
+    server = start_secured_nats(state)
+    return server, {"NATS_IDENTITIES_FILE": str(state / "nats" / IDENTITIES_FILE)}
+
 
 @contextlib.asynccontextmanager
 async def start_system(
-    redis_url: str, pg_admin_url: str, extra_env: dict[str, str] | None = None, symbols: str = "BTCTRY,ETHTRY"
+    redis_url: str,
+    pg_admin_url: str,
+    extra_env: dict[str, str] | None = None,
+    symbols: str = "BTCTRY,ETHTRY",
+    *,
+    nats_auth: bool = False,
 ) -> AsyncIterator[System]:
-    """`btcbot up` on a private NATS and a fresh database; `extra_env` reaches every service (e.g. RISK_*)."""
-    from btcbot.cli.infra import drop_database, ensure_database, start_nats
+    """`btcbot up` on a private NATS and a fresh database; `extra_env` reaches every service (e.g. RISK_*).
+
+    `nats_auth`: the NATS admits only the identities of the generated configuration, and `up` gets their
+    credentials as an operator would give them (NATS_IDENTITIES_FILE, what `btcbot nats-config` writes).
+    """
+    from btcbot.cli.infra import drop_database, ensure_database
 
     # Searchable by the postgres user and private to this module's run.
     base = Path(tempfile.mkdtemp(prefix="btcbot-e2e-"))
     base.chmod(0o711)
-    nats = start_nats(base / "nats")
+    nats, nats_env = start_private_nats(base / "nats", nats_auth)
     db_name = f"btcbot_e2e_{secrets.token_hex(4)}"
     database_url = await ensure_database(pg_admin_url, db_name)
     state = base / "state"
     stderr_path = base / "up.stderr"
     env = {**os.environ, **(extra_env or {})}
-    env.update({"NATS_URL": nats.url, "REDIS_URL": redis_url, "DATABASE_URL": database_url})
+    env.update({"NATS_URL": nats.url, "REDIS_URL": redis_url, "DATABASE_URL": database_url, **nats_env})
     with stderr_path.open("wb") as err:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -91,7 +123,7 @@ async def start_system(
         if process.returncode is not None or time.monotonic() > deadline:
             raise RuntimeError(f"btcbot up did not become ready:\n{stderr_path.read_text(errors='replace')[-6000:]}")
         await asyncio.sleep(0.2)
-    system = System(process, state, json.loads(run_file.read_text()), stderr_path)
+    system = System(process, state, json.loads(run_file.read_text()), stderr_path, env=nats_env)
     try:
         yield system
     finally:
@@ -115,5 +147,6 @@ def system_starter() -> Any:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def system(redis_url: str, pg_admin_url: str) -> AsyncIterator[System]:
-    async with start_system(redis_url, pg_admin_url) as running:
+    # NATS authorization on: every service runs under its own identity, as `btcbot up` does with its own NATS.
+    async with start_system(redis_url, pg_admin_url, nats_auth=True) as running:
         yield running

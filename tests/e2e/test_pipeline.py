@@ -81,7 +81,7 @@ async def test_orders_fill_at_the_simulator(system) -> None:
 
 
 async def test_a_redelivered_submit_order_does_not_place_a_second_order(system) -> None:
-    nc = await connect(system.run["nats_url"], "e2e-redeliver", 5, reconnect_forever=False)
+    nc = await connect(system.run["nats_url"], "e2e-redeliver", 5, reconnect_forever=False, auth=system.nats_auth())
     js = nc.jetstream()
     try:
         accepted = {
@@ -110,7 +110,7 @@ async def test_a_redelivered_submit_order_does_not_place_a_second_order(system) 
 
 
 async def test_garbage_on_each_input_lands_in_the_dead_letter_stream(system) -> None:
-    nc = await connect(system.run["nats_url"], "e2e-garbage", 5, reconnect_forever=False)
+    nc = await connect(system.run["nats_url"], "e2e-garbage", 5, reconnect_forever=False, auth=system.nats_auth())
     js = nc.jetstream()
     try:
         for n, subject in enumerate(GARBAGE_INPUTS):
@@ -136,8 +136,7 @@ async def test_garbage_on_each_input_lands_in_the_dead_letter_stream(system) -> 
 
 
 async def btcbot(system: Any, *args: str) -> tuple[int, str]:
-    # The operator's signing key of this run (run.json): control events are signed with it.
-    env = {**os.environ, "NATS_URL": system.run["nats_url"], **system.run.get("operator_env", {})}
+    env = {**system.cli_env(), **system.run.get("operator_env", {})}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -154,7 +153,7 @@ async def btcbot(system: Any, *args: str) -> tuple[int, str]:
 async def test_the_kill_switch_makes_risk_deny_and_release_restores(system) -> None:
     code, out = await btcbot(system, "control", "kill", "--reason", "e2e drill", "--operator", "e2e")
     assert code == 0, out
-    nc = await connect(system.run["nats_url"], "e2e-kill", 5, reconnect_forever=False)
+    nc = await connect(system.run["nats_url"], "e2e-kill", 5, reconnect_forever=False, auth=system.nats_auth())
     js = nc.jetstream()
     try:
         book = ids.book_id("BTCTRY", time.time_ns(), 1)
@@ -257,8 +256,7 @@ async def test_a_submit_order_with_a_wrong_signature_is_rejected_unsigned_and_ne
 async def test_doctor_passes_against_the_running_system(system) -> None:
     run = system.run
     env = {
-        **os.environ,
-        "NATS_URL": run["nats_url"],
+        **system.cli_env(),
         "REDIS_URL": run["redis_url"],
         "DATABASE_URL": run["database_url"],
         "BTCTURK_BASE_URL": run["sim_url"],

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from btcbot.cli.natsconfig import cli_auth
 from btcbot.contracts import subjects
 from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import Alarm, DeadLetter, KillSwitch, Message, Mode, ModeChanged, ResumeSymbol
@@ -94,7 +95,13 @@ def control_subject(message: ModeChanged | KillSwitch | ResumeSymbol) -> str:
 
 async def send_control(env: Mapping[str, str], message: ModeChanged | KillSwitch | ResumeSymbol) -> None:
     """Publish a control event on its subject (the CONTROL stream keeps the history; the last one holds)."""
-    nc = await connect(env.get("NATS_URL", DEFAULT_NATS_URL), "btcbot-control", 10, reconnect_forever=False)
+    nc = await connect(
+        env.get("NATS_URL", DEFAULT_NATS_URL),
+        "btcbot-control",
+        10,
+        reconnect_forever=False,
+        auth=cli_auth(env, "operator"),
+    )
     try:
         js = nc.jetstream()
         await provision(js, ALL_STREAMS)
@@ -182,7 +189,13 @@ def control_status(stored: Mapping[str, LastMessage]) -> dict[str, Any]:
 
 async def run_status(env: Mapping[str, str]) -> int:
     """`btcbot control status`: the control state from the last trusted message per subject, as JSON."""
-    nc = await connect(env.get("NATS_URL", DEFAULT_NATS_URL), "btcbot-control", 10, reconnect_forever=False)
+    nc = await connect(
+        env.get("NATS_URL", DEFAULT_NATS_URL),
+        "btcbot-control",
+        10,
+        reconnect_forever=False,
+        auth=cli_auth(env, "operator"),
+    )
     try:
         skew_ns = int(float(env.get("BTCBOT_MAX_CLOCK_SKEW", "5")) * 1_000_000_000)
         stored = await last_per_subject(nc.jetstream(), CONTROL.name, RISK_CONTROL.filter_subjects, skew_ns)
@@ -212,7 +225,9 @@ def dead_letter_view(letter: DeadLetter, sequence: int) -> dict[str, Any]:
 
 async def run_dlq(env: Mapping[str, str], service: str | None, limit: int) -> int:
     """`btcbot dlq`: the newest dead letters, one JSON object per line."""
-    nc = await connect(env.get("NATS_URL", DEFAULT_NATS_URL), "btcbot-dlq", 10, reconnect_forever=False)
+    nc = await connect(
+        env.get("NATS_URL", DEFAULT_NATS_URL), "btcbot-dlq", 10, reconnect_forever=False, auth=cli_auth(env, "reader")
+    )
     codec: Codec[DeadLetter] = Codec(DeadLetter)
     try:
         js = nc.jetstream()

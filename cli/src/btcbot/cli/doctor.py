@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from btcbot.cli.endpoints import redact_url
 from btcbot.cli.infra import DEFAULT_NATS_URL, DEFAULT_REDIS_URL
+from btcbot.cli.natsconfig import cli_auth
 from btcbot.cli.probes import nats_usable, pg_usable, redis_usable
 from btcbot.contracts.streams import ALL_CONSUMERS, ALL_STREAMS, ConsumerSpec
+from btcbot.runtime.jetstream import NatsAuth
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/btcbot"
 
@@ -35,11 +38,11 @@ async def _guard(name: str, fn: Callable[[], Awaitable[Check]]) -> Check:
         return Check(name, False, f"{type(exc).__name__}: {exc}")
 
 
-async def check_streams(nats_url: str) -> list[Check]:
+async def check_streams(nats_url: str, auth: NatsAuth | None = None) -> list[Check]:
     """Every stream and durable consumer of the contracts exists."""
     from btcbot.runtime.jetstream import connect
 
-    nc = await connect(nats_url, "btcbot-doctor", 5, reconnect_forever=False)
+    nc = await connect(nats_url, "btcbot-doctor", 5, reconnect_forever=False, auth=auth)
     checks: list[Check] = []
     try:
         js = nc.jetstream()
@@ -105,11 +108,12 @@ async def run_doctor(env: Mapping[str, str]) -> int:
         problem = await fn(url)
         return Check(name, problem is None, f"{redact_url(url)} " + ("answers" if problem is None else problem))
 
-    nats_check = await _guard("nats", lambda: probe("nats", nats_url, nats_usable))
+    auth = cli_auth(env, "reader")
+    nats_check = await _guard("nats", lambda: probe("nats", nats_url, partial(nats_usable, auth=auth)))
     checks.append(nats_check)
     if nats_check.ok:
         try:
-            checks.extend(await check_streams(nats_url))
+            checks.extend(await check_streams(nats_url, auth))
         except Exception as exc:
             checks.append(Check("streams", False, f"{type(exc).__name__}: {exc}"))
     checks.append(await _guard("redis", lambda: probe("redis", redis_url, redis_usable)))

@@ -17,6 +17,15 @@ from functools import partial
 from pathlib import Path
 
 from btcbot.cli.endpoints import parse_nats_ports_file, postmaster_ready
+from btcbot.cli.natsconfig import (
+    IDENTITIES_FILE,
+    SERVER_CONFIG_FILE,
+    generate_users,
+    load_users,
+    save_users,
+    server_config,
+    write_private,
+)
 from btcbot.cli.procs import (
     EmbeddedServer,
     InfraError,
@@ -35,8 +44,11 @@ _PORT_ATTEMPTS = 3
 _BIND_FAILURES = ("Address already in use", "could not bind", "could not create any TCP/IP sockets")
 
 
-def start_nats(state_dir: Path, timeout: float = 10.0) -> EmbeddedServer:
-    """Start nats-server with JetStream (store in `<state_dir>/nats/jetstream`) on a port it picks itself."""
+def start_nats(state_dir: Path, timeout: float = 10.0, config: Path | None = None) -> EmbeddedServer:
+    """Start nats-server with JetStream (store in `<state_dir>/nats/jetstream`) on a port it picks itself.
+
+    `config`: a configuration file (users and permissions, JetStream sync); the flags here win over it.
+    """
     binary = find_executable("nats-server")
     if binary is None:
         raise MissingBinaryError(
@@ -55,6 +67,8 @@ def start_nats(state_dir: Path, timeout: float = 10.0) -> EmbeddedServer:
         )
     # -p -1 / -m -1 let the server choose free ports and report them in the ports file: no race over a port.
     args: list[str | Path] = [binary, "-js", "-sd", base / "jetstream", "-a", LOCALHOST]
+    if config is not None:
+        args += ["-c", config]
     args += ["-p", "-1", "-m", "-1"]
     args += ["--ports_file_dir", ports_dir, "-l", log_path, "-P", pid_file]
     process = spawn(args, log_path)
@@ -71,6 +85,20 @@ def start_nats(state_dir: Path, timeout: float = 10.0) -> EmbeddedServer:
     wait_ready("nats-server", process, ready, log_path, timeout)
     url, monitor_url = found[-1]
     return EmbeddedServer("nats-server", process, url, log_path, monitor_url=monitor_url, data_dir=base / "jetstream")
+
+
+def start_secured_nats(state_dir: Path, timeout: float = 10.0) -> EmbeddedServer:
+    """start_nats with one user per identity (btcbot.contracts.access); credentials in `<state>/nats/`, 0600.
+
+    Passwords already generated in the state directory are kept, so a restarted server admits the same users.
+    """
+    base = state_dir / "nats"
+    users_path = base / IDENTITIES_FILE
+    users = generate_users(existing=load_users(users_path) if users_path.exists() else None)
+    save_users(users_path, users)
+    config = base / SERVER_CONFIG_FILE
+    write_private(config, server_config(users))
+    return start_nats(state_dir, timeout, config=config)
 
 
 def start_redis(state_dir: Path, timeout: float = 10.0) -> EmbeddedServer:

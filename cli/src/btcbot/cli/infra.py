@@ -19,9 +19,10 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from btcbot.cli.embedded import find_postgres_bindir, start_nats, start_postgres, start_redis
+from btcbot.cli.embedded import find_postgres_bindir, start_nats, start_postgres, start_redis, start_secured_nats
 from btcbot.cli.endpoints import parse_version, redact_url, version_reason
 from btcbot.cli.probes import (
     MIN_NATS_VERSION,
@@ -41,6 +42,7 @@ from btcbot.cli.procs import (
     find_executable,
     free_port,
 )
+from btcbot.runtime.jetstream import NatsAuth
 
 __all__ = [
     "DEFAULT_DATABASE_NAME",
@@ -70,6 +72,7 @@ __all__ = [
     "start_nats",
     "start_postgres",
     "start_redis",
+    "start_secured_nats",
     "version_reason",
 ]
 
@@ -139,14 +142,24 @@ async def resolve_infra(
     env: Mapping[str, str],
     *,
     database: str = DEFAULT_DATABASE_NAME,
+    secure_nats: bool = False,
+    nats_auth: NatsAuth | None = None,
 ) -> Infra:
     """Find or start NATS, Redis and Postgres as described in the module docstring.
 
     Raises InfraError when an environment URL is set but unusable, or an embedded server cannot start;
-    servers already started by this call are stopped first.
+    servers already started by this call are stopped first. `secure_nats`: an embedded NATS admits only the
+    identities of btcbot.contracts.access (credentials in `<state_dir>/nats/nats-identities.json`);
+    `nats_auth`: the identity that probes a NATS named by NATS_URL (one with authorization on).
     """
     specs = [
-        _Spec("NATS", "NATS_URL", DEFAULT_NATS_URL, nats_usable, start_nats),
+        _Spec(
+            "NATS",
+            "NATS_URL",
+            DEFAULT_NATS_URL,
+            partial(nats_usable, auth=nats_auth),
+            start_secured_nats if secure_nats else start_nats,
+        ),
         _Spec("Redis", "REDIS_URL", DEFAULT_REDIS_URL, redis_usable, start_redis),
         _Spec("Postgres", "DATABASE_URL", DEFAULT_PG_ADMIN_URL, pg_usable, start_postgres),
     ]

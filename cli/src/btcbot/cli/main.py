@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     service.add_argument("name", choices=SERVICES)
 
     sub.add_parser("doctor", help="check NATS, Redis, Postgres, the streams and the exchange")
+    natscfg = sub.add_parser(
+        "nats-config", help="render the NATS server config and per-identity credentials (compose, Kubernetes)"
+    )
+    natscfg.add_argument("--out", type=Path, required=True, help="directory to write into (files are 0600)")
+    natscfg.add_argument("--target", choices=("embedded", "compose", "k8s", "all"), default="all")
+    natscfg.add_argument("--namespace", default="btcbot", help="Kubernetes namespace of the Secrets")
+    natscfg.add_argument("--store-dir", help="JetStream store directory in the server config")
     sub.add_parser("migrate", help="apply the ledger's database migrations (DATABASE_URL)")
 
     report = sub.add_parser("report", help="positions, PnL, equity and drawdown from the ledger (DATABASE_URL)")
@@ -162,6 +169,12 @@ def main(argv: list[str] | None = None) -> None:
         os.execv(sys.executable, [sys.executable, "-m", "btcbot.sim", *forwarded])  # noqa: S606
     if args.command == "service":
         os.execv(sys.executable, [sys.executable, "-m", f"btcbot.{args.name}"])  # noqa: S606
+    if args.command == "nats-config":
+        from btcbot.cli.natsconfig import render
+
+        for path in render(args.out, args.target, args.namespace, args.store_dir):
+            print(path)
+        raise SystemExit(0)
     if args.command == "doctor":
         from btcbot.cli.doctor import run_doctor
 

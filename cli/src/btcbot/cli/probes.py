@@ -15,7 +15,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from btcbot.cli.endpoints import Version, check_database_name, redact_url, version_reason, with_database
 from btcbot.runtime.errors import DependencyUnavailable
-from btcbot.runtime.jetstream import server_facts
+from btcbot.runtime.jetstream import NatsAuth, server_facts
 
 # Consumer create/update via add_consumer, message TTLs and multi-filter consumers need 2.10+.
 MIN_NATS_VERSION: Version = (2, 10, 0)
@@ -28,10 +28,10 @@ _ADMIN_TIMEOUT = 10.0
 _PG_CONNECT_ERRORS = (OSError, TimeoutError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
-async def nats_usable(url: str, timeout: float = 2.0) -> str | None:
+async def nats_usable(url: str, timeout: float = 2.0, auth: NatsAuth | None = None) -> str | None:
     """None if `url` is a NATS >= 2.10 server with JetStream enabled, else the reason it is not usable."""
     try:
-        version, problem = await server_facts(url, timeout)
+        version, problem = await server_facts(url, timeout, auth)
     except DependencyUnavailable as exc:
         return f"cannot connect to NATS at {redact_url(url)}: {exc.reason}"
     too_old = version_reason("NATS server", version, MIN_NATS_VERSION)

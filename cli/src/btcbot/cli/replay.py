@@ -51,6 +51,7 @@ from btcbot.cli.decisions import (
     permissive_rules,
     replay_decisions,
 )
+from btcbot.cli.natsconfig import cli_auth
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import encode
 from btcbot.contracts.messages import (
@@ -395,7 +396,7 @@ async def run_replay(options: ReplayOptions, nats_url: str) -> int:
         print(f"btcbot replay: {exc}")
         return 2
     try:
-        nc = await connect(nats_url, "btcbot-replay", 10, reconnect_forever=False)
+        nc = await connect(nats_url, "btcbot-replay", 10, reconnect_forever=False, auth=cli_auth(os.environ, "reader"))
     except DependencyUnavailable as exc:
         print(f"btcbot replay: {exc}")
         return 2

@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import msgspec
 from btcbot.btcturk.rest import BtcTurkClient
 from btcbot.cli.endpoints import with_database
 from btcbot.cli.infra import Infra, InfraError, resolve_infra
+from btcbot.cli.natsconfig import IDENTITIES_FILE, NatsUser, load_users, user_auth
 from btcbot.cli.probes import drop_database, ensure_database
 from btcbot.cli.summary import check_trace_file
 from btcbot.cli.supervisor import Supervisor
@@ -38,7 +40,7 @@ from btcbot.contracts.codec import decode
 from btcbot.contracts.messages import CancelOrder
 from btcbot.contracts.streams import ALL_STREAMS, EXECUTION_ORDERS, LEDGER_EXECUTION, RISK_INTENTS
 from btcbot.runtime.inspect import last_sequence, read_stream
-from btcbot.runtime.jetstream import NatsPublisher, connect, provision
+from btcbot.runtime.jetstream import NatsAuth, NatsPublisher, connect, nats_auth_from_env, provision
 from btcbot.runtime.signing import RunKeys
 
 SERVICES_IN_START_ORDER = ("ledger", "execution", "risk", "strategy", "marketdata")
@@ -99,7 +101,9 @@ async def run_up(opts: UpOptions) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     try:
-        infra = await resolve_infra(state / "infra", os.environ)
+        infra = await resolve_infra(
+            state / "infra", os.environ, secure_nats=True, nats_auth=_given_admin_auth(os.environ)
+        )
     except InfraError as exc:
         say(f"btcbot up: {exc}")
         return 2
@@ -125,7 +129,8 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     for line in infra.describe():
         say(f"   {line}")
     await _fresh_database(infra, opts.keep_state)
-    nc = await connect(infra.nats_url, "btcbot-up", 10, reconnect_forever=False)
+    users = nats_users(infra, state, os.environ)
+    nc = await connect(infra.nats_url, "btcbot-up", 10, reconnect_forever=False, auth=_up_auth(users, os.environ))
     js = nc.jetstream()
     await provision(js, ALL_STREAMS)
     start_seqs = {spec.name: await last_sequence(js, spec.name) for spec in ALL_STREAMS}
@@ -177,7 +182,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     }
     keys = RunKeys.generate()
     for name in SERVICES_IN_START_ORDER:
-        sup.add(name, f"btcbot.{name}", {**common, **_signing_env(keys, name)})
+        sup.add(name, f"btcbot.{name}", {**common, **_signing_env(keys, name), **service_nats_env(users, name)})
     started = time.monotonic()
     try:
         for name in SERVICES_IN_START_ORDER:
@@ -205,6 +210,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
             "logs": str(sup.log_dir),
             "health_ports": {c.name: c.health_port for c in sup.children.values() if c.health_port},
             **_signing_run_info(keys),
+            **run_file_nats(users),
         },
     )
     say(f"   logs: {sup.log_dir}/<name>.log   traces: {trace_file}")
@@ -225,6 +231,42 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     await nc.close()
     print(json.dumps(summary, sort_keys=False), flush=True)
     return 0
+
+
+def nats_users(infra: Infra, state: Path, env: Mapping[str, str]) -> dict[str, NatsUser] | None:
+    """The identities' credentials: generated with the embedded NATS, or from NATS_IDENTITIES_FILE (what
+    `btcbot nats-config` wrote for an external server); None: the server has no authorization we know of."""
+    if infra.nats.embedded:
+        path = state / "infra" / "nats" / IDENTITIES_FILE
+        return load_users(path) if path.exists() else None
+    given = (env.get("NATS_IDENTITIES_FILE") or "").strip()
+    return load_users(Path(given)) if given else None
+
+
+def _given_admin_auth(env: Mapping[str, str]) -> NatsAuth | None:
+    """The admin identity of NATS_IDENTITIES_FILE, or NATS_USER/NATS_PASSWORD: how `up` reaches a given NATS."""
+    given = (env.get("NATS_IDENTITIES_FILE") or "").strip()
+    if given:
+        return user_auth(load_users(Path(given))["admin"])
+    return nats_auth_from_env(env)
+
+
+def _up_auth(users: Mapping[str, NatsUser] | None, env: Mapping[str, str]) -> NatsAuth | None:
+    """`up` provisions streams and drains the pipeline: the admin identity when there are identities."""
+    return user_auth(users["admin"]) if users is not None else nats_auth_from_env(env)
+
+
+def service_nats_env(users: Mapping[str, NatsUser] | None, service: str) -> dict[str, str]:
+    """A service's own credentials (none: it inherits whatever NATS_USER/NATS_PASSWORD `up` was given)."""
+    return users[service].env() if users is not None else {}
+
+
+def run_file_nats(users: Mapping[str, NatsUser] | None) -> dict[str, Any]:
+    """The operator and reader identities for CLI commands run against this system (run.json is 0600)."""
+    if users is None:
+        return {}
+    table = {role: {"user": users[role].user, "password": users[role].password} for role in ("operator", "reader")}
+    return {"nats_auth": table}
 
 
 def _signing_env(keys: RunKeys, service: str) -> dict[str, str]:

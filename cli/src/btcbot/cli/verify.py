@@ -58,6 +58,7 @@ from typing import Any
 
 import msgspec
 
+from btcbot.cli.natsconfig import run_file_auth
 from btcbot.contracts.codec import decode
 from btcbot.contracts.messages import (
     Message,
@@ -70,6 +71,7 @@ from btcbot.contracts.messages import (
     PortfolioSnapshot,
     SubmitOrder,
 )
+from btcbot.runtime.jetstream import NatsAuth, nats_auth_from_env
 from btcbot.runtime.sanity import money_problem
 
 PROBLEMS = (
@@ -110,6 +112,7 @@ class Sources:
     since_ns: int = 0
     # The simulator's admin token (/sim/state needs it): run.json's sim_admin_token or SIM_ADMIN_TOKEN.
     sim_admin_token: str = ""
+    nats_auth: NatsAuth | None = None  # the reader identity (environment, else the run file)
 
 
 @dataclass(frozen=True)
@@ -333,13 +336,14 @@ def sources_from(options: Mapping[str, str | None], env: Mapping[str, str]) -> S
         account=pick("account", "account", "BTCBOT_ACCOUNT", "main"),
         since_ns=int(since_ms) * 1_000_000 if since_ms else 0,
         sim_admin_token=pick("sim_admin_token", "sim_admin_token", "SIM_ADMIN_TOKEN", ""),
+        nats_auth=nats_auth_from_env(env) or run_file_auth(run, "reader"),
     )
 
 
 async def gather(sources: Sources) -> Evidence:
     """Fetch every record `compare` needs."""
     sim = await asyncio.to_thread(_sim_state, sources.sim_url, sources.api_key, sources.sim_admin_token)
-    messages, bad = await _stream_messages(sources.nats_url, sources.since_ns)
+    messages, bad = await _stream_messages(sources.nats_url, sources.since_ns, sources.nats_auth)
     evidence = Evidence(sim=sim, messages=messages, bad_messages=bad)
     evidence.ledger_fills, evidence.ledger_balances = await _ledger(sources.database_url)
     evidence.halted, evidence.quarantined = await _ledger_holds(sources.database_url)
@@ -347,7 +351,7 @@ async def gather(sources: Sources) -> Evidence:
         prefix = f"{sources.key_prefix}:{sources.account}"
         evidence.claims = await _claims(sources.redis_url, prefix)
         evidence.reservations = await _reservation_summary(sources.redis_url, prefix)
-        evidence.snapshot_exec_seq = await _snapshot_exec_seq(sources.nats_url, sources.account)
+        evidence.snapshot_exec_seq = await _snapshot_exec_seq(sources.nats_url, sources.account, sources.nats_auth)
     return evidence
 
 
@@ -381,11 +385,13 @@ def read_record(stream: str, sequence: int, data: bytes) -> tuple[Message | None
     return message, None
 
 
-async def _stream_messages(nats_url: str, since_ns: int) -> tuple[list[Message], list[str]]:
+async def _stream_messages(
+    nats_url: str, since_ns: int, auth: NatsAuth | None = None
+) -> tuple[list[Message], list[str]]:
     from btcbot.runtime.inspect import read_stream
     from btcbot.runtime.jetstream import connect
 
-    nc = await connect(nats_url, "btcbot-verify", 10, reconnect_forever=False)
+    nc = await connect(nats_url, "btcbot-verify", 10, reconnect_forever=False, auth=auth)
     try:
         js = nc.jetstream()
         found: list[Message] = []
@@ -402,14 +408,14 @@ async def _stream_messages(nats_url: str, since_ns: int) -> tuple[list[Message],
         await nc.close()
 
 
-async def _snapshot_exec_seq(nats_url: str, account: str) -> int:
+async def _snapshot_exec_seq(nats_url: str, account: str, auth: NatsAuth | None = None) -> int:
     """The EXECUTION watermark of the account's newest portfolio snapshot (0 when there is none)."""
     from btcbot.contracts import subjects
     from btcbot.contracts.streams import PORTFOLIO
     from btcbot.runtime.jetstream import connect
     from btcbot.runtime.latest import last_per_subject
 
-    nc = await connect(nats_url, "btcbot-verify", 10, reconnect_forever=False)
+    nc = await connect(nats_url, "btcbot-verify", 10, reconnect_forever=False, auth=auth)
     try:
         found = await last_per_subject(nc.jetstream(), PORTFOLIO.name, (subjects.portfolio(account),), 1 << 62)
     finally:

@@ -31,6 +31,20 @@ async def last_sequence(js: JetStreamContext, stream: str) -> int:
     return int(info.state.last_seq or 0)
 
 
+async def ephemeral_pull(
+    js: JetStreamContext, stream: str, subject: str, config: ConsumerConfig
+) -> JetStreamContext.PullSubscription:
+    """A pull subscription on a new ephemeral consumer whose name the server picks.
+
+    nats-py's `pull_subscribe` names ephemeral consumers itself, which needs the right to create consumers by
+    name; creating it nameless (`CONSUMER.CREATE.<stream>`) is all a read-only identity may do (docs/security.md).
+    """
+    filters = {} if config.filter_subjects else {"filter_subject": subject}
+    unnamed = config.evolve(name=None, durable_name=None, **filters)
+    info = await js.add_consumer(stream, unnamed)
+    return await js.pull_subscribe_bind(info.name, stream=stream)
+
+
 async def read_stream(
     js: JetStreamContext, stream: str, start_seq: int = 1, subject: str = ">", batch: int = 500
 ) -> AsyncIterator[StoredMessage]:
@@ -45,7 +59,7 @@ async def read_stream(
         mem_storage=True,
         inactive_threshold=30,
     )
-    sub = await js.pull_subscribe(subject, stream=stream, config=config)
+    sub = await ephemeral_pull(js, stream, subject, config)
     try:
         while True:
             try:

@@ -7,7 +7,8 @@ reconnect afterwards, `add_consumer` as create-or-update, copied headers on publ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import nats
@@ -27,6 +28,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 from opentelemetry import trace
 
+from btcbot.contracts.access import INBOX_ROOT
 from btcbot.contracts.codec import encode
 from btcbot.contracts.messages import Message
 from btcbot.contracts.streams import ConsumerSpec, StreamSpec
@@ -43,8 +45,56 @@ _DELIVER = {
 }
 
 
-async def connect(url: str, name: str, timeout: float = 10.0, *, reconnect_forever: bool = True) -> NatsClient:
-    """Connect within `timeout` seconds, then reconnect forever (nats-py's own connect can hang 2 minutes)."""
+@dataclass(frozen=True)
+class NatsAuth:
+    """How a process proves its NATS identity; the password never appears in repr or logs."""
+
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    creds_file: str | None = None
+    nkey_seed_file: str | None = None
+    inbox_prefix: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for nats.connect."""
+        opts: dict[str, Any] = {}
+        if self.user is not None:
+            opts["user"] = self.user
+            opts["password"] = self.password or ""
+        if self.creds_file is not None:
+            opts["user_credentials"] = self.creds_file
+        if self.nkey_seed_file is not None:
+            opts["nkeys_seed"] = self.nkey_seed_file
+        prefix = self.inbox_prefix or (f"{INBOX_ROOT}.{self.user}" if self.user else None)
+        if prefix is not None:
+            opts["inbox_prefix"] = prefix
+        return opts
+
+
+def nats_auth_from_env(env: Mapping[str, str]) -> NatsAuth | None:
+    """NATS_USER + NATS_PASSWORD, NATS_CREDS_FILE, NATS_NKEY_SEED_FILE, NATS_INBOX_PREFIX (None if none is set)."""
+    values = {
+        key: (env.get(key) or "").strip() or None
+        for key in ("NATS_USER", "NATS_PASSWORD", "NATS_CREDS_FILE", "NATS_NKEY_SEED_FILE", "NATS_INBOX_PREFIX")
+    }
+    if not any(values[k] for k in ("NATS_USER", "NATS_CREDS_FILE", "NATS_NKEY_SEED_FILE")):
+        return None
+    return NatsAuth(
+        user=values["NATS_USER"],
+        password=env.get("NATS_PASSWORD"),
+        creds_file=values["NATS_CREDS_FILE"],
+        nkey_seed_file=values["NATS_NKEY_SEED_FILE"],
+        inbox_prefix=values["NATS_INBOX_PREFIX"],
+    )
+
+
+async def connect(
+    url: str, name: str, timeout: float = 10.0, *, reconnect_forever: bool = True, auth: NatsAuth | None = None
+) -> NatsClient:
+    """Connect within `timeout` seconds, then reconnect forever (nats-py's own connect can hang 2 minutes).
+
+    With `auth`, as that identity (docs/security.md); without, anonymously (a dev server without authorization).
+    """
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats.error", error=repr(exc))
@@ -71,6 +121,7 @@ async def connect(url: str, name: str, timeout: float = 10.0, *, reconnect_forev
                 reconnected_cb=on_reconnected,
                 closed_cb=on_closed,
                 drain_timeout=5,
+                **(auth.options() if auth is not None else {}),
             ),
             timeout,
         )
@@ -91,6 +142,19 @@ def stream_config(spec: StreamSpec) -> StreamConfig:
         duplicate_window=spec.duplicate_window,
         discard=DiscardPolicy.OLD,
         num_replicas=1,
+    )
+
+
+def stream_matches(found: StreamConfig, spec: StreamSpec) -> bool:
+    """Whether a stream's stored config already says what its definition says (the fields we set)."""
+    return (
+        sorted(found.subjects or []) == sorted(spec.subjects)
+        and (found.description or "") == spec.description
+        and abs((found.max_age or 0.0) - spec.max_age) < 1e-3
+        and (found.max_msgs_per_subject if found.max_msgs_per_subject is not None else -1) == spec.max_msgs_per_subject
+        and abs((found.duplicate_window or 0.0) - spec.duplicate_window) < 1e-3
+        and found.retention == RetentionPolicy.LIMITS
+        and found.discard == DiscardPolicy.OLD
     )
 
 
@@ -119,11 +183,15 @@ def consumer_config(spec: ConsumerSpec) -> ConsumerConfig:
 async def provision(
     js: JetStreamContext, streams: Iterable[StreamSpec], consumers: Iterable[ConsumerSpec] = ()
 ) -> None:
-    """Create or update every stream and durable consumer; safe to run at every start of every replica."""
+    """Create or update every stream and durable consumer; safe to run at every start of every replica.
+
+    A stream already as defined is left alone, so an identity without stream rights (every service under
+    authorization: the admin identity provisions streams) only reads its info; only a change needs the admin.
+    """
     for spec in streams:
         config = stream_config(spec)
         try:
-            await js.stream_info(spec.name)
+            info = await js.stream_info(spec.name)
         except NotFoundError:
             try:
                 await js.add_stream(config)
@@ -131,6 +199,9 @@ async def provision(
                 continue
             except BadRequestError:
                 pass  # another replica created it between our two calls
+        else:
+            if stream_matches(info.config, spec):
+                continue
         await js.update_stream(config)
     for consumer in consumers:
         await js.add_consumer(consumer.stream, consumer_config(consumer))
@@ -169,7 +240,7 @@ async def _quiet(_: Exception) -> None:
     """nats-py logs every failed connect attempt unless given an error callback; a probe reports instead."""
 
 
-async def server_facts(url: str, timeout: float = 2.0) -> tuple[str, str | None]:
+async def server_facts(url: str, timeout: float = 2.0, auth: NatsAuth | None = None) -> tuple[str, str | None]:
     """(version, None) if JetStream answers, else (version, reason); DependencyUnavailable if unreachable."""
     nc = NatsClient()
     try:
@@ -183,6 +254,7 @@ async def server_facts(url: str, timeout: float = 2.0) -> tuple[str, str | None]
                 reconnect_time_wait=0,
                 allow_reconnect=False,
                 error_cb=_quiet,
+                **(auth.options() if auth is not None else {}),
             ),
             timeout,
         )

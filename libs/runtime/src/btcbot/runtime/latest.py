@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from btcbot.runtime.inspect import ephemeral_pull
 from btcbot.runtime.sanity import is_future_dated
 
 
@@ -82,7 +83,7 @@ async def history(js: JetStreamContext, stream: str, subject: str, batch: int = 
         inactive_threshold=30,
     )
     found: list[LastMessage] = []
-    sub = await js.pull_subscribe(subject, stream=stream, config=config)
+    sub = await ephemeral_pull(js, stream, subject, config)
     try:
         while True:
             try:

@@ -26,7 +26,7 @@ from btcbot.runtime.bus import Handler, Publisher
 from btcbot.runtime.consumer import Consumer
 from btcbot.runtime.errors import DependencyUnavailable, SettingsError
 from btcbot.runtime.health import HealthServer
-from btcbot.runtime.jetstream import NatsPublisher, connect, provision
+from btcbot.runtime.jetstream import NatsAuth, NatsPublisher, connect, provision
 from btcbot.runtime.logging import configure_logging, get_logger
 from btcbot.runtime.settings import CommonSettings, load_settings
 from btcbot.runtime.telemetry import configure_telemetry, shutdown_telemetry
@@ -206,10 +206,26 @@ class Service:
 Setup = Callable[[Service, S], Awaitable[None]]
 
 
+def service_auth(settings: CommonSettings) -> NatsAuth | None:
+    """The service's NATS identity from its settings (None: connect without authentication)."""
+    if not (settings.nats_user or settings.nats_creds_file or settings.nats_nkey_seed_file):
+        return None
+    password = settings.nats_password.get_secret_value() if settings.nats_password is not None else None
+    return NatsAuth(
+        user=settings.nats_user,
+        password=password,
+        creds_file=str(settings.nats_creds_file) if settings.nats_creds_file else None,
+        nkey_seed_file=str(settings.nats_nkey_seed_file) if settings.nats_nkey_seed_file else None,
+        inbox_prefix=settings.nats_inbox_prefix,
+    )
+
+
 async def _main(name: str, settings: S, setup: Setup[S], consumers: tuple[ConsumerSpec, ...] | None) -> int:
     log = get_logger(f"btcbot.{name}")
     try:
-        nc = await connect(settings.nats_url, f"{name}-{settings.instance}", settings.connect_timeout)
+        nc = await connect(
+            settings.nats_url, f"{name}-{settings.instance}", settings.connect_timeout, auth=service_auth(settings)
+        )
     except DependencyUnavailable as exc:
         log.error("service.start_failed", reason=exc.reason)
         return 3

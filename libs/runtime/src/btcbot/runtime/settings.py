@@ -40,6 +40,15 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     nats_url: str = Field("nats://127.0.0.1:4222", validation_alias=_alias("NATS_URL"))
+    # The service's NATS identity (docs/security.md): user and password, or a creds file, or an nkey seed file.
+    # None of them set: no authentication (a plain dev server).
+    nats_user: str | None = Field(None, validation_alias=_alias("NATS_USER"), min_length=1)
+    nats_password: SecretStr | None = Field(None, validation_alias=_alias("NATS_PASSWORD"))
+    nats_creds_file: Path | None = Field(None, validation_alias=_alias("NATS_CREDS_FILE"))
+    nats_nkey_seed_file: Path | None = Field(None, validation_alias=_alias("NATS_NKEY_SEED_FILE"))
+    # Replies come to `<prefix>.<id>`; the server lets an identity subscribe only below `_INBOX.<identity>`.
+    # Unset: `_INBOX.<NATS_USER>` with a user, else nats-py's `_INBOX`.
+    nats_inbox_prefix: str | None = Field(None, validation_alias=_alias("NATS_INBOX_PREFIX"), min_length=1)
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_alias("REDIS_URL"))
     key_prefix: str = Field("btcbot", validation_alias=_alias("BTCBOT_KEY_PREFIX"), min_length=1)
     account: str = Field("main", validation_alias=_alias("BTCBOT_ACCOUNT"), pattern=r"^[A-Za-z0-9_-]+$")
