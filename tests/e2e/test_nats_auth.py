@@ -44,7 +44,9 @@ def _users(system: Any) -> dict[str, Any]:
 
 
 async def _requests(system: Any, since: int = 0) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=system.run["sim_url"], timeout=5) as client:
+    async with httpx.AsyncClient(
+        base_url=system.run["sim_url"], timeout=5, headers={"X-Sim-Admin-Token": system.run["sim_admin_token"]}
+    ) as client:
         response = await client.get("/sim/requests", params={"since": since})
         response.raise_for_status()
         data: dict[str, Any] = response.json()
