@@ -43,7 +43,11 @@ async def test_last_per_subject_on_a_real_stream(tmp_path: Path) -> None:
     from btcbot.cli.infra import start_nats
 
     server = start_nats(tmp_path)
-    nc = await connect(server.url, "latest-test", 5, reconnect_forever=False)
+    try:
+        nc = await connect(server.url, "latest-test", 5, reconnect_forever=False)
+    except BaseException:
+        server.stop()
+        raise
     try:
         js = nc.jetstream()
         await provision(js, ALL_STREAMS)
