@@ -119,6 +119,12 @@ async def test_control_commands_are_signed_with_the_operator_key(
         out = capsys.readouterr().out
         assert "sent unsigned" in out
         assert msgspec.json.decode(out.strip().splitlines()[-1], type=KillSwitch).signature == ""
+        # The key recorded in the run file (run.json of `btcbot up`) signs when the environment has none.
+        run_file = tmp_path / "run.json"
+        run_file.write_text(json.dumps({"operator_env": keys.operator_env()}))
+        assert await run_control({**bare, "BTCBOT_RUN_FILE": str(run_file)}, "release", "", "drill", "ops") == 0
+        released = msgspec.json.decode(capsys.readouterr().out.strip().splitlines()[-1], type=KillSwitch)
+        assert verify(released, keys.operator_signer().keys()) is None
         # A bad key setting names the variable and sends nothing.
         broken = {**env, "BTCBOT_OPERATOR_SIGNING_KEY": "not base64!"}
         assert await run_control(broken, "mode", "NORMAL", "drill", "ops") == 2

@@ -7,6 +7,7 @@ import getpass
 import json
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -65,6 +66,18 @@ def control_message(
         operator=operator,
         cancel_resting=cancel_resting,
     )
+
+
+def with_run_operator_key(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` plus the operator's signing key recorded in the run file named by BTCBOT_RUN_FILE (run.json, 0600),
+    for the variables the environment does not set itself."""
+    merged = dict(env)
+    run_file = (env.get("BTCBOT_RUN_FILE") or "").strip()
+    if run_file and Path(run_file).is_file():
+        recorded = json.loads(Path(run_file).read_text()).get("operator_env") or {}
+        for name, value in recorded.items():
+            merged.setdefault(str(name), str(value))
+    return merged
 
 
 def operator_signer(env: Mapping[str, str]) -> Signer | None:
@@ -129,7 +142,7 @@ async def run_control(
         message = control_message(
             kind, value, reason, operator_name(operator), time.time_ns(), cancel_resting=cancel_resting
         )
-        signer = operator_signer(env)
+        signer = operator_signer(with_run_operator_key(env))
     except ValueError as exc:
         print(f"btcbot control: {exc}")
         return 2
