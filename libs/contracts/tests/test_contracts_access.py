@@ -54,8 +54,10 @@ def test_who_may_publish_what_matters() -> None:
     assert publishers_of(subjects.CONTROL_AUTO) == ("risk", "admin")
     assert publishers_of(subjects.alarm("ledger", "quarantine")) == ("ledger", "admin")
     assert publishers_of(subjects.book(SYMBOL)) == ("marketdata", "admin")
-    assert publishers_of(subjects.intent(SYMBOL)) == ("strategy", "admin")
-    assert set(publishers_of(subjects.cancel(SYMBOL))) == {"strategy", "risk", "admin"}
+    # The canary proposes one capped intent (risk still decides and signs) and may cancel it.
+    assert publishers_of(subjects.intent(SYMBOL)) == ("strategy", "canary", "admin")
+    assert set(publishers_of(subjects.cancel(SYMBOL))) == {"strategy", "risk", "canary", "admin"}
+    assert not any(subject_matches(p, subjects.submit(SYMBOL)) for p in permissions(identity("canary")).publish_allow)
 
 
 def test_only_admin_touches_streams() -> None:

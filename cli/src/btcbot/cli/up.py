@@ -262,10 +262,12 @@ def service_nats_env(users: Mapping[str, NatsUser] | None, service: str) -> dict
 
 
 def run_file_nats(users: Mapping[str, NatsUser] | None) -> dict[str, Any]:
-    """The operator and reader identities for CLI commands run against this system (run.json is 0600)."""
+    """The operator, reader and canary identities for CLI commands run against this system (run.json is 0600)."""
     if users is None:
         return {}
-    table = {role: {"user": users[role].user, "password": users[role].password} for role in ("operator", "reader")}
+    table = {
+        role: {"user": users[role].user, "password": users[role].password} for role in ("operator", "reader", "canary")
+    }
     return {"nats_auth": table}
 
 
