@@ -21,6 +21,7 @@ from btcbot.cli.canary import (
     arming_step,
     cap_step,
     ledger_step,
+    mode_step,
     parse_cap,
     plan_order,
 )
@@ -249,12 +250,24 @@ def test_report_exit_codes_and_summary():
     assert [s["name"] for s in summary["steps"]] == ["cap", "arming"]
 
 
-def test_env_from_run_file_fills_what_the_environment_does_not_say(tmp_path: Path):
+def test_env_from_run_file_overrides_the_environment_with_the_run(tmp_path: Path):
     run = tmp_path / "run.json"
     run.write_text(json.dumps({"nats_url": "nats://h:1", "sim_url": "http://sim", "database_url": "postgresql://x/y"}))
     env = env_from_run_file({"DATABASE_URL": "postgresql://given/z"}, run)
     assert env["NATS_URL"] == "nats://h:1"
     assert env["BTCTURK_BASE_URL"] == "http://sim"
-    assert env["DATABASE_URL"] == "postgresql://given/z"
+    assert env["DATABASE_URL"] == "postgresql://x/y"
+    assert "REDIS_URL" not in env  # absent from the run file: left alone
     assert env["BTCBOT_RUN_FILE"] == str(run)
     assert env_from_run_file({"A": "1"}, None) == {"A": "1"}
+
+
+def test_mode_step_refuses_when_risk_would_deny():
+    normal = {"mode": "NORMAL", "auto_mode": "NORMAL", "kill_engaged": False, "active_alarms": {}, "unreadable": {}}
+    assert mode_step(normal, "buy").ok
+    assert not mode_step({**normal, "kill_engaged": True}, "buy").ok
+    assert not mode_step({**normal, "auto_mode": "OBSERVE_ONLY", "auto_reasons": ["MISSING_MARK"]}, "sell").ok
+    assert not mode_step({**normal, "mode": "REDUCE_ONLY"}, "buy").ok
+    assert mode_step({**normal, "mode": "REDUCE_ONLY"}, "sell").ok  # risk still decides whether it reduces
+    assert not mode_step({**normal, "active_alarms": {"control.alarm.x.y": "d"}}, "buy").ok
+    assert not mode_step({**normal, "unreadable": {"control.kill": "bad"}}, "buy").ok

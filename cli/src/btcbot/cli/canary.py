@@ -1,7 +1,7 @@
 """`btcbot canary`, the pure part: the hard cap, the arming rule, the order a canary places and what its events say.
 
 Nothing here touches the network, the clock or the environment (the shell is `canary_run.py`). Steps, in order:
-cap, arming, doctor, book, rules, intent, verdict, exchange, fill, ledger; the first failure stops the run.
+cap, arming, doctor, mode, book, rules, intent, verdict, exchange, fill, ledger; the first failure stops the run.
 """
 
 from __future__ import annotations
@@ -152,6 +152,26 @@ def arming_step(base_url: str, env: Mapping[str, str]) -> Step:
     if urlsplit(base_url).scheme != "https":
         return Step("arming", False, f"live needs https://{LIVE_HOST}, not {base_url}")
     return Step("arming", True, f"LIVE at {base_url} (armed)")
+
+
+def mode_step(status: Mapping[str, Any], side: Side) -> Step:
+    """The control state risk rebuilds (`btcbot control status`): trading must be on for this order, so a canary
+    never sends an intent that is bound to be denied. Risk's verdict stays the authority."""
+    if status.get("unreadable"):
+        return Step("mode", False, f"unreadable control messages: {sorted(status['unreadable'])}")
+    if status.get("kill_engaged"):
+        return Step("mode", False, "the kill switch is engaged")
+    if status.get("active_alarms"):
+        return Step("mode", False, f"active alarms: {sorted(status['active_alarms'])}")
+    modes = {str(status.get("mode", "NORMAL")), str(status.get("auto_mode", "NORMAL"))}
+    if "OBSERVE_ONLY" in modes or (side == "buy" and "REDUCE_ONLY" in modes):
+        reasons = ",".join(status.get("auto_reasons") or ()) or "-"
+        return Step(
+            "mode",
+            False,
+            f"mode {status.get('mode')}, automatic {status.get('auto_mode')} ({reasons}): a {side} would be denied",
+        )
+    return Step("mode", True, f"mode {status.get('mode', 'NORMAL')}, automatic {status.get('auto_mode', 'NORMAL')}")
 
 
 @dataclass(frozen=True)

@@ -19,17 +19,30 @@ from typing import Any
 
 import msgspec
 
-from btcbot.cli.canary import STRATEGY, OrderPlan, Outcome, Report, Step, arming_step, cap_step, ledger_step, parse_cap
+from btcbot.cli.canary import (
+    STRATEGY,
+    OrderPlan,
+    Outcome,
+    Report,
+    Step,
+    arming_step,
+    cap_step,
+    ledger_step,
+    mode_step,
+    parse_cap,
+)
 from btcbot.cli.canary import plan_order as make_plan
+from btcbot.cli.control import control_status
 from btcbot.cli.doctor import DEFAULT_DATABASE_URL, doctor_checks
 from btcbot.cli.infra import DEFAULT_NATS_URL
 from btcbot.cli.natsconfig import cli_auth
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import decode
 from btcbot.contracts.messages import BookSnapshot, CancelOrder, Message, OrderIntent, Side
-from btcbot.contracts.streams import EXECUTION, MARKET, ORDERS
+from btcbot.contracts.streams import CONTROL, EXECUTION, MARKET, ORDERS, RISK_CONTROL
 from btcbot.runtime.inspect import last_message, last_sequence, read_stream
 from btcbot.runtime.jetstream import NatsPublisher, connect
+from btcbot.runtime.latest import last_per_subject
 
 VERDICT_TIMEOUT = 20.0  # risk answers within a second on a healthy pipeline
 EXCHANGE_TIMEOUT = 20.0
@@ -50,7 +63,8 @@ class CanaryOptions:
 
 
 def env_from_run_file(env: Mapping[str, str], run_file: Path | None) -> dict[str, str]:
-    """The environment against a `btcbot up` run: its servers, simulator and credentials (explicit env wins)."""
+    """The environment against a `btcbot up` run: its servers, simulator and credentials. The run file was named
+    on the command line, so what it says wins over the environment (which may point at other servers)."""
     merged = dict(env)
     if run_file is None:
         return merged
@@ -65,7 +79,7 @@ def env_from_run_file(env: Mapping[str, str], run_file: Path | None) -> dict[str
         "BTCBOT_RUN_FILE": str(run_file),
     }
     for key, value in given.items():
-        if value and not merged.get(key):
+        if value:
             merged[key] = str(value)
     return merged
 
@@ -119,6 +133,10 @@ async def _steps(env: Mapping[str, str], opts: CanaryOptions, report: Report) ->
 
 
 async def _trade(js: Any, env: Mapping[str, str], opts: CanaryOptions, report: Report, base_url: str) -> None:
+    skew_ns = int(float(env.get("BTCBOT_MAX_CLOCK_SKEW", "5")) * 1_000_000_000)
+    stored = await last_per_subject(js, CONTROL.name, RISK_CONTROL.filter_subjects, skew_ns)
+    if not _say(report, mode_step(control_status(stored), opts.side)):
+        return
     book = await _last_book(js, opts.symbol)
     now = time.time_ns()
     if book is None:

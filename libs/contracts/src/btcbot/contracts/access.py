@@ -163,7 +163,7 @@ CANARY = Identity(
     "canary",
     "`btcbot canary`: proposes one capped intent (risk still decides and signs), cancels it, watches its outcome",
     publishes=(_any_symbol(subjects.intent), _any_symbol(subjects.cancel)),
-    reads=(ORDERS, EXECUTION),
+    reads=(ORDERS, EXECUTION, CONTROL),
     gets=(MARKET,),
 )
 READER = Identity(
