@@ -120,3 +120,13 @@ def test_subject_matching_follows_nats_rules(tokens: list[str], data: st.DataObj
     if i:
         assert not subject_matches(tail, ".".join(tokens[:i]))  # `>` needs at least one token
     assert not subject_matches(subject + ".x", subject)
+
+
+def test_fanout_durables_of_departed_replicas_are_removed_within_minutes() -> None:
+    """Pod names reach fan-out durable names: a rollout's leftovers must not pile up pending for an hour."""
+    from btcbot.contracts.streams import FANOUT_IDLE_CLEANUP
+
+    fanout = [spec for spec in ALL_CONSUMERS if spec.fanout]
+    assert fanout
+    for spec in fanout:
+        assert 30 <= spec.idle_cleanup == FANOUT_IDLE_CLEANUP <= 300, spec.durable
