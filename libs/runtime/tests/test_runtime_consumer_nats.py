@@ -286,7 +286,7 @@ async def test_a_live_replica_makes_its_fanout_durable_again_when_the_server_rem
     try:
         await asyncio.sleep(0.3)
         await js.delete_consumer(stream.name, own.durable)  # as the server does after idle_cleanup
-        for n in range(40):  # bounded: the loop notices on its next fetch and makes the durable again
+        for _ in range(40):  # bounded: the loop notices on its next fetch and makes the durable again
             if own.durable in await _consumer_names(js, stream.name):
                 break
             await asyncio.sleep(0.25)
