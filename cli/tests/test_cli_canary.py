@@ -271,3 +271,15 @@ def test_mode_step_refuses_when_risk_would_deny():
     assert mode_step({**normal, "mode": "REDUCE_ONLY"}, "sell").ok  # risk still decides whether it reduces
     assert not mode_step({**normal, "active_alarms": {"control.alarm.x.y": "d"}}, "buy").ok
     assert not mode_step({**normal, "unreadable": {"control.kill": "bad"}}, "buy").ok
+
+
+def test_run_file_records_the_canary_identity_and_tolerates_an_older_identities_file():
+    from btcbot.cli.natsconfig import generate_users
+    from btcbot.cli.up import run_file_nats
+
+    users = generate_users()
+    table = run_file_nats(users)["nats_auth"]
+    assert set(table) == {"operator", "reader", "canary"}
+    assert table["canary"]["user"] == "canary"
+    older = {name: user for name, user in users.items() if name != "canary"}
+    assert set(run_file_nats(older)["nats_auth"]) == {"operator", "reader"}
