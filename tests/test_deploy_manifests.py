@@ -23,6 +23,7 @@ import yaml
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
+from btcbot.contracts.streams import EXECUTION_ORDERS, LEDGER_EXECUTION, RISK_INTENTS
 from btcbot.runtime.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -352,8 +353,21 @@ def test_base_deployment_is_probed_limited_and_locked_down(name: str) -> None:
         assert env["name"] in known
 
 
+# Services scaled on the backlog of their shared durable (KEDA's NATS JetStream scaler); the others work per
+# symbol (partition leases) and keep a fixed replica count.
+LAG_SCALED = {"risk": RISK_INTENTS, "execution": EXECUTION_ORDERS, "ledger": LEDGER_EXECUTION}
+
+
+def scaled_objects_of(objects: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [
+        o
+        for o in of_kind(objects, "ScaledObject").values()
+        if o["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    ]
+
+
 @pytest.mark.parametrize("name", SERVICES)
-def test_base_pdb_and_hpa_target_each_deployment(name: str) -> None:
+def test_base_pdb_and_lag_scaler_target_each_deployment(name: str) -> None:
     objects = base_objects()
     dep = of_kind(objects, "Deployment")[name]
     labels = dep["spec"]["template"]["metadata"]["labels"]
@@ -364,20 +378,37 @@ def test_base_pdb_and_hpa_target_each_deployment(name: str) -> None:
     ]
     assert len(pdbs) == 1, f"{name}: {len(pdbs)} disruption budgets select it"
     assert "maxUnavailable" in pdbs[0]["spec"] or "minAvailable" in pdbs[0]["spec"]
-    hpas = [
-        h
-        for h in of_kind(objects, "HorizontalPodAutoscaler").values()
-        if h["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
-    ]
-    assert len(hpas) == 1, f"{name}: {len(hpas)} autoscalers target it"
-    spec = hpas[0]["spec"]
-    assert 1 <= spec["minReplicas"] <= spec["maxReplicas"]
-    assert spec["metrics"], "an autoscaler needs a metric"
-    assert container_requests_cpu(dep), "a CPU utilization target needs a CPU request"
+    assert not of_kind(objects, "HorizontalPodAutoscaler"), "no CPU autoscaler: KEDA makes the HPA from lag"
+    scalers = scaled_objects_of(objects, name)
+    if name not in LAG_SCALED:
+        assert scalers == [], f"{name} works per symbol: a backlog does not tell how many replicas it needs"
+        return
+    assert len(scalers) == 1, f"{name}: {len(scalers)} ScaledObjects target it"
+    spec = scalers[0]["spec"]
+    assert scalers[0]["apiVersion"] == "keda.sh/v1alpha1"
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"], "never to zero: a service must hold its durables"
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "nats-jetstream"
+    meta = trigger["metadata"]
+    durable = LAG_SCALED[name]
+    # The durable the replicas share: a fan-out durable is per pod (`<name>-<pod>`), no scaler could name it.
+    assert not durable.fanout
+    assert (meta["stream"], meta["consumer"]) == (durable.stream, durable.durable)
+    assert int(meta["lagThreshold"]) > 0
+    endpoint = urlsplit(f"http://{meta['natsServerMonitoringEndpoint']}")
+    config = of_kind(objects, "ConfigMap")["btcbot-config"]["data"]
+    # The NATS the services use, by its cluster-wide name (KEDA's operator lives in another namespace).
+    assert endpoint.hostname == f"{urlsplit(config['NATS_URL']).hostname}.btcbot.svc.cluster.local"
+    assert endpoint.port == 8222
 
 
-def container_requests_cpu(dep: dict[str, Any]) -> bool:
-    return all("cpu" in c["resources"]["requests"] for c in dep["spec"]["template"]["spec"]["containers"])
+@pytest.mark.parametrize("name", SERVICES)
+def test_base_cpu_requests_are_what_a_service_uses(name: str) -> None:
+    # A service uses about 25m; a 100m request made a 70 % CPU target unreachable and wasted the reservation.
+    (container,) = of_kind(base_objects(), "Deployment")[name]["spec"]["template"]["spec"]["containers"]
+    request = container["resources"]["requests"]["cpu"]
+    assert request.endswith("m")
+    assert 10 <= int(request[:-1]) <= 50, f"{name}: cpu request {request}"
 
 
 def configmap_keys(objects: list[dict[str, Any]]) -> set[str]:
@@ -406,11 +437,12 @@ def assert_leased_services_fit_the_symbols(objects: list[dict[str, Any]]) -> Non
     symbols = config["BTCBOT_SYMBOLS"].split(",")
     assert urlsplit(config["REDIS_URL"]).scheme == "redis"
     assert config.get("BTCBOT_PARTITION_LEASES", "true").lower() in ("1", "true", "yes", "on")
-    hpas = {
-        h["spec"]["scaleTargetRef"]["name"]: h["spec"] for h in of_kind(objects, "HorizontalPodAutoscaler").values()
-    }
+    deps = of_kind(objects, "Deployment")
     for name in LEASED:
-        assert hpas[name]["maxReplicas"] <= len(symbols), f"{name}: a replica past {len(symbols)} symbols owns nothing"
+        assert not scaled_objects_of(objects, name), f"{name}: no autoscaler, the replica count is per symbol"
+        assert deps[name]["spec"]["replicas"] <= len(symbols), (
+            f"{name}: a replica past {len(symbols)} symbols owns nothing"
+        )
 
 
 def test_base_leased_services_fit_the_symbols() -> None:
@@ -463,7 +495,9 @@ def test_dev_overlay_runs_everything_against_the_simulator() -> None:
     deps = of_kind(objects, "Deployment")
     assert set(SERVICES) | {"btcbot-sim", "nats", "redis", "postgres"} == set(deps)
     assert all(d["spec"]["replicas"] == 1 for d in deps.values())
-    assert all(h["spec"]["maxReplicas"] == 1 for h in of_kind(objects, "HorizontalPodAutoscaler").values())
+    # No autoscaler in dev: a kind or minikube cluster has no KEDA (the ScaledObject kind would not apply).
+    assert not of_kind(objects, "HorizontalPodAutoscaler")
+    assert not of_kind(objects, "ScaledObject")
     secrets = of_kind(objects, "Secret")
     for name, dep in deps.items():
         for ref, optional in secret_refs(dep):
@@ -503,16 +537,17 @@ def test_prod_overlay_uses_the_real_exchange_and_external_servers() -> None:
         host = urlsplit(config[url_key]).hostname
         assert services[host]["spec"]["type"] == "ExternalName"
     assert not of_kind(objects, "Secret"), "prod secrets are created out of band, never committed"
-    hpas = of_kind(objects, "HorizontalPodAutoscaler")
     for name, dep in deps.items():
-        hpa = hpas[name]["spec"]
-        assert hpa["minReplicas"] <= dep["spec"]["replicas"] <= hpa["maxReplicas"]
+        for scaler in scaled_objects_of(objects, name):
+            assert scaler["spec"]["minReplicaCount"] <= dep["spec"]["replicas"] <= scaler["spec"]["maxReplicaCount"]
         assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":0.1.0")
     # Every service runs redundantly in prod: execution through the Redis claim + fenced lock, the ledger through
     # its transactions, risk through fan-out state, strategy and marketdata through per-symbol partition leases.
     for name in SERVICES:
         assert deps[name]["spec"]["replicas"] >= 2, f"{name} has no standby in prod"
-        assert hpas[name]["spec"]["minReplicas"] >= 2, f"{name}'s autoscaler may drop the standby"
+        for scaler in scaled_objects_of(objects, name):
+            assert scaler["spec"]["minReplicaCount"] >= 2, f"{name}'s autoscaler may drop the standby"
+    assert {n for n in SERVICES if scaled_objects_of(objects, n)} == set(LAG_SCALED)
     assert_leased_services_fit_the_symbols(objects)
     arming = {ref for ref in secret_refs(deps["execution"]) if ref[0] == "btcbot-live-arming"}
     assert arming == {("btcbot-live-arming", True)}

@@ -92,6 +92,7 @@ async def test_services_trade_under_their_own_identities(secured: Any) -> None:
 
 async def test_the_operator_cli_uses_its_identity_from_the_run_file(secured: Any) -> None:
     env = {k: v for k, v in secured.cli_env().items() if k == "NATS_URL" or not k.startswith("NATS_")}
+    env.update(secured.run.get("operator_env", {}))  # `mode` is signed with the operator key (docs/security.md)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -115,7 +116,7 @@ async def test_a_submit_order_from_a_non_risk_identity_is_refused(secured: Any) 
     await asyncio.sleep(5)  # orders approved before OBSERVE_ONLY reach the exchange first
     baseline = (await _requests(secured))["count"]
     forged_ids = []
-    for name in ("operator", "strategy", "execution", "ledger", "marketdata", "reader"):
+    for name in ("operator", "canary", "strategy", "execution", "ledger", "marketdata", "reader"):
         errors: list[str] = []
 
         async def on_error(exc: Exception, sink: list[str] = errors) -> None:

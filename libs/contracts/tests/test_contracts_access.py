@@ -54,8 +54,10 @@ def test_who_may_publish_what_matters() -> None:
     assert publishers_of(subjects.CONTROL_AUTO) == ("risk", "admin")
     assert publishers_of(subjects.alarm("ledger", "quarantine")) == ("ledger", "admin")
     assert publishers_of(subjects.book(SYMBOL)) == ("marketdata", "admin")
-    assert publishers_of(subjects.intent(SYMBOL)) == ("strategy", "admin")
-    assert set(publishers_of(subjects.cancel(SYMBOL))) == {"strategy", "risk", "admin"}
+    # The canary proposes one capped intent (risk still decides and signs) and may cancel it.
+    assert publishers_of(subjects.intent(SYMBOL)) == ("strategy", "canary", "admin")
+    assert set(publishers_of(subjects.cancel(SYMBOL))) == {"strategy", "risk", "canary", "admin"}
+    assert not any(subject_matches(p, subjects.submit(SYMBOL)) for p in permissions(identity("canary")).publish_allow)
 
 
 def test_only_admin_touches_streams() -> None:
@@ -118,3 +120,13 @@ def test_subject_matching_follows_nats_rules(tokens: list[str], data: st.DataObj
     if i:
         assert not subject_matches(tail, ".".join(tokens[:i]))  # `>` needs at least one token
     assert not subject_matches(subject + ".x", subject)
+
+
+def test_fanout_durables_of_departed_replicas_are_removed_within_minutes() -> None:
+    """Pod names reach fan-out durable names: a rollout's leftovers must not pile up pending for an hour."""
+    from btcbot.contracts.streams import FANOUT_IDLE_CLEANUP
+
+    fanout = [spec for spec in ALL_CONSUMERS if spec.fanout]
+    assert fanout
+    for spec in fanout:
+        assert 30 <= spec.idle_cleanup == FANOUT_IDLE_CLEANUP <= 300, spec.durable

@@ -231,3 +231,70 @@ async def test_future_dated_and_insane_money_are_dead_lettered_before_the_handle
     assert letters["fill-3"] == "INVALID_MONEY: OrderFilled.quantity=1E+400"
     assert letters["fill-4"] == "INVALID_MONEY: OrderFilled.quantity=-1"
     assert set(letters) == {"book-1", "fill-2", "fill-3", "fill-4"}
+
+
+async def _consumer_names(js, stream: str) -> set[str]:
+    return {c.name for c in await js.consumers_info(stream)}
+
+
+async def test_a_departed_replicas_fanout_durable_goes_away_while_a_live_one_stays(env) -> None:
+    """A rollout: the old pod's durable is removed by the server after idle_cleanup; the live pod's stays."""
+    _nc, js, stream, _spec, subject = env
+    fan = ConsumerSpec("roll", stream.name, (subject,), fanout=True, deliver="new", idle_cleanup=1.0)
+    old, live = fan.for_instance("pod-old"), fan.for_instance("pod-live")
+    await provision(js, [stream], [old, live])
+    assert {old.durable, live.durable} <= await _consumer_names(js, stream.name)
+    publisher = NatsPublisher(js)
+    got: list[str] = []
+
+    async def handler(message: OrderIntent, delivery: Delivery) -> None:
+        got.append(message.id)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(Consumer("svc", js, publisher, live, Codec(OrderIntent), handler).run(stop))
+    try:
+        names: set[str] = set()
+        for n in range(60):  # bounded: 60 x 0.25 s; the server sweeps inactive consumers every few seconds
+            await publisher.publish(subject, intent(100 + n))  # pending piles up on the departed pod's durable
+            names = await _consumer_names(js, stream.name)
+            if old.durable not in names:
+                break
+            await asyncio.sleep(0.25)
+        assert old.durable not in names, "the departed replica's durable is still there"
+        assert live.durable in names, "the live replica's durable must stay"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    assert got, "the live replica kept consuming"
+
+
+async def test_a_live_replica_makes_its_fanout_durable_again_when_the_server_removed_it(env) -> None:
+    _nc, js, stream, _spec, subject = env
+    fan = ConsumerSpec("back", stream.name, (subject,), fanout=True, deliver="new", idle_cleanup=30)
+    own = fan.for_instance("pod-a")
+    await provision(js, [stream], [own])
+    publisher = NatsPublisher(js)
+    done = asyncio.Event()
+    got: list[str] = []
+
+    async def handler(message: OrderIntent, delivery: Delivery) -> None:
+        got.append(message.id)
+        done.set()
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(Consumer("svc", js, publisher, own, Codec(OrderIntent), handler).run(stop))
+    try:
+        await asyncio.sleep(0.3)
+        await js.delete_consumer(stream.name, own.durable)  # as the server does after idle_cleanup
+        for _ in range(40):  # bounded: the loop notices on its next fetch and makes the durable again
+            if own.durable in await _consumer_names(js, stream.name):
+                break
+            await asyncio.sleep(0.25)
+        await publisher.publish(subject, intent(7))
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    assert got == ["intent-7"]
+    info = await js.consumer_info(stream.name, own.durable)
+    assert info.config.inactive_threshold == 30

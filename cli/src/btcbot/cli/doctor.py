@@ -99,6 +99,16 @@ async def check_exchange(env: Mapping[str, str]) -> Check:
 
 async def run_doctor(env: Mapping[str, str]) -> int:
     """Print one line per check; exit 1 when any fails."""
+    checks = await doctor_checks(env)
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if not c.ok]
+    print(f"{len(checks) - len(failed)} ok, {len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+async def doctor_checks(env: Mapping[str, str]) -> list[Check]:
+    """Every check of `btcbot doctor` (also the first step of `btcbot canary`)."""
     nats_url = env.get("NATS_URL", DEFAULT_NATS_URL)
     redis_url = env.get("REDIS_URL", DEFAULT_REDIS_URL)
     database_url = env.get("DATABASE_URL", DEFAULT_DATABASE_URL)
@@ -119,11 +129,7 @@ async def run_doctor(env: Mapping[str, str]) -> int:
     checks.append(await _guard("redis", lambda: probe("redis", redis_url, redis_usable)))
     checks.append(await _guard("postgres", lambda: probe("postgres", database_url, pg_usable)))
     checks.append(await _guard("exchange", lambda: check_exchange(env)))
-    for check in checks:
-        print(check.line())
-    failed = [c for c in checks if not c.ok]
-    print(f"{len(checks) - len(failed)} ok, {len(failed)} failed", file=sys.stderr)
-    return 1 if failed else 0
+    return checks
 
 
 async def run_migrate(env: Mapping[str, str]) -> int:

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     service.add_argument("name", choices=SERVICES)
 
     sub.add_parser("doctor", help="check NATS, Redis, Postgres, the streams and the exchange")
+    _add_canary(sub)
     natscfg = sub.add_parser(
         "nats-config", help="render the NATS server config and per-identity credentials (compose, Kubernetes)"
     )
@@ -82,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--limit", type=int, default=20)
     _add_replay(sub)
     return parser
+
+
+def _add_canary(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    canary = sub.add_parser("canary", help="doctor, then one capped order end to end through risk, execution, ledger")
+    canary.add_argument("--symbol", required=True, help="pair symbol such as BTCTRY")
+    canary.add_argument("--notional", required=True, help="order value in the quote asset (<= CANARY_MAX_NOTIONAL)")
+    canary.add_argument("--side", choices=("buy", "sell"), default="buy")
+    canary.add_argument("--ttl", type=float, default=30.0, help="seconds to wait for the fill before canceling")
+    canary.add_argument("--run-file", type=Path, help="run.json of `btcbot up`: its servers, simulator, identities")
 
 
 def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -151,6 +161,26 @@ def redact_output(environ: Mapping[str, str]) -> None:
         sys.stderr = RedactingStream(sys.stderr)
 
 
+def _canary(args: argparse.Namespace) -> int:
+    """`btcbot canary`: parse the numbers, merge the run file, run the steps."""
+    from decimal import Decimal, InvalidOperation
+
+    from btcbot.cli.canary_run import CanaryOptions, env_from_run_file, run_canary
+
+    try:
+        notional = Decimal(args.notional)
+    except InvalidOperation:
+        print(f"btcbot canary: --notional must be a number, not {args.notional!r}")
+        return 2
+    if args.ttl <= 0:
+        print("btcbot canary: --ttl must be positive")
+        return 2
+    env = env_from_run_file(os.environ, args.run_file)
+    register_env(env)
+    copts = CanaryOptions(args.symbol.strip().upper(), notional, args.side, args.ttl)
+    return asyncio.run(run_canary(env, copts))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     redact_output(os.environ)
@@ -179,6 +209,8 @@ def main(argv: list[str] | None = None) -> None:
         from btcbot.cli.doctor import run_doctor
 
         raise SystemExit(asyncio.run(run_doctor(os.environ)))
+    if args.command == "canary":
+        raise SystemExit(_canary(args))
     if args.command == "control":
         from btcbot.cli.control import run_control
 

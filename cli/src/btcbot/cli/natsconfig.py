@@ -142,7 +142,7 @@ def render(out: Path, target: str, namespace: str = "btcbot", store_dir: str | N
         write_private(out / SERVER_CONFIG_FILE, config_text)
         written.append(out / SERVER_CONFIG_FILE)
     if target in ("compose", "all"):
-        for name in (*SERVICE_IDENTITIES, "operator", "reader", "admin"):
+        for name in (*SERVICE_IDENTITIES, "operator", "canary", "reader", "admin"):
             path = out / f"nats-{name}.env"
             write_private(path, compose_env(users[name]))
             written.append(path)
@@ -159,7 +159,7 @@ def user_auth(user: NatsUser) -> NatsAuth:
 
 
 def run_file_auth(run: Mapping[str, object], role: str) -> NatsAuth | None:
-    """The `role` identity (operator or reader) recorded in a run.json of `btcbot up`, if any."""
+    """The `role` identity (operator, reader or canary) recorded in a run.json of `btcbot up`, if any."""
     table = run.get("nats_auth")
     entry = table.get(role) if isinstance(table, dict) else None
     if not isinstance(entry, dict):

@@ -262,11 +262,13 @@ def service_nats_env(users: Mapping[str, NatsUser] | None, service: str) -> dict
 
 
 def run_file_nats(users: Mapping[str, NatsUser] | None) -> dict[str, Any]:
-    """The operator and reader identities for CLI commands run against this system (run.json is 0600)."""
+    """The operator, reader and canary identities for CLI commands run against this system (run.json is 0600)."""
     if users is None:
         return {}
-    table = {role: {"user": users[role].user, "password": users[role].password} for role in ("operator", "reader")}
-    return {"nats_auth": table}
+    # An identities file rendered before the canary identity existed lacks it: `btcbot canary` then needs
+    # NATS_USER/NATS_PASSWORD (re-render with `btcbot nats-config` to add it; existing passwords are kept).
+    roles = [role for role in ("operator", "reader", "canary") if role in users]
+    return {"nats_auth": {role: {"user": users[role].user, "password": users[role].password} for role in roles}}
 
 
 def _signing_env(keys: RunKeys, service: str) -> dict[str, str]:

@@ -159,6 +159,13 @@ OPERATOR = Identity(
     publishes=(subjects.CONTROL_MODE, subjects.CONTROL_KILL, subjects.CONTROL_RESUMES),
     reads=(CONTROL, DLQ),
 )
+CANARY = Identity(
+    "canary",
+    "`btcbot canary`: proposes one capped intent (risk still decides and signs), cancels it, watches its outcome",
+    publishes=(_any_symbol(subjects.intent), _any_symbol(subjects.cancel)),
+    reads=(ORDERS, EXECUTION, CONTROL),
+    gets=(MARKET,),
+)
 READER = Identity(
     "reader",
     "read-only: inspection, replay, verify, dead letters, doctor",
@@ -171,7 +178,17 @@ ADMIN = Identity(
     admin=True,
 )
 
-IDENTITIES: tuple[Identity, ...] = (MARKETDATA, STRATEGY, RISK, EXECUTION_IDENTITY, LEDGER, OPERATOR, READER, ADMIN)
+IDENTITIES: tuple[Identity, ...] = (
+    MARKETDATA,
+    STRATEGY,
+    RISK,
+    EXECUTION_IDENTITY,
+    LEDGER,
+    OPERATOR,
+    CANARY,
+    READER,
+    ADMIN,
+)
 SERVICE_IDENTITIES: tuple[str, ...] = ("marketdata", "strategy", "risk", "execution", "ledger")
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 DAY = 24 * 3600.0
+# Seconds without a pull after which the server removes a fan-out durable (was an hour: docs/operations.md "Scaling").
+FANOUT_IDLE_CLEANUP = 120.0
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,11 @@ class ConsumerSpec:
     description: str = ""
     # Fan-out: every replica gets its own copy of the stream (durable `<name>-<instance>`, removed by the
     # server after `idle_cleanup` seconds without a client); otherwise replicas share the durable and split the work.
+    # The instance is the pod name, so every rollout leaves the old pods' durables behind: they must go soon (their
+    # pending count is what lag-based scaling reads). A live replica pulls every second, and one whose durable was
+    # removed anyway (an outage longer than this) makes it again (runtime consumer loop).
     fanout: bool = False
-    idle_cleanup: float = 3600.0
+    idle_cleanup: float = FANOUT_IDLE_CLEANUP
     extra: dict[str, str] = field(default_factory=dict)
 
     def for_instance(self, instance: str) -> ConsumerSpec:

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from opentelemetry import trace
@@ -90,6 +91,15 @@ class Consumer(Generic[M]):
                     log.warning("consumer.fetch_failed", consumer=self.spec.durable, error=repr(exc))
                     await _sleep_or_stop(stop, 1.0)
                     continue
+                except (nats.js.errors.ServiceUnavailableError, nats.js.errors.NotFoundError) as exc:
+                    if not self.spec.fanout:
+                        raise
+                    # A fan-out durable the server removed after `idle_cleanup` without a pull (a long outage, a
+                    # slow start-up gate): this replica is alive, so it makes its own again and goes on (its input
+                    # is "new" or "last per subject", and the state it needs was rebuilt at start).
+                    await self._recreate(exc)
+                    await _sleep_or_stop(stop, 0.2)
+                    continue
                 self.last_fetch_ns = self._now_ns()
                 for msg in msgs:
                     self.in_flight += 1
@@ -99,6 +109,21 @@ class Consumer(Generic[M]):
                         self.in_flight -= 1
         finally:
             await self.close()
+
+    async def _recreate(self, cause: Exception) -> None:
+        from btcbot.runtime.jetstream import consumer_config  # jetstream imports nothing of this module
+
+        try:
+            await self._js.consumer_info(self.spec.stream, self.spec.durable)
+            return  # it exists: a transient error; the next fetch retries
+        except nats.js.errors.NotFoundError:
+            pass
+        log.warning("consumer.recreated", consumer=self.spec.durable, cause=repr(cause))
+        await self._js.add_consumer(self.spec.stream, consumer_config(self.spec))
+        old, self._sub = self._sub, await self._js.pull_subscribe_bind(self.spec.durable, stream=self.spec.stream)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
 
     async def close(self) -> None:
         """Unsubscribe (a pull subscription left open makes drain hang for its whole timeout)."""
