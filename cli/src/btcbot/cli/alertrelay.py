@@ -2,8 +2,9 @@
 
 Alertmanager posts its webhook payload (version 4) to POST /alertmanager. The relay formats it twice: as a
 Telegram `sendMessage` body (chat_id, HTML text) for ALERT_RELAY_TELEGRAM_URL, and as a flat generic JSON document
-for every URL of ALERT_RELAY_WEBHOOK_URLS. It answers 200 only when every post succeeded, otherwise 502, so that
-Alertmanager retries. The formatting functions are pure; the server and the posting are the thin shell.
+for every URL of ALERT_RELAY_WEBHOOK_URLS. It answers 200 only when every post succeeded, otherwise 502 (503 with
+no destination configured), so that Alertmanager retries and counts the failure. The formatting functions are
+pure; the server and the posting are the thin shell.
 """
 
 from __future__ import annotations
@@ -221,7 +222,11 @@ class AlertRelay:
         alerts = _alerts(payload)
         names = sorted({str(_str_map(a.get("labels")).get("alertname", "")) for a in alerts})
         log.info("alert_relay.received", status=payload.get("status"), alerts=len(alerts), names=names)
-        if await post_all(self._client, self.config.targets(payload)):
+        targets = self.config.targets(payload)
+        if not targets:
+            log.warning("alert_relay.dropped", reason="no_destinations", names=names)
+            return 503, "no destinations configured"
+        if await post_all(self._client, targets):
             return 200, "relayed"
         return 502, "a receiver failed"
 
@@ -234,8 +239,8 @@ async def run_alert_relay(env: Mapping[str, str]) -> int:
         print(f"btcbot alert-relay: {exc}")
         return 2
     if not config.telegram_url and not config.webhook_urls:
-        print("btcbot alert-relay: set ALERT_RELAY_TELEGRAM_URL or ALERT_RELAY_WEBHOOK_URLS")
-        return 2
+        # Running anyway keeps Alertmanager's failed-notification count honest (it sees 503s) and the stack up.
+        log.warning("alert_relay.no_destinations", hint="set ALERT_RELAY_TELEGRAM_URL or ALERT_RELAY_WEBHOOK_URLS")
     relay = AlertRelay(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
