@@ -160,7 +160,7 @@ class Monitoring:
 
 def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # noqa: S603
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 async def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
