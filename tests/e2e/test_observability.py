@@ -265,20 +265,35 @@ async def monitoring(system: Any) -> AsyncIterator[Monitoring]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-async def test_every_dashboard_and_rule_expression_names_a_scraped_metric(system: Any) -> None:
+async def scrape_all(system: Any) -> set[str]:
+    """The metric names of one scrape of each of the five services' /metrics."""
     scraped: set[str] = set()
     async with httpx.AsyncClient(timeout=5) as client:
         for name in SERVICES:
             answer = await client.get(f"http://127.0.0.1:{system.run['health_ports'][name]}/metrics")
             assert answer.status_code == 200, f"{name}: /metrics answered {answer.status_code}"
             scraped |= scraped_names(answer.text)
+    return scraped
+
+
+async def test_every_dashboard_and_rule_expression_names_a_scraped_metric(system: Any) -> None:
+    # Counters appear with their first event: wait until the run has traded and the ledger has booked.
+    traded = {"btcbot_orders_total", "btcbot_fills_total", "btcbot_tick_to_order_seconds_bucket"}
+
+    async def after_trading() -> set[str]:
+        scraped = await scrape_all(system)
+        return scraped if traded <= scraped else set()
+
+    scraped = await wait_for(after_trading, 150, f"{sorted(traded)} in a scrape")
     missing = {
         where: sorted(set(METRIC.findall(expr)) - scraped)
         for where, expr in expressions()
         if set(METRIC.findall(expr)) - scraped
     }
     assert len(expressions()) >= 40
-    assert not missing, f"expressions read metrics no service exports: {json.dumps(missing, indent=1)}"
+    assert not missing, (
+        f"expressions read metrics no service exports: {json.dumps(missing, indent=1)}\nscraped: {sorted(scraped)}"
+    )
 
 
 async def test_prometheus_reads_tick_to_order_p99_and_consumer_lag(monitoring: Monitoring) -> None:
