@@ -165,6 +165,14 @@ class Monitoring:
     def logs(self) -> str:
         return "\n".join(f"== {log}\n{log.read_text(errors='replace')[-3000:]}" for _, log in self.processes)
 
+    async def diagnosis(self) -> str:
+        """What Prometheus sees: each target's health and last scrape error, and the raw latency series."""
+        async with httpx.AsyncClient(timeout=5) as client:
+            targets = (await client.get(f"{self.prometheus_url}/api/v1/targets")).json()["data"]["activeTargets"]
+        seen = [(t["labels"].get("service"), t["health"], t.get("lastError", "")) for t in targets]
+        raw = await self.query("sum by (le) (btcbot_tick_to_order_seconds_bucket)")
+        return f"targets: {seen}\ntick-to-order buckets: {raw}\n{self.logs()}"
+
 
 def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
@@ -320,7 +328,10 @@ async def test_prometheus_reads_tick_to_order_p99_and_consumer_lag(monitoring: M
         result = await monitoring.query('up{job="btcbot"} == 1')
         return result if {r["metric"]["service"] for r in result} == set(SERVICES) else []
 
-    await wait_for(all_up, 60, "all five services scraped")
+    try:
+        await wait_for(all_up, 60, "all five services scraped")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{await monitoring.diagnosis()}") from None
 
     async def p99() -> float:
         # The repository's recording rule over the tick-to-order histogram.
@@ -332,8 +343,8 @@ async def test_prometheus_reads_tick_to_order_p99_and_consumer_lag(monitoring: M
 
     try:
         assert await wait_for(p99, 150, "a tick-to-order p99 from Prometheus") > 0
-    except AssertionError:
-        raise AssertionError(monitoring.logs()) from None
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{await monitoring.diagnosis()}") from None
 
     lag = await monitoring.query("max by (consumer) (btcbot_consumer_pending)")
     assert lag, "Prometheus has no consumer lag"
@@ -370,7 +381,7 @@ async def test_engaging_the_kill_switch_pages_through_alertmanager(monitoring: M
         try:
             await wait_for(delivered, 120, "the kill-switch alert at the webhook receiver")
         except AssertionError:
-            raise AssertionError(f"posts: {receiver.posts}\n{monitoring.logs()}") from None
+            raise AssertionError(f"posts: {receiver.posts}\n{await monitoring.diagnosis()}") from None
         generic = kill_alerts(receiver, "/generic")[0]
         alert = next(a for a in generic["alerts"] if a["name"] == "BtcbotKillSwitchEngaged")
         assert (alert["status"], alert["severity"]) == ("firing", "page")
