@@ -206,12 +206,9 @@ async def monitoring(system: Any) -> AsyncIterator[Monitoring]:
         config["global"].update(scrape_interval="1s", evaluation_interval="1s")
         shutil.copytree(PROMETHEUS_DIR / "rules", work / "rules")
         (work / "targets").mkdir()
-        targets = [
-            {"targets": [f"127.0.0.1:{port}"], "labels": {"service": name}}
-            for name, port in system.run["health_ports"].items()
-            if name in SERVICES
-        ]
-        assert len(targets) == len(SERVICES), system.run["health_ports"]
+        # The target file `btcbot up` writes next to run.json, as docs/alerts.md tells an operator to use it.
+        targets = json.loads((system.state_dir / "prometheus-targets.json").read_text())
+        assert {t["labels"]["service"] for t in targets} == set(SERVICES), targets
         (work / "targets" / "btcbot.json").write_text(json.dumps(targets))
         processes: list[tuple[subprocess.Popen[bytes], Path]] = []
         if alertmanager is not None:
