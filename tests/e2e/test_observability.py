@@ -48,6 +48,7 @@ EVENT_ONLY = {
     "btcbot_dead_letters_total",
     "btcbot_stale_books_total",
     "btcbot_alarm_active",
+    "btcbot_ledger_integrity_alerts_total",
 }
 INSTALL_HINT = "apt-get install -y prometheus prometheus-alertmanager (.ci/run tries it)"
 METRIC = re.compile(r"\b(btcbot_[a-z0-9_]+)")

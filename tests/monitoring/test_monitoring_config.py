@@ -66,6 +66,7 @@ FAMILIES = HISTOGRAMS | {
     "btcbot_dead_letters_total",
     "btcbot_stale_books_total",
     "btcbot_books_total",
+    "btcbot_ledger_integrity_alerts_total",
 }
 
 
@@ -151,6 +152,7 @@ def test_every_alert_has_a_unit_test_and_a_severity_and_texts() -> None:
         "BtcbotStaleDataSLO",
         "BtcbotReconcileLatencySLO",
         "BtcbotSubmitLatencySLO",
+        "BtcbotLedgerIntegrityError",
     }
     assert required <= {r["alert"] for r in alerts}
     for rule in alerts:
