@@ -225,11 +225,12 @@ def trading() -> Board:
         kind="state-timeline",
     )
     b.panel(
-        "Halts, quarantine, mismatches",
+        "Halts, quarantine, mismatches, integrity errors",
         [
             ("max(btcbot_halted_symbols)", "halted symbols"),
             ("max(btcbot_quarantined_fills)", "quarantined fills"),
             ("max(btcbot_reconcile_mismatches)", "reconciliation mismatches"),
+            ("sum(increase(btcbot_ledger_integrity_alerts_total[15m]))", "integrity errors (15 min)"),
         ],
     )
     return b
