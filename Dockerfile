@@ -2,7 +2,7 @@
 #
 # One small image per service, chosen with a build argument:
 #   docker build --build-arg SERVICE=risk -t btcbot-risk .
-# SERVICE is one of: marketdata strategy risk execution ledger sim.
+# SERVICE is one of: marketdata strategy risk execution ledger sim cli (the `btcbot` command: alert-relay).
 #
 # The builder installs ONLY btcbot-$SERVICE and the workspace libraries it depends on, from the committed
 # uv.lock, as real (non-editable) wheels into /app/.venv; the runtime image gets that venv and nothing else
@@ -95,5 +95,13 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8800/sim/health', timeout=2)"]
 ENTRYPOINT ["python", "-m", "btcbot.sim"]
 CMD ["--host", "0.0.0.0", "--port", "8800"]
+
+# The `btcbot` command (SERVICE=cli): in compose it runs `btcbot alert-relay` (docs/alerts.md "Routing").
+FROM runtime AS svc-cli
+EXPOSE 9095
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('ALERT_RELAY_PORT', '9095')}/readyz\", timeout=2)"]
+ENTRYPOINT ["python", "-m", "btcbot.cli"]
+CMD ["alert-relay"]
 
 FROM svc-${SERVICE}

@@ -568,7 +568,11 @@ def test_health_binds_loopback_by_default_and_every_interface_only_in_the_cluste
 ) -> None:
     monkeypatch.delenv("BTCBOT_HEALTH_HOST", raising=False)
     assert CommonSettings().health_host == "127.0.0.1"
-    assert "BTCBOT_HEALTH_HOST" not in compose_env("execution"), "compose's healthcheck runs in the container"
+    # Compose's Prometheus scrapes /metrics over the compose network: every interface of the container, and no
+    # host port (test_compose_publishes_no_port_on_the_hosts_interfaces; the services publish none at all).
+    for name in SERVICES:
+        assert compose_env(name)["BTCBOT_HEALTH_HOST"] == "0.0.0.0", name
+        assert not compose()["services"][name].get("ports"), f"{name} publishes a port"
     assert of_kind(base_objects(), "ConfigMap")["btcbot-config"]["data"]["BTCBOT_HEALTH_HOST"] == "0.0.0.0"
 
 

@@ -2,4 +2,5 @@
 
 from btcbot.cli.main import main
 
-main()
+if __name__ == "__main__":  # importable without running (the image build imports every entry module)
+    main()

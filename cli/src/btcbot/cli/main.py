@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--all", action="store_true", help="also list the fills already released")
     quarantine.add_argument("--operator", help="who adopts (default: login name)")
 
+    sub.add_parser("alert-relay", help="relay Alertmanager's webhook to Telegram and generic JSON URLs (ALERT_RELAY_*)")
     dlq = sub.add_parser("dlq", help="the newest dead letters, one JSON object per line")
     dlq.add_argument("--service", help="only this service's dead letters")
     dlq.add_argument("--limit", type=int, default=20)
@@ -231,6 +232,10 @@ def main(argv: list[str] | None = None) -> None:
         from btcbot.cli.quarantine import run_quarantine
 
         raise SystemExit(asyncio.run(run_quarantine(os.environ, args.adopt, operator_name(args.operator), args.all)))
+    if args.command == "alert-relay":
+        from btcbot.cli.alertrelay import run_alert_relay
+
+        raise SystemExit(asyncio.run(run_alert_relay(os.environ)))
     if args.command == "dlq":
         from btcbot.cli.control import run_dlq
 

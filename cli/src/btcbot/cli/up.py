@@ -213,7 +213,9 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
             **run_file_nats(users),
         },
     )
-    say(f"   logs: {sup.log_dir}/<name>.log   traces: {trace_file}")
+    health_ports = {c.name: c.health_port for c in sup.children.values() if c.health_port}
+    (state / PROMETHEUS_TARGETS).write_text(json.dumps(prometheus_targets(health_ports), indent=2))
+    say(f"   logs: {sup.log_dir}/<name>.log   traces: {trace_file}   metrics targets: {state / PROMETHEUS_TARGETS}")
     say("   running" + (f" for {opts.duration:.0f}s" if opts.duration else "; Ctrl-C stops") + " ...")
 
     with contextlib.suppress(TimeoutError):
@@ -231,6 +233,16 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     await nc.close()
     print(json.dumps(summary, sort_keys=False), flush=True)
     return 0
+
+
+PROMETHEUS_TARGETS = "prometheus-targets.json"
+
+
+def prometheus_targets(health_ports: Mapping[str, int]) -> list[dict[str, Any]]:
+    """A Prometheus file_sd target list of the services' /metrics (deploy/prometheus/prometheus-local.yml)."""
+    return [
+        {"targets": [f"127.0.0.1:{port}"], "labels": {"service": name}} for name, port in sorted(health_ports.items())
+    ]
 
 
 def nats_users(infra: Infra, state: Path, env: Mapping[str, str]) -> dict[str, NatsUser] | None:
