@@ -200,7 +200,12 @@ async def test_a_submit_order_with_a_wrong_signature_is_rejected_unsigned_and_ne
     # Engage the kill switch so the pipeline places nothing itself: then any order POST would be the forged one.
     code, out = await btcbot(system, "control", "kill", "--reason", "signature drill", "--operator", "e2e")
     assert code == 0, out
-    nc = await connect(system.run["nats_url"], "e2e-forged", 5, reconnect_forever=False)
+    # The test reads streams as admin; the forged order goes out under risk's own NATS identity (the only one the
+    # server lets publish order.submit.*): a leaked risk credential without risk's signing key.
+    nc = await connect(system.run["nats_url"], "e2e-forged", 5, reconnect_forever=False, auth=system.nats_auth())
+    as_risk = await connect(
+        system.run["nats_url"], "e2e-forged-risk", 5, reconnect_forever=False, auth=system.nats_auth("risk")
+    )
     js = nc.jetstream()
     try:
 
@@ -231,7 +236,8 @@ async def test_a_submit_order_with_a_wrong_signature_is_rejected_unsigned_and_ne
             quantity=Decimal("0.05"),
         )
         # Risk's key id, a secret that is not risk's: what a leaked NATS credential without the key can do.
-        await NatsPublisher(js).publish(subjects.submit("BTCTRY"), sign(forged, key_id, secrets.token_bytes(32)))
+        forged_signed = sign(forged, key_id, secrets.token_bytes(32))
+        await NatsPublisher(as_risk.jetstream()).publish(subjects.submit("BTCTRY"), forged_signed)
 
         async def rejected() -> list[OrderRejected]:
             found = [m async for m in decoded(js, "EXECUTION", "exec.rejected.*", OrderRejected)]
@@ -248,6 +254,7 @@ async def test_a_submit_order_with_a_wrong_signature_is_rejected_unsigned_and_ne
         assert [r for r in log if r["method"] == "POST" and r["path"] == "/api/v1/order"] == []
         assert all(o["clientId"] != coid for o in (await sim_state(system))["orders"])
     finally:
+        await as_risk.close()
         await nc.close()
         code, out = await btcbot(system, "control", "release", "--reason", "signature drill over", "--operator", "e2e")
         assert code == 0, out
