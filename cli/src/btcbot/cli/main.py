@@ -7,7 +7,7 @@ import asyncio
 import io
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -182,82 +182,117 @@ def _canary(args: argparse.Namespace) -> int:
     return asyncio.run(run_canary(env, copts))
 
 
+def _up(args: argparse.Namespace) -> int:
+    from btcbot.cli.up import UpOptions, run_up
+
+    symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
+    if args.duration is not None and args.duration <= 0:
+        raise SystemExit("btcbot up: --duration must be positive")
+    opts = UpOptions(args.duration, args.state_dir, symbols, args.seed, args.keep_state)
+    return asyncio.run(run_up(opts))
+
+
+def _sim(args: argparse.Namespace) -> int:
+    forwarded = [a for a in args.args if a != "--"]
+    os.execv(sys.executable, [sys.executable, "-m", "btcbot.sim", *forwarded])  # noqa: S606
+
+
+def _service(args: argparse.Namespace) -> int:
+    os.execv(sys.executable, [sys.executable, "-m", f"btcbot.{args.name}"])  # noqa: S606
+
+
+def _nats_config(args: argparse.Namespace) -> int:
+    from btcbot.cli.natsconfig import render
+
+    for path in render(args.out, args.target, args.namespace, args.store_dir):
+        print(path)
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from btcbot.cli.doctor import run_doctor
+
+    return asyncio.run(run_doctor(os.environ))
+
+
+def _control(args: argparse.Namespace) -> int:
+    from btcbot.cli.control import run_control
+
+    return asyncio.run(
+        run_control(os.environ, args.action, args.mode, args.reason, args.operator, cancel_resting=args.cancel_resting)
+    )
+
+
+def _ledger(args: argparse.Namespace) -> int:
+    from btcbot.cli.control import operator_name
+    from btcbot.cli.quarantine import run_quarantine
+
+    return asyncio.run(run_quarantine(os.environ, args.adopt, operator_name(args.operator), args.all))
+
+
+def _alert_relay(args: argparse.Namespace) -> int:
+    from btcbot.cli.alertrelay import run_alert_relay
+
+    return asyncio.run(run_alert_relay(os.environ))
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    from btcbot.cli.control import run_dlq
+
+    return asyncio.run(run_dlq(os.environ, args.service, args.limit))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from btcbot.cli.replay import run_from_args as run_replay
+
+    return run_replay(args)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from btcbot.cli.verify import run_from_args
+
+    return run_from_args(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from btcbot.cli.report import ReportOptions, run_report
+
+    quote = os.environ.get("LEDGER_QUOTE_ASSET", "TRY")
+    ropts = ReportOptions(args.json, args.csv, args.plot, args.exchange, args.run_file, quote)
+    return asyncio.run(run_report(ropts))
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from btcbot.cli.doctor import run_migrate
+
+    return asyncio.run(run_migrate(os.environ))
+
+
+# One table: command name -> what runs it (each imports its module only when chosen, so a command starts fast).
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "up": _up,
+    "sim": _sim,
+    "service": _service,
+    "nats-config": _nats_config,
+    "doctor": _doctor,
+    "canary": _canary,
+    "control": _control,
+    "ledger": _ledger,
+    "alert-relay": _alert_relay,
+    "dlq": _dlq,
+    "replay": _replay,
+    "verify": _verify,
+    "report": _report,
+    "migrate": _migrate,
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     redact_output(os.environ)
     args = build_parser().parse_args(argv)
     _quiet_logs()
-    if args.command == "up":
-        from btcbot.cli.up import UpOptions, run_up
-
-        symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
-        if args.duration is not None and args.duration <= 0:
-            raise SystemExit("btcbot up: --duration must be positive")
-        opts = UpOptions(args.duration, args.state_dir, symbols, args.seed, args.keep_state)
-        raise SystemExit(asyncio.run(run_up(opts)))
-    if args.command == "sim":
-        forwarded = [a for a in args.args if a != "--"]
-        os.execv(sys.executable, [sys.executable, "-m", "btcbot.sim", *forwarded])  # noqa: S606
-    if args.command == "service":
-        os.execv(sys.executable, [sys.executable, "-m", f"btcbot.{args.name}"])  # noqa: S606
-    if args.command == "nats-config":
-        from btcbot.cli.natsconfig import render
-
-        for path in render(args.out, args.target, args.namespace, args.store_dir):
-            print(path)
-        raise SystemExit(0)
-    if args.command == "doctor":
-        from btcbot.cli.doctor import run_doctor
-
-        raise SystemExit(asyncio.run(run_doctor(os.environ)))
-    if args.command == "canary":
-        raise SystemExit(_canary(args))
-    if args.command == "control":
-        from btcbot.cli.control import run_control
-
-        raise SystemExit(
-            asyncio.run(
-                run_control(
-                    os.environ,
-                    args.action,
-                    args.mode,
-                    args.reason,
-                    args.operator,
-                    cancel_resting=args.cancel_resting,
-                )
-            )
-        )
-    if args.command == "ledger":
-        from btcbot.cli.control import operator_name
-        from btcbot.cli.quarantine import run_quarantine
-
-        raise SystemExit(asyncio.run(run_quarantine(os.environ, args.adopt, operator_name(args.operator), args.all)))
-    if args.command == "alert-relay":
-        from btcbot.cli.alertrelay import run_alert_relay
-
-        raise SystemExit(asyncio.run(run_alert_relay(os.environ)))
-    if args.command == "dlq":
-        from btcbot.cli.control import run_dlq
-
-        raise SystemExit(asyncio.run(run_dlq(os.environ, args.service, args.limit)))
-    if args.command == "replay":
-        from btcbot.cli.replay import run_from_args as run_replay
-
-        raise SystemExit(run_replay(args))
-    if args.command == "verify":
-        from btcbot.cli.verify import run_from_args
-
-        raise SystemExit(run_from_args(args))
-    if args.command == "report":
-        from btcbot.cli.report import ReportOptions, run_report
-
-        quote = os.environ.get("LEDGER_QUOTE_ASSET", "TRY")
-        ropts = ReportOptions(args.json, args.csv, args.plot, args.exchange, args.run_file, quote)
-        raise SystemExit(asyncio.run(run_report(ropts)))
-    if args.command == "migrate":
-        from btcbot.cli.doctor import run_migrate
-
-        raise SystemExit(asyncio.run(run_migrate(os.environ)))
+    raise SystemExit(COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":
