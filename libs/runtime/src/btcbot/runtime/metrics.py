@@ -153,23 +153,20 @@ def instruments() -> Instruments:
     return build_instruments(metrics.get_meter("btcbot.runtime"))
 
 
-_reader: InMemoryMetricReader | None = None
+_readers: list[InMemoryMetricReader] = []
 
 
 def install_metrics(resource: Resource, extra_readers: Sequence[MetricReader] = ()) -> InMemoryMetricReader:
     """Set the process's meter provider: a pull reader for /metrics plus `extra_readers` (OTLP). Once per process."""
-    global _reader
     reader = InMemoryMetricReader()
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader, *extra_readers], views=VIEWS))
-    _reader = reader
+    _readers[:] = [reader]
     return reader
 
 
 def prometheus_text() -> str:
     """This process's metrics in the Prometheus text format (empty before `install_metrics`)."""
-    if _reader is None:
-        return ""
-    return render(_reader.get_metrics_data())
+    return render(_readers[0].get_metrics_data()) if _readers else ""
 
 
 # ---- Prometheus text exposition (format 0.0.4) ------------------------------------------------------------------
@@ -232,8 +229,10 @@ def render(data: MetricsData | None) -> str:
                         lines.append(f"{metric.name}_sum{_labels(hp.attributes)} {_number(hp.sum)}")
                         lines.append(f"{metric.name}_count{_labels(hp.attributes)} {hp.count}")
                 else:
-                    for point in point_data.data_points:
-                        lines.append(f"{metric.name}{_labels(point.attributes)} {_number(point.value)}")
+                    lines.extend(
+                        f"{metric.name}{_labels(point.attributes)} {_number(point.value)}"
+                        for point in point_data.data_points
+                    )
     return "\n".join(lines) + "\n" if lines else ""
 
 
@@ -242,3 +241,17 @@ def set_mode(current: str, source: str, modes: Sequence[str] = ("NORMAL", "REDUC
     gauge = instruments().mode
     for mode in modes:
         gauge.set(1 if mode == current else 0, {"mode": mode, "source": source})
+
+
+def seconds_between(since_ns: int, now_ns: int) -> float | None:
+    """now - since in seconds; None when `since_ns` is unknown (0); clamped at 0 for clocks a little apart."""
+    if since_ns <= 0:
+        return None
+    return max(0.0, (now_ns - since_ns) / 1e9)
+
+
+def observe_stage(stage: str, since_ns: int, now_ns: int) -> None:
+    """btcbot_stage_latency_seconds{stage} from a message's time to now (skipped when the start is unknown)."""
+    elapsed = seconds_between(since_ns, now_ns)
+    if elapsed is not None:
+        instruments().stage_latency.record(elapsed, {"stage": stage})
