@@ -58,7 +58,7 @@ def test_counters_and_gauges_render_with_their_labels() -> None:
     inst.kill_switch.set(1)
     inst.kill_switch.set(0)
     inst.equity.set(1234.5)
-    inst.breaker_state.set(2, {"group": "orders"})
+    inst.exposure.set(-3.25, {"symbol": "ETHTRY"})
     text = render(reader.get_metrics_data())
     got = samples(text)
     assert "# TYPE btcbot_messages_handled_total counter" in text
@@ -67,7 +67,7 @@ def test_counters_and_gauges_render_with_their_labels() -> None:
     assert got['btcbot_denials_total{reason="KILL_SWITCH",symbol="BTCTRY"}'] == 1
     assert got["btcbot_kill_switch_engaged"] == 0  # the last value set
     assert got["btcbot_equity_quote"] == 1234.5
-    assert got['btcbot_breaker_state{group="orders"}'] == 2
+    assert got['btcbot_exposure_quote{symbol="ETHTRY"}'] == -3.25
 
 
 def test_label_values_are_escaped() -> None:

@@ -63,7 +63,10 @@ FILL_TO_BOOKED = "fill_to_booked"
 
 @dataclass(frozen=True)
 class Instruments:
-    """Every instrument of docs/metrics.md (a service records only the ones it owns)."""
+    """Every instrument of docs/metrics.md but the exchange client's own (btcturk/breaker.py: breaker state, 429s).
+
+    A service records only the ones it owns.
+    """
 
     handled: metrics.Counter
     handle_seconds: metrics.Histogram
@@ -78,8 +81,6 @@ class Instruments:
     consumer_ack_pending: metrics._Gauge
     book_age: metrics._Gauge
     ws_reconnects: metrics.Counter
-    breaker_state: metrics._Gauge
-    http_429: metrics.Counter
     dependency_up: metrics._Gauge
     kill_switch: metrics._Gauge
     mode: metrics._Gauge
@@ -126,8 +127,6 @@ def build_instruments(meter: metrics.Meter) -> Instruments:
         consumer_ack_pending=gauge("btcbot_consumer_ack_pending", "JetStream num_ack_pending of a durable consumer"),
         book_age=gauge("btcbot_book_age_seconds", "age of the newest book published, in seconds"),
         ws_reconnects=counter("btcbot_ws_reconnects_total", "WebSocket reconnects"),
-        breaker_state=gauge("btcbot_breaker_state", "circuit breaker: 0 closed, 1 half-open, 2 open"),
-        http_429=counter("btcbot_http_429_total", "429 answers from the exchange"),
         dependency_up=gauge("btcbot_dependency_up", "1 while the dependency answers"),
         kill_switch=gauge("btcbot_kill_switch_engaged", "1 while the kill switch is engaged"),
         mode=gauge("btcbot_mode", "1 for the trading mode in force"),
@@ -204,10 +203,10 @@ def render(data: MetricsData | None) -> str:
     for resource_metrics in data.resource_metrics if data is not None else ():
         for scope in resource_metrics.scope_metrics:
             for metric in scope.metrics:
-                if metric.name in seen:
+                point_data = metric.data
+                if metric.name in seen or not point_data.data_points:
                     continue
                 seen.add(metric.name)
-                point_data = metric.data
                 if isinstance(point_data, Sum):
                     kind = "counter" if point_data.is_monotonic else "gauge"
                 elif isinstance(point_data, Gauge):
