@@ -9,7 +9,15 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from btcbot.runtime.health import HealthServer
-from btcbot.runtime.metrics import SECONDS_BUCKETS, VIEWS, Instruments, build_instruments, render
+from btcbot.runtime.metrics import (
+    DECLARED,
+    SECONDS_BUCKETS,
+    VIEWS,
+    Instruments,
+    build_instruments,
+    render,
+    seconds_between,
+)
 
 
 def private() -> tuple[Instruments, InMemoryMetricReader]:
@@ -99,3 +107,60 @@ async def test_metrics_are_served_beside_the_probes() -> None:
     assert head.startswith("HTTP/1.1 200 OK")
     assert "text/plain; version=0.0.4" in head
     assert 'btcbot_books_total{symbol="BTCTRY"} 3' in body
+
+
+# The names agreed with the dashboards and alert rules (docs/metrics.md).
+AGREED = {
+    "btcbot_messages_handled_total": "counter",
+    "btcbot_handle_seconds": "histogram",
+    "btcbot_stage_latency_seconds": "histogram",
+    "btcbot_tick_to_order_seconds": "histogram",
+    "btcbot_orders_total": "counter",
+    "btcbot_denials_total": "counter",
+    "btcbot_fills_total": "counter",
+    "btcbot_fees_quote_total": "counter",
+    "btcbot_consumer_pending": "gauge",
+    "btcbot_consumer_ack_pending": "gauge",
+    "btcbot_book_age_seconds": "gauge",
+    "btcbot_ws_reconnects_total": "counter",
+    "btcbot_breaker_state": "gauge",
+    "btcbot_http_429_total": "counter",
+    "btcbot_dependency_up": "gauge",
+    "btcbot_kill_switch_engaged": "gauge",
+    "btcbot_mode": "gauge",
+    "btcbot_alarm_active": "gauge",
+    "btcbot_equity_quote": "gauge",
+    "btcbot_bot_pnl_quote": "gauge",
+    "btcbot_bot_drawdown_quote": "gauge",
+    "btcbot_daily_pnl_quote": "gauge",
+    "btcbot_exposure_quote": "gauge",
+    "btcbot_reconcile_mismatches": "gauge",
+    "btcbot_reconcile_seconds": "histogram",
+    "btcbot_halted_symbols": "gauge",
+    "btcbot_quarantined_fills": "gauge",
+    "btcbot_dead_letters_total": "counter",
+    "btcbot_submit_seconds": "histogram",
+    "btcbot_stale_books_total": "counter",
+    "btcbot_books_total": "counter",
+}
+
+
+def test_every_agreed_family_is_declared_with_its_type() -> None:
+    private()  # build_instruments declares the kit's families
+    assert {name: kind for name, (kind, _) in DECLARED.items()} == AGREED
+
+
+def test_seconds_between_skips_an_unknown_start_and_never_goes_negative() -> None:
+    assert seconds_between(0, 5_000_000_000) is None
+    assert seconds_between(1_000_000_000, 1_250_000_000) == 0.25
+    assert seconds_between(2_000_000_000, 1_000_000_000) == 0.0
+
+
+def test_the_mode_gauge_marks_exactly_one_mode_per_source() -> None:
+    inst, reader = private()
+    for mode in ("NORMAL", "REDUCE_ONLY", "OBSERVE_ONLY"):
+        inst.mode.set(1 if mode == "REDUCE_ONLY" else 0, {"mode": mode, "source": "effective"})
+    got = samples(render(reader.get_metrics_data()))
+    assert got['btcbot_mode{mode="REDUCE_ONLY",source="effective"}'] == 1
+    assert got['btcbot_mode{mode="NORMAL",source="effective"}'] == 0
+    assert got['btcbot_mode{mode="OBSERVE_ONLY",source="effective"}'] == 0

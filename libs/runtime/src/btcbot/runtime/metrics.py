@@ -9,6 +9,7 @@ Labels are bounded (service, symbol, reason, consumer, ...): never an instance, 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -103,12 +104,15 @@ def build_instruments(meter: metrics.Meter) -> Instruments:
     """The instruments on one meter (the process-wide one in services; a private one in unit tests)."""
 
     def counter(name: str, help_: str) -> metrics.Counter:
+        DECLARED[name] = ("counter", help_)
         return meter.create_counter(name, description=help_)
 
     def gauge(name: str, help_: str) -> metrics._Gauge:
+        DECLARED[name] = ("gauge", help_)
         return meter.create_gauge(name, description=help_)
 
     def seconds(name: str, help_: str) -> metrics.Histogram:
+        DECLARED[name] = ("histogram", help_)
         return meter.create_histogram(
             name, unit="s", description=help_, explicit_bucket_boundaries_advisory=list(SECONDS_BUCKETS)
         )
@@ -146,6 +150,14 @@ def build_instruments(meter: metrics.Meter) -> Instruments:
     )
 
 
+# Every family of docs/metrics.md: name -> (type, help). /metrics lists each one (HELP and TYPE) even before it
+# has a sample, as Prometheus clients do for labelled families; the exchange client's two are declared here.
+DECLARED: dict[str, tuple[str, str]] = {
+    "btcbot_breaker_state": ("gauge", "Circuit breaker state per endpoint group: 0 closed, 1 half-open, 2 open"),
+    "btcbot_http_429_total": ("counter", "429 answers from the exchange"),
+}
+
+
 @cache
 def instruments() -> Instruments:
     """The process-wide instruments (no-ops until `install_metrics` set the meter provider)."""
@@ -165,7 +177,17 @@ def install_metrics(resource: Resource, extra_readers: Sequence[MetricReader] = 
 
 def prometheus_text() -> str:
     """This process's metrics in the Prometheus text format (empty before `install_metrics`)."""
-    return render(_readers[0].get_metrics_data()) if _readers else ""
+    if not _readers:
+        return ""
+    instruments()  # declares every family
+    text = render(_readers[0].get_metrics_data())
+    present = set(re.findall(r"^# TYPE (\S+) ", text, flags=re.MULTILINE))
+    lines = [
+        f"# HELP {name} {_escape_help(help_)}\n# TYPE {name} {kind}\n"
+        for name, (kind, help_) in DECLARED.items()
+        if name not in present
+    ]
+    return text + "".join(lines)
 
 
 # ---- Prometheus text exposition (format 0.0.4) ------------------------------------------------------------------

@@ -23,7 +23,7 @@ from btcbot.btcturk.wsmodels import (
 )
 from btcbot.marketdata.handlers import TradePoller, WsBookPublisher
 from btcbot.marketdata.localbooks import DiffOutcome, LocalBooks
-from btcbot.marketdata.metrics import ws_reconnected
+from btcbot.marketdata.metrics import ws_reconnected, ws_started
 from btcbot.marketdata.polling import sleep_or_stop
 from btcbot.runtime.errors import Retry
 
@@ -92,6 +92,7 @@ class WsFeed:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Subscribe, then read and publish until `stop`."""
+        ws_started()
         for symbol in self.books.symbols:
             await self._socket.subscribe(BOOK_CHANNEL, symbol)
             await self._socket.subscribe(TRADE_CHANNEL, symbol)

@@ -16,8 +16,7 @@ def book_published(snapshot: BookSnapshot) -> None:
     inst = instruments()
     labels = {"symbol": snapshot.symbol}
     inst.books.add(1, labels)
-    if snapshot.stale:
-        inst.stale_books.add(1, labels)
+    inst.stale_books.add(1 if snapshot.stale else 0, labels)  # 0 keeps the series for the stale ratio
     if snapshot.received_ts_ns > _newest.get(snapshot.symbol, 0):
         _newest[snapshot.symbol] = snapshot.received_ts_ns
 
@@ -32,6 +31,11 @@ def report_book_ages(now_ns: int) -> None:
     gauge = instruments().book_age
     for symbol, age in book_ages(_newest, now_ns).items():
         gauge.set(age, {"symbol": symbol})
+
+
+def ws_started() -> None:
+    """btcbot_ws_reconnects_total{service="marketdata"} at 0 while the feed runs (a series from the start)."""
+    instruments().ws_reconnects.add(0, {"service": SERVICE})
 
 
 def ws_reconnected() -> None:
