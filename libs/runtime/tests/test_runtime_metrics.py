@@ -164,3 +164,12 @@ def test_the_mode_gauge_marks_exactly_one_mode_per_source() -> None:
     assert got['btcbot_mode{mode="REDUCE_ONLY",source="effective"}'] == 1
     assert got['btcbot_mode{mode="NORMAL",source="effective"}'] == 0
     assert got['btcbot_mode{mode="OBSERVE_ONLY",source="effective"}'] == 0
+
+
+def test_otel_names_are_spelled_the_prometheus_way() -> None:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader], views=VIEWS).get_meter("test")
+    meter.create_counter("btcbot.ledger.integrity_alerts").add(1, {"kind": "oversell"})
+    text = render(reader.get_metrics_data())
+    assert "# TYPE btcbot_ledger_integrity_alerts_total counter" in text
+    assert 'btcbot_ledger_integrity_alerts_total{kind="oversell"} 1' in text

@@ -218,6 +218,15 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
+_INVALID = re.compile(r"[^a-zA-Z0-9_:]")
+
+
+def prometheus_name(name: str, kind: str) -> str:
+    """An OTel instrument name as Prometheus spells it: dots to underscores, counters ending in _total."""
+    clean = _INVALID.sub("_", name)
+    return f"{clean}_total" if kind == "counter" and not clean.endswith("_total") else clean
+
+
 def render(data: MetricsData | None) -> str:
     """Prometheus text of an SDK collection: counters, gauges and histograms (cumulative)."""
     lines: list[str] = []
@@ -226,9 +235,6 @@ def render(data: MetricsData | None) -> str:
         for scope in resource_metrics.scope_metrics:
             for metric in scope.metrics:
                 point_data = metric.data
-                if metric.name in seen or not point_data.data_points:
-                    continue
-                seen.add(metric.name)
                 if isinstance(point_data, Sum):
                     kind = "counter" if point_data.is_monotonic else "gauge"
                 elif isinstance(point_data, Gauge):
@@ -237,22 +243,25 @@ def render(data: MetricsData | None) -> str:
                     kind = "histogram"
                 else:  # pragma: no cover  (exponential histograms are not configured)
                     continue
-                lines.append(f"# HELP {metric.name} {_escape_help(metric.description or metric.name)}")
-                lines.append(f"# TYPE {metric.name} {kind}")
+                name = prometheus_name(metric.name, kind)
+                if name in seen or not point_data.data_points:
+                    continue
+                seen.add(name)
+                lines.append(f"# HELP {name} {_escape_help(metric.description or name)}")
+                lines.append(f"# TYPE {name} {kind}")
                 if isinstance(point_data, Histogram):
                     for hp in point_data.data_points:
                         cumulative = 0
                         for bound, count in zip(hp.explicit_bounds, hp.bucket_counts, strict=False):
                             cumulative += count
                             le = _labels(hp.attributes, [("le", _number(float(bound)))])
-                            lines.append(f"{metric.name}_bucket{le} {cumulative}")
-                        lines.append(f"{metric.name}_bucket{_labels(hp.attributes, [('le', '+Inf')])} {hp.count}")
-                        lines.append(f"{metric.name}_sum{_labels(hp.attributes)} {_number(hp.sum)}")
-                        lines.append(f"{metric.name}_count{_labels(hp.attributes)} {hp.count}")
+                            lines.append(f"{name}_bucket{le} {cumulative}")
+                        lines.append(f"{name}_bucket{_labels(hp.attributes, [('le', '+Inf')])} {hp.count}")
+                        lines.append(f"{name}_sum{_labels(hp.attributes)} {_number(hp.sum)}")
+                        lines.append(f"{name}_count{_labels(hp.attributes)} {hp.count}")
                 else:
                     lines.extend(
-                        f"{metric.name}{_labels(point.attributes)} {_number(point.value)}"
-                        for point in point_data.data_points
+                        f"{name}{_labels(point.attributes)} {_number(point.value)}" for point in point_data.data_points
                     )
     return "\n".join(lines) + "\n" if lines else ""
 
