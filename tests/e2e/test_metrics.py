@@ -84,7 +84,7 @@ OWN: dict[str, dict[str, bool]] = {
         "btcbot_messages_handled_total": True,
         "btcbot_stage_latency_seconds_count": True,
         "btcbot_denials_total": True,
-        "btcbot_kill_switch_engaged": True,
+        "btcbot_kill_switch_engaged": False,  # 1 while engaged was checked above; released by now
         "btcbot_mode": True,
         "btcbot_dead_letters_total": True,
         "btcbot_consumer_pending": False,
