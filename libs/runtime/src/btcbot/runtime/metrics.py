@@ -169,6 +169,8 @@ _readers: list[InMemoryMetricReader] = []
 
 def install_metrics(resource: Resource, extra_readers: Sequence[MetricReader] = ()) -> InMemoryMetricReader:
     """Set the process's meter provider: a pull reader for /metrics plus `extra_readers` (OTLP). Once per process."""
+    if _readers:
+        return _readers[0]  # OTel allows one meter provider per process: the first one stays
     reader = InMemoryMetricReader()
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader, *extra_readers], views=VIEWS))
     _readers[:] = [reader]

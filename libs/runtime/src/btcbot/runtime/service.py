@@ -59,6 +59,7 @@ class Service:
         self._running: list[asyncio.Task[None]] = []
         self._close_hooks: list[Callable[[], Awaitable[None]]] = []
         self._watched: list[tuple[str, ConsumerSpec]] = []
+        self._dependencies: dict[str, Callable[[], bool]] = {}
         self._redis: aioredis.Redis | None = None
         self._stopped = False
         self.health.add_check("nats", lambda: self.nc.is_connected)
@@ -105,6 +106,10 @@ class Service:
     def readiness(self, name: str, check: Callable[[], bool]) -> None:
         """Add a readiness check (/readyz answers 503 while any is false)."""
         self.health.add_check(name, check)
+
+    def dependency(self, name: str, check: Callable[[], bool]) -> None:
+        """Report btcbot_dependency_up{dependency=name} from `check` (not a readiness check)."""
+        self._dependencies[name] = check
 
     def on_close(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Run fn at shutdown, after work has stopped (close clients and pools here)."""
@@ -194,9 +199,14 @@ class Service:
                 continue
             inst.consumer_pending.set(int(info.num_pending or 0), {"consumer": base})
             inst.consumer_ack_pending.set(int(info.num_ack_pending or 0), {"consumer": base})
-        for dependency, up in self.health.readiness().items():
-            if dependency in DEPENDENCIES:
-                inst.dependency_up.set(1 if up else 0, {"dependency": dependency})
+        states = {k: v for k, v in self.health.readiness().items() if k in DEPENDENCIES}
+        for name, check in self._dependencies.items():
+            try:
+                states[name] = bool(check())
+            except Exception:
+                states[name] = False
+        for dependency, up in states.items():
+            inst.dependency_up.set(1 if up else 0, {"dependency": dependency})
 
     async def _run_gates(self, stop: asyncio.Event) -> None:
         backoff = Backoff(0.5, 5.0, random.Random())

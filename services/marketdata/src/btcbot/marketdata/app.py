@@ -174,6 +174,7 @@ async def setup(svc: Service, settings: MarketdataSettings) -> None:
         settings.btcturk_api_secret.get_secret_value(),
         timeout=settings.btcturk_timeout,
     )
+    svc.dependency("exchange", client.no_breaker_open)
     svc.on_close(client.aclose)
     socket = BtcTurkWebSocket(settings.btcturk_ws_url) if settings.source == "ws" else None
     if socket is not None:

@@ -234,6 +234,7 @@ async def setup(svc: Service, settings: RiskSettings) -> None:
         settings.btcturk_api_secret.get_secret_value(),
         timeout=settings.btcturk_timeout,
     )
+    svc.dependency("exchange", client.no_breaker_open)
     svc.on_close(client.aclose)
     state = RiskState(settings.account)
     await first_load(client, state, svc, timeout=settings.btcturk_timeout * 2)
