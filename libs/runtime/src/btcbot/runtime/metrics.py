@@ -174,6 +174,7 @@ def install_metrics(resource: Resource, extra_readers: Sequence[MetricReader] = 
     reader = InMemoryMetricReader()
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader, *extra_readers], views=VIEWS))
     _readers[:] = [reader]
+    instruments()  # create them now rather than on a first message
     return reader
 
 

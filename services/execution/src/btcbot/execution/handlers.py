@@ -115,6 +115,7 @@ class Execution:
         self.rules = rules
         self.order_keys = order_keys
         self.log: structlog.stdlib.BoundLogger = log or structlog.stdlib.get_logger("btcbot.execution")
+        instruments()  # created now, not on the first order (keeps the submit path's cost flat)
 
     # ---- entry points ------------------------------------------------------------------------
 
