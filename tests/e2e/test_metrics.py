@@ -293,4 +293,5 @@ async def test_every_service_serves_the_agreed_figures(system: Any) -> None:
     metric_median = histogram_median(execution, "btcbot_tick_to_order_seconds")
     assert span_median > 0
     ratio = metric_median / span_median
+    print(f"tick-to-order median: histogram {metric_median:.4f}s, spans {span_median:.4f}s over {len(measured)} orders")
     assert 0.5 <= ratio <= 2.0, f"histogram median {metric_median:.4f}s vs spans {span_median:.4f}s"
