@@ -45,6 +45,7 @@ SHELL_MODULES = {
     "venue",
     "adapters",
     "io",
+    "metrics",  # records into the process's meter (docs/metrics.md): an edge, like logging
 }
 
 

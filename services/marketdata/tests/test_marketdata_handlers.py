@@ -229,7 +229,7 @@ async def test_register_runs_a_book_and_trade_loop_per_symbol(monkeypatch):
             return ob(ts)
 
     app.register(svc, s, Moving())
-    assert set(svc.tasks) == {"book:BTCTRY", "trades:BTCTRY"}
+    assert set(svc.tasks) == {"book:BTCTRY", "trades:BTCTRY", "book-age"}
     assert svc.checks["marketdata"]() is False
     stop = asyncio.Event()
     runner = asyncio.gather(*(fn(stop) for fn in svc.tasks.values()))

@@ -154,7 +154,7 @@ async def test_ws_book_equals_the_simulators_book_across_a_gap_and_a_drop(server
         wired = app.register(svc, settings, client, socket)
         feed = wired.feed
         assert feed is not None
-        assert set(svc.tasks) == {"ws", f"book:{PAIR}", f"trades:{PAIR}"}
+        assert set(svc.tasks) == {"ws", f"book:{PAIR}", f"trades:{PAIR}", "book-age"}
         runner = asyncio.gather(*(fn(stop) for fn in svc.tasks.values()))
         try:
             await until(lambda: feed.books.synced(PAIR))

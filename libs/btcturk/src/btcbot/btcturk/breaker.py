@@ -3,8 +3,8 @@
 Closed counts consecutive failures; at ``failure_threshold`` it opens. Open refuses every call
 with :class:`BreakerOpen` (nothing is sent) until ``open_timeout`` has passed, then lets exactly
 one probe through (half-open). The probe's success closes the breaker, its failure reopens it.
-State is exported as the OpenTelemetry gauge ``btcturk.breaker.state`` (0 closed, 1 half-open,
-2 open) with the attribute ``group``.
+State is exported as the OpenTelemetry gauge ``btcbot_breaker_state`` (0 closed, 1 half-open,
+2 open) with the attribute ``group`` (docs/metrics.md); 429 answers count in ``btcbot_http_429_total``.
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ def _observe(_options: metrics.CallbackOptions) -> Iterable[metrics.Observation]
 
 _meter = metrics.get_meter("btcbot.btcturk")
 _meter.create_observable_gauge(
-    "btcturk.breaker.state",
+    "btcbot_breaker_state",
     callbacks=[_observe],
     description="Circuit breaker state per endpoint group: 0 closed, 1 half-open, 2 open",
 )
+# 429 answers per endpoint group (counted where the requester classifies them).
+HTTP_429 = _meter.create_counter("btcbot_http_429_total", description="429 answers from the exchange")
 
 
 class CircuitBreaker:

@@ -12,7 +12,7 @@ import httpx
 import msgspec
 
 from btcbot.btcturk.auth import Secret, clock_offset_ms, rest_headers
-from btcbot.btcturk.breaker import CircuitBreaker, StateListener
+from btcbot.btcturk.breaker import HTTP_429, CircuitBreaker, StateListener
 from btcbot.btcturk.classify import classify_response
 from btcbot.btcturk.errors import (
     AuthError,
@@ -186,6 +186,7 @@ class Requester:
                 breaker.success()
             if isinstance(err, RateLimited):
                 self.rate_limiter.block(group, err.retry_after)
+                HTTP_429.add(1, {"group": group.value})
             raise
         except BaseException:
             breaker.abandon()

@@ -15,7 +15,7 @@ import httpx
 
 from btcbot.btcturk import parse
 from btcbot.btcturk.auth import Secret, as_secret
-from btcbot.btcturk.breaker import CircuitBreaker, StateListener
+from btcbot.btcturk.breaker import BreakerState, CircuitBreaker, StateListener
 from btcbot.btcturk.errors import NotFound, OutcomeUnknown, ProtocolError
 from btcbot.btcturk.limits import EndpointGroup
 from btcbot.btcturk.models import (
@@ -136,6 +136,10 @@ class BtcTurkClient:
     def breaker(self, group: EndpointGroup) -> CircuitBreaker:
         """The circuit breaker of ``group`` (for health reporting)."""
         return self._req.breakers[group]
+
+    def no_breaker_open(self) -> bool:
+        """True unless some endpoint group's breaker is open (the exchange counts as reachable)."""
+        return all(b.state is not BreakerState.OPEN for b in self._req.breakers.values())
 
     @property
     def rate_limiter(self) -> RateLimiter:

@@ -68,6 +68,9 @@ class OrderIntent(Message, frozen=True, kw_only=True, tag="intent"):
     reason: str
     book_id: str
     reduce_only: bool = False
+    # When marketdata received the book this intent answers (BookSnapshot.received_ts_ns); 0: not known.
+    # Carried to execution for btcbot_tick_to_order_seconds (docs/metrics.md).
+    book_ts_ns: int = 0
 
 
 class SubmitOrder(Message, frozen=True, kw_only=True, tag="submit"):
@@ -84,6 +87,8 @@ class SubmitOrder(Message, frozen=True, kw_only=True, tag="submit"):
     checks: tuple[str, ...] = ()
     # Risk's signature (contracts/signing.py): execution refuses an order without a valid one (UNSIGNED).
     signature: str = ""
+    # The intent's book_ts_ns (when marketdata received the book); 0: not known.
+    book_ts_ns: int = 0
 
 
 class OrderDenied(Message, frozen=True, kw_only=True, tag="denied"):

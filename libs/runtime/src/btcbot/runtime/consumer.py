@@ -61,9 +61,12 @@ class Consumer(Generic[M]):
         now_ns: Callable[[], int] = time.time_ns,
         batch: int = 50,
         max_skew_ns: int = 5_000_000_000,
+        base_name: str = "",
     ) -> None:
         self.service = service
         self.spec = spec
+        # The metric label: a fan-out durable's base name (the instance suffix would make labels unbounded).
+        self._base = base_name or spec.durable
         self._js = js
         self._publisher = publisher
         self._codec = codec
@@ -160,8 +163,9 @@ class Consumer(Generic[M]):
             attributes=attrs,
         ) as span:
             outcome = await self._dispatch(msg, delivery, span)
-        instruments().handled.add(1, {"consumer": self.spec.durable, "outcome": outcome})
-        instruments().handle_seconds.record(time.perf_counter() - started, {"consumer": self.spec.durable})
+        labels = {"service": self.service, "consumer": self._base}
+        instruments().handled.add(1, {**labels, "outcome": outcome})
+        instruments().handle_seconds.record(time.perf_counter() - started, labels)
         return outcome
 
     async def _dispatch(self, msg: Msg, delivery: Delivery, span: trace.Span) -> str:
@@ -249,7 +253,7 @@ class Consumer(Generic[M]):
             stream_seq=delivery.sequence,
             deliveries=delivery.deliveries,
         )
-        instruments().dead_letters.add(1, {"consumer": self.spec.durable})
+        instruments().dead_letters.add(1, {"service": self.service, "consumer": self._base})
         await msg.term()
         return "dead"
 

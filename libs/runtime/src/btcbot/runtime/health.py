@@ -1,4 +1,4 @@
-"""Liveness and readiness over HTTP for Kubernetes probes: GET /livez and /readyz (JSON body, 200 or 503)."""
+"""Liveness and readiness over HTTP for Kubernetes probes (GET /livez, /readyz: JSON, 200 or 503) and /metrics."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 
 from btcbot.runtime.logging import get_logger
+from btcbot.runtime.metrics import prometheus_text
 
 log = get_logger(__name__)
 
@@ -16,8 +17,9 @@ Check = Callable[[], bool]
 class HealthServer:
     """A tiny HTTP/1.1 server: /livez is 200 while the process loop runs; /readyz is the AND of the checks."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, metrics: Callable[[], str] = prometheus_text) -> None:
         self._host = host
+        self._metrics = metrics
         self._port = port
         self._checks: dict[str, Check] = {}
         self._server: asyncio.Server | None = None
@@ -58,6 +60,15 @@ class HealthServer:
             parts = line.decode("latin-1").split()
             body: dict[str, object]
             path = parts[1] if len(parts) > 1 else "/"
+            if path.startswith("/metrics"):
+                text = self._metrics().encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+                    + f"Content-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode()
+                    + text
+                )
+                await writer.drain()
+                return
             if path.startswith("/livez"):
                 status, body = 200, {"live": True}
             elif path.startswith("/readyz"):

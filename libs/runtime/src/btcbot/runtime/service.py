@@ -28,10 +28,13 @@ from btcbot.runtime.errors import DependencyUnavailable, SettingsError
 from btcbot.runtime.health import HealthServer
 from btcbot.runtime.jetstream import NatsAuth, NatsPublisher, connect, provision
 from btcbot.runtime.logging import configure_logging, get_logger
+from btcbot.runtime.metrics import instruments
 from btcbot.runtime.settings import CommonSettings, load_settings
 from btcbot.runtime.telemetry import configure_telemetry, shutdown_telemetry
 
 M = TypeVar("M", bound=Message)
+# Readiness checks that are also reported as btcbot_dependency_up{dependency=...}.
+DEPENDENCIES = frozenset({"nats", "redis", "postgres", "exchange"})
 S = TypeVar("S", bound=CommonSettings)
 
 TaskFn = Callable[[asyncio.Event], Awaitable[None]]
@@ -55,6 +58,8 @@ class Service:
         self.gates_done = asyncio.Event()
         self._running: list[asyncio.Task[None]] = []
         self._close_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._watched: list[tuple[str, ConsumerSpec]] = []
+        self._dependencies: dict[str, Callable[[], bool]] = {}
         self._redis: aioredis.Redis | None = None
         self._stopped = False
         self.health.add_check("nats", lambda: self.nc.is_connected)
@@ -68,8 +73,23 @@ class Service:
         own = spec.for_instance(self.settings.instance)
         skew_ns = int(self.settings.max_clock_skew * 1e9)
         self._consumers.append(
-            Consumer(self.name, self.js, self.bus, own, codec, handler, now_ns=self.now_ns, max_skew_ns=skew_ns)
+            Consumer(
+                self.name,
+                self.js,
+                self.bus,
+                own,
+                codec,
+                handler,
+                now_ns=self.now_ns,
+                max_skew_ns=skew_ns,
+                base_name=spec.durable,
+            )
         )
+        self.watch_consumer(spec.durable, own)
+
+    def watch_consumer(self, base: str, own: ConsumerSpec) -> None:
+        """Poll this durable's pending and ack-pending into btcbot_consumer_pending{consumer=base} (kit task)."""
+        self._watched.append((base, own))
 
     def task(self, name: str, fn: TaskFn) -> None:
         """Run a background loop; it gets the stop event and should return soon after it is set."""
@@ -86,6 +106,10 @@ class Service:
     def readiness(self, name: str, check: Callable[[], bool]) -> None:
         """Add a readiness check (/readyz answers 503 while any is false)."""
         self.health.add_check(name, check)
+
+    def dependency(self, name: str, check: Callable[[], bool]) -> None:
+        """Report btcbot_dependency_up{dependency=name} from `check` (not a readiness check)."""
+        self._dependencies[name] = check
 
     def on_close(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Run fn at shutdown, after work has stopped (close clients and pools here)."""
@@ -136,6 +160,7 @@ class Service:
     async def start(self) -> None:
         """Start health, consumers and tasks."""
         await self.health.start()
+        self._start_task("metrics-poll", self._poll_metrics)
         for name, fn in self._tasks:
             self._start_task(name, fn)
         if self._gates:
@@ -154,6 +179,34 @@ class Service:
         self.gates_done.set()
         for consumer in self._consumers:
             self._start_task(f"consumer:{consumer.spec.durable}", consumer.run)
+
+    async def _poll_metrics(self, stop: asyncio.Event) -> None:
+        """Every BTCBOT_METRICS_POLL_INTERVAL: consumer lag from JetStream and dependency availability."""
+        interval = self.settings.metrics_poll_interval
+        while not stop.is_set():
+            await self.poll_metrics_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    async def poll_metrics_once(self) -> None:
+        """One round of the metrics poll (a failed consumer_info leaves that durable's last figures)."""
+        inst = instruments()
+        for base, own in list(self._watched):
+            try:
+                info = await asyncio.wait_for(self.js.consumer_info(own.stream, own.durable), 2.0)
+            except Exception as exc:
+                self.log.debug("metrics.consumer_info_failed", consumer=own.durable, error=repr(exc))
+                continue
+            inst.consumer_pending.set(int(info.num_pending or 0), {"consumer": base})
+            inst.consumer_ack_pending.set(int(info.num_ack_pending or 0), {"consumer": base})
+        states = {k: v for k, v in self.health.readiness().items() if k in DEPENDENCIES}
+        for name, check in self._dependencies.items():
+            try:
+                states[name] = bool(check())
+            except Exception:
+                states[name] = False
+        for dependency, up in states.items():
+            inst.dependency_up.set(1 if up else 0, {"dependency": dependency})
 
     async def _run_gates(self, stop: asyncio.Event) -> None:
         backoff = Backoff(0.5, 5.0, random.Random())

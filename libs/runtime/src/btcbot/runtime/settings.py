@@ -63,6 +63,8 @@ class CommonSettings(BaseSettings):
     log_format: Literal["json", "console"] = Field("json", validation_alias=_alias("BTCBOT_LOG_FORMAT"))
     trace_file: Path | None = Field(None, validation_alias=_alias("BTCBOT_TRACE_FILE"))
     otlp_endpoint: str | None = Field(None, validation_alias=_alias("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    # How often the kit polls its durables' pending / ack-pending and dependency states into /metrics.
+    metrics_poll_interval: float = Field(5.0, gt=0, le=300, validation_alias=_alias("BTCBOT_METRICS_POLL_INTERVAL"))
     shutdown_grace: float = Field(10.0, gt=0, validation_alias=_alias("BTCBOT_SHUTDOWN_GRACE"))
     connect_timeout: float = Field(10.0, gt=0, validation_alias=_alias("BTCBOT_CONNECT_TIMEOUT"))
     # Per-symbol ownership among replicas (DESIGN.md "Scaling and redundancy"); off: every replica owns every symbol.

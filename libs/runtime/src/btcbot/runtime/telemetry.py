@@ -1,7 +1,8 @@
 """OpenTelemetry set-up and W3C trace context in NATS headers.
 
 Spans go to OTLP when an endpoint is configured and to a JSON-lines file when BTCBOT_TRACE_FILE is set, so a
-trace can be inspected without Jaeger. Metrics go to OTLP when configured (otherwise the API's no-op meter).
+trace can be inspected without Jaeger. Metrics are always kept for /metrics (runtime/metrics.py) and also pushed
+over OTLP when an endpoint is configured.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from opentelemetry import metrics, propagate, trace
+from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from btcbot.runtime.metrics import install_metrics
 from btcbot.runtime.redact import redact_value
 
 _providers: list[TracerProvider] = []
@@ -78,16 +81,16 @@ def configure_telemetry(service: str, instance: str, trace_file: Path | None, ot
     provider = TracerProvider(resource=resource)
     if trace_file is not None:
         provider.add_span_processor(BatchSpanProcessor(JsonLinesSpanExporter(trace_file), schedule_delay_millis=500))
+    readers: list[MetricReader] = []
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
         base = otlp_endpoint.rstrip("/")
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces")))
-        reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{base}/v1/metrics"))
-        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{base}/v1/metrics")))
+    install_metrics(resource, readers)
     trace.set_tracer_provider(provider)
     _providers.append(provider)
 

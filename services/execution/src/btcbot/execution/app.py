@@ -55,6 +55,7 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
             group, new == BreakerState.CLOSED, svc.now_ns()
         ),
     )
+    svc.dependency("exchange", client.no_breaker_open)
     svc.on_close(client.aclose)
     redis = await svc.redis()
     rules = ExchangeRules()

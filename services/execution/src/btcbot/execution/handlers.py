@@ -10,11 +10,13 @@ is updated, so a crash in between republishes the same deterministic ids, which 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 import structlog
+from opentelemetry import trace
 
 from btcbot.btcturk.errors import BtcTurkError, NotFound, OutcomeUnknown, RateLimited, Rejected
 from btcbot.contracts import ids, subjects
@@ -38,8 +40,10 @@ from btcbot.execution.rules import RULES_NOT_LOADED, ExchangeRules, refusal
 from btcbot.runtime.bus import Delivery, Publisher
 from btcbot.runtime.errors import Poison, Retry, StaleToken
 from btcbot.runtime.locks import Lease
+from btcbot.runtime.metrics import VERDICT_TO_REQUEST, instruments, observe_stage, seconds_between
 from btcbot.runtime.telemetry import current_traceparent
 
+_tracer = trace.get_tracer("btcbot.execution")
 _KINDS: dict[type[Message], str] = {
     OrderAccepted: "accepted",
     OrderRejected: "rejected",
@@ -111,6 +115,7 @@ class Execution:
         self.rules = rules
         self.order_keys = order_keys
         self.log: structlog.stdlib.BoundLogger = log or structlog.stdlib.get_logger("btcbot.execution")
+        instruments()  # created now, not on the first order (keeps the submit path's cost flat)
 
     # ---- entry points ------------------------------------------------------------------------
 
@@ -151,6 +156,7 @@ class Execution:
             + (f" (key id {cmd.signature.rpartition(':')[0]!r})" if ":" in cmd.signature else ""),
         )
         await self.bus.publish(subjects.execution("rejected", cmd.symbol), event)
+        instruments().orders.add(1, {"symbol": cmd.symbol, "outcome": "rejected"})
         self.log.error(
             "submit.unsigned",
             alert=True,
@@ -173,7 +179,7 @@ class Execution:
                 record = Record(orders.from_submit(cmd), Phase.CLAIMED, created_ns=cmd.ts_ns)
                 await self.journal.save(record)
                 await self.journal.remember_trace(coid, current_traceparent())
-            await self._drive(record, cmd.ts_ns, lease, log)
+            await self._drive(record, cmd.ts_ns, lease, log, book_ts_ns=cmd.book_ts_ns)
 
     async def on_cancel(self, cmd: CancelOrder, delivery: Delivery) -> None:
         """Cancel an order we placed and emit OrderCanceled once the exchange confirms it."""
@@ -212,7 +218,13 @@ class Execution:
     # ---- submit ------------------------------------------------------------------------------
 
     async def _drive(
-        self, record: Record, sent_ns: int | None, lease: Lease, log: structlog.stdlib.BoundLogger
+        self,
+        record: Record,
+        sent_ns: int | None,
+        lease: Lease,
+        log: structlog.stdlib.BoundLogger,
+        *,
+        book_ts_ns: int = 0,
     ) -> Record:
         """Move a claimed order forward from whatever phase it is in."""
         order = record.order
@@ -220,7 +232,7 @@ class Execution:
             if order.is_terminal:
                 log.info("submit.already_final", status=order.status.value)
                 return record
-            return await self._place(record, sent_ns, lease, log)
+            return await self._place(record, sent_ns, lease, log, book_ts_ns)
         if record.phase == Phase.SENDING:
             return await self.resolve(record, sent_ns, lease, log, why="redelivered while sending")
         if order.is_terminal:
@@ -230,7 +242,12 @@ class Execution:
         return await self.sync(record, log)
 
     async def _place(
-        self, record: Record, sent_ns: int | None, lease: Lease, log: structlog.stdlib.BoundLogger
+        self,
+        record: Record,
+        sent_ns: int | None,
+        lease: Lease,
+        log: structlog.stdlib.BoundLogger,
+        book_ts_ns: int = 0,
     ) -> Record:
         order = record.order
         now = self.clock()
@@ -265,7 +282,7 @@ class Execution:
         log.info("submit.post", token=lease.token, side=order.side, order_type=order.order_type,
                  price=str(order.price), quantity=str(order.quantity))  # fmt: skip
         try:
-            exchange_order_id = await self.exchange.submit(sending.order)
+            exchange_order_id = await self._submit_measured(sending.order, sent_ns, book_ts_ns)
         except OutcomeUnknown as exc:
             log.warning("submit.outcome_unknown", error=str(exc))
             return await self.resolve(sending, sent_ns, lease, log, why="response lost")
@@ -284,6 +301,27 @@ class Execution:
         result = await self.commit(Record(step.order, Phase.SENT), step.events, log)
         await self.journal.index(result.order)
         return result
+
+    async def _submit_measured(self, order: orders.Order, sent_ns: int | None, book_ts_ns: int) -> str:
+        """The POST, with the figures of the moment the request leaves: tick-to-order, verdict-to-request, call time."""
+        inst = instruments()
+        leaving_ns = self.clock()
+        tick_to_order = seconds_between(book_ts_ns, leaving_ns)
+        if tick_to_order is not None:
+            inst.tick_to_order.record(tick_to_order, {"symbol": order.symbol})
+        if sent_ns is not None:
+            observe_stage(VERDICT_TO_REQUEST, sent_ns, leaving_ns)
+        started = time.perf_counter()
+        try:
+            with _tracer.start_as_current_span(
+                "exchange.submit", kind=trace.SpanKind.CLIENT, attributes={"btcbot.symbol": order.symbol}
+            ):
+                return await self.exchange.submit(order)
+        except OutcomeUnknown:
+            inst.orders.add(1, {"symbol": order.symbol, "outcome": "unknown"})
+            raise
+        finally:
+            inst.submit_seconds.record(time.perf_counter() - started)
 
     async def resolve(
         self,
@@ -396,7 +434,9 @@ class Execution:
     async def commit(self, record: Record, events: tuple[Message, ...], log: structlog.stdlib.BoundLogger) -> Record:
         """Publish the events, then record the state they lead to."""
         for event in events:
-            await self.bus.publish(subjects.execution(_KINDS[type(event)], record.order.symbol), event)
+            kind = _KINDS[type(event)]
+            await self.bus.publish(subjects.execution(kind, record.order.symbol), event)
+            instruments().orders.add(1, {"symbol": record.order.symbol, "outcome": kind})
             log.info("event.published", kind=type(event).__name__, id=event.id)
         await self.journal.save(record)
         return record

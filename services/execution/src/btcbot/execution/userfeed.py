@@ -32,6 +32,7 @@ from btcbot.execution.record import CorruptRecord, Phase, Record
 from btcbot.execution.userevents import MatchWatch, OrderSeen, order_seen, plan
 from btcbot.runtime.errors import Retry
 from btcbot.runtime.locks import Lease
+from btcbot.runtime.metrics import instruments
 from btcbot.runtime.telemetry import continue_trace
 
 NS_PER_S = 1_000_000_000
@@ -139,6 +140,8 @@ class UserFeed:
         now = self.execution.clock()
         if isinstance(message, Connected):
             self._up(message.connection)
+            if message.connection > 1:
+                instruments().ws_reconnects.add(1, {"service": "execution"})
         elif isinstance(message, Disconnected):
             self._down(message.reason, connection=message.connection)
         elif isinstance(message, UserTradeEvent):

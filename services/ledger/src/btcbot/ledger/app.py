@@ -59,7 +59,9 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
     spec = streams.LEDGER_EXECUTION.for_instance(settings.instance)
     await provision(svc.js, streams.ALL_STREAMS, [spec])
     consumer = Consumer(svc.name, svc.js, svc.bus, spec, execution, ledger.on_execution, svc.now_ns,
-                        max_skew_ns=int(settings.max_clock_skew * 1e9))  # fmt: skip
+                        max_skew_ns=int(settings.max_clock_skew * 1e9),
+                        base_name=streams.LEDGER_EXECUTION.durable)  # fmt: skip
+    svc.watch_consumer(streams.LEDGER_EXECUTION.durable, spec)
 
     async def ack_floor() -> int:
         # The ledger acks only after commit: everything up to the durable's ack floor is committed (or parked).

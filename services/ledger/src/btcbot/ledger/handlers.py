@@ -28,7 +28,7 @@ from btcbot.contracts.messages import (
     ResumeSymbol,
 )
 from btcbot.contracts.signing import key_id_of, verify
-from btcbot.ledger.metrics import ledger_instruments
+from btcbot.ledger.metrics import ledger_instruments, report_fill, report_portfolio
 from btcbot.ledger.portfolio import (
     Mark,
     build_snapshot,
@@ -184,6 +184,8 @@ class Ledger:
             )
         if result.resumed:
             self.log.warning("ledger.position_resumed", symbol=event.symbol, message_id=event.id)
+        if result.status in ("applied", "halted"):
+            report_fill(event, self.quote_asset, self.now_ns())
 
     async def on_book(self, book: BookSnapshot, delivery: Delivery) -> None:
         """Keep the latest mid per symbol (in memory; a restart waits for the next book)."""
@@ -263,6 +265,7 @@ class Ledger:
             self.log.warning("ledger.snapshot_publish_failed", error=f"{type(exc).__name__}: {exc}", cause=cause)
             return None
         self.dirty = False
+        report_portfolio(snapshot)
         self.published_marks = marks_key
         self.last_published_ns = now
         if state.halted:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
@@ -26,6 +27,7 @@ from btcbot.runtime.bus import Publisher
 from btcbot.runtime.consumer import Consumer
 from btcbot.runtime.errors import Retry
 from btcbot.runtime.logging import get_logger
+from btcbot.runtime.metrics import instruments
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -185,8 +187,18 @@ class Reconciler:
         """Run one round; returns (status, confirmed mismatches), or None when a side could not be read.
 
         `final` is the round at shutdown, after ingestion stopped: nothing more is in flight on our side, so
-        every difference it sees is reported at once instead of waiting for a second round.
+        every difference it sees is reported at once instead of waiting for a second round. The round's
+        duration goes to btcbot_reconcile_seconds, its confirmed mismatches to btcbot_reconcile_mismatches.
         """
+        started = time.perf_counter()
+        outcome = await self._round(final=final)
+        inst = instruments()
+        inst.reconcile_seconds.record(time.perf_counter() - started)
+        if outcome is not None:
+            inst.reconcile_mismatches.set(len(outcome[1]))
+        return outcome
+
+    async def _round(self, *, final: bool) -> tuple[str, list[Difference]] | None:
         now = self.now_ns()
         since_ns = now - self.lookback_ns
         try:

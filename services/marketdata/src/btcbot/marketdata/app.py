@@ -20,7 +20,8 @@ from btcbot.marketdata.feed import Socket, WsFeed
 from btcbot.marketdata.freshness import Freshness
 from btcbot.marketdata.handlers import BookPoller, TradePoller, WsBookPublisher
 from btcbot.marketdata.localbooks import LocalBooks
-from btcbot.marketdata.polling import poll_forever
+from btcbot.marketdata.metrics import report_book_ages
+from btcbot.marketdata.polling import poll_forever, sleep_or_stop
 from btcbot.marketdata.sequence import Sequencer
 from btcbot.marketdata.settings import MarketdataSettings
 from btcbot.marketdata.sources import MarketClient, RestBookSource, RestTradeSource
@@ -144,6 +145,13 @@ def register(
         svc.task(f"book:{symbol}", book_loop)
         svc.task(f"trades:{symbol}", trade_loop)
     svc.readiness("marketdata", lambda: freshness.fresh(svc.now_ns()))
+
+    async def book_age_loop(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            report_book_ages(svc.now_ns())
+            await sleep_or_stop(stop, 1.0)
+
+    svc.task("book-age", book_age_loop)
     return Registered(freshness, feed)
 
 
@@ -166,6 +174,7 @@ async def setup(svc: Service, settings: MarketdataSettings) -> None:
         settings.btcturk_api_secret.get_secret_value(),
         timeout=settings.btcturk_timeout,
     )
+    svc.dependency("exchange", client.no_breaker_open)
     svc.on_close(client.aclose)
     socket = BtcTurkWebSocket(settings.btcturk_ws_url) if settings.source == "ws" else None
     if socket is not None:

@@ -23,6 +23,7 @@ from btcbot.btcturk.wsmodels import (
 )
 from btcbot.marketdata.handlers import TradePoller, WsBookPublisher
 from btcbot.marketdata.localbooks import DiffOutcome, LocalBooks
+from btcbot.marketdata.metrics import ws_reconnected, ws_started
 from btcbot.marketdata.polling import sleep_or_stop
 from btcbot.runtime.errors import Retry
 
@@ -91,6 +92,7 @@ class WsFeed:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Subscribe, then read and publish until `stop`."""
+        ws_started()
         for symbol in self.books.symbols:
             await self._socket.subscribe(BOOK_CHANNEL, symbol)
             await self._socket.subscribe(TRADE_CHANNEL, symbol)
@@ -127,6 +129,8 @@ class WsFeed:
         if isinstance(message, Connected):
             self.books.on_connected(now)
             self._log.info("ws.connected", connection=message.connection)
+            if message.connection > 1:
+                ws_reconnected()
         elif isinstance(message, Disconnected):
             self.books.on_disconnected()
             self._log.warning("ws.disconnected", connection=message.connection, reason=message.reason)

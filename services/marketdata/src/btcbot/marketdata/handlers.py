@@ -9,6 +9,7 @@ from btcbot.contracts.messages import BookSnapshot, Level, TradeTick
 from btcbot.marketdata.books import snapshot_of, to_snapshot
 from btcbot.marketdata.freshness import Freshness
 from btcbot.marketdata.localbooks import LocalBooks
+from btcbot.marketdata.metrics import book_published
 from btcbot.marketdata.sequence import Sequencer
 from btcbot.marketdata.sources import BookSource, TradeSource
 from btcbot.marketdata.trades import RawTrade, TradeFilter
@@ -60,6 +61,7 @@ class BookPoller:
             source=self._source.name,
         )
         await self._bus.publish(subjects.book(symbol), snapshot)
+        book_published(snapshot)
         self.sequencer.commit(symbol, sequence, rest_ts_ms=raw.timestamp_ms)
         self._freshness.record(symbol, received)
         return snapshot
@@ -129,6 +131,7 @@ class WsBookPublisher:
         if self._owns is not None and not self._owns(snapshot.symbol):
             return  # another replica publishes this symbol; the local book is kept for a takeover
         await self._bus.publish(subjects.book(snapshot.symbol), snapshot)
+        book_published(snapshot)
         self._sequencer.commit(snapshot.symbol, snapshot.sequence)
         self._last_top[snapshot.symbol] = (snapshot.bids, snapshot.asks)
         self._last_sent_ns[snapshot.symbol] = snapshot.received_ts_ns

@@ -34,6 +34,7 @@ from btcbot.contracts.streams import (
 )
 from btcbot.risk.control import RiskState
 from btcbot.risk.handlers import ExecutionEvent, OpenOrders, RawControlCodec, RiskHandlers
+from btcbot.risk.metrics import report_control
 from btcbot.risk.rules import ExchangeSymbol, rules_from_exchange
 from btcbot.risk.settings import RiskSettings
 from btcbot.runtime.backoff import Backoff
@@ -202,7 +203,14 @@ def register(
     async def tick_task(stop: asyncio.Event) -> None:
         await auto_tick(stop, handlers, settings.mode_tick)
 
+    async def control_metrics(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            report_control(state)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
     svc.before_consumers("control-rebuild", rebuild_control)
+    svc.task("control-metrics", control_metrics)
     svc.task("rules", rules_task)
     svc.task("auto-mode", tick_task)
     svc.readiness("rules", lambda: state.rules is not None)
@@ -226,6 +234,7 @@ async def setup(svc: Service, settings: RiskSettings) -> None:
         settings.btcturk_api_secret.get_secret_value(),
         timeout=settings.btcturk_timeout,
     )
+    svc.dependency("exchange", client.no_breaker_open)
     svc.on_close(client.aclose)
     state = RiskState(settings.account)
     await first_load(client, state, svc, timeout=settings.btcturk_timeout * 2)

@@ -36,6 +36,7 @@ from btcbot.runtime import reservations as res
 from btcbot.runtime.bus import Delivery, Publisher
 from btcbot.runtime.errors import Poison, Retry
 from btcbot.runtime.idempotency import IdempotencyStoreProtocol
+from btcbot.runtime.metrics import INTENT_TO_VERDICT, instruments, observe_stage
 from btcbot.runtime.sanity import FUTURE_DATED, is_future_dated
 
 CONTROL_UNREADABLE = "CONTROL_UNREADABLE"
@@ -114,6 +115,7 @@ def to_submit(intent: OrderIntent, checks: tuple[str, ...], now_ns: int) -> Subm
         price=intent.price,
         quantity=intent.quantity,
         checks=checks,
+        book_ts_ns=intent.book_ts_ns,
     )
 
 
@@ -227,6 +229,7 @@ class RiskHandlers:
 
     async def _on_intent(self, intent: OrderIntent) -> None:
         remembered = self._verdicts.get(intent.id)
+        fresh = remembered is None
         if remembered is None:
             remembered = await self._verdict(intent)
             self._verdicts[intent.id] = remembered
@@ -234,6 +237,10 @@ class RiskHandlers:
                 self._verdicts.popitem(last=False)
         subject, message = remembered
         await self._bus.publish(subject, message)
+        if fresh:
+            observe_stage(INTENT_TO_VERDICT, intent.ts_ns, self._clock())
+            if isinstance(message, OrderDenied):
+                instruments().denials.add(1, {"symbol": intent.symbol, "reason": message.reason})
         if isinstance(message, SubmitOrder):
             self._log.info(
                 "risk.approved",

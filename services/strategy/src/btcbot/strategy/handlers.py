@@ -19,6 +19,7 @@ from btcbot.contracts.messages import (
     PortfolioSnapshot,
 )
 from btcbot.runtime.bus import Delivery, Publisher
+from btcbot.runtime.metrics import BOOK_TO_INTENT, observe_stage
 from btcbot.strategy.signals import Hold, OrderEvent, ProfitV1
 
 ExecutionEvent = OrderAccepted | OrderRejected | OrderCanceled | OrderFilled
@@ -105,7 +106,8 @@ class StrategyHandlers:
         """Decide on a book and publish the intent or cancel it produced."""
         if not self._owns(book.symbol):
             return
-        decision = self._engine.on_book(book, self._clock())
+        now_ns = self._clock()
+        decision = self._engine.on_book(book, now_ns)
         if isinstance(decision, Hold):
             if decision.reason.startswith("position unknown"):
                 # Why we do not trade: worth an info line, once per change of reason and symbol.
@@ -125,6 +127,7 @@ class StrategyHandlers:
             except BaseException:
                 self._engine.forget(decision)
                 raise
+            observe_stage(BOOK_TO_INTENT, book.received_ts_ns, now_ns)
             self._log.info(
                 "strategy.intent",
                 intent_id=decision.id,

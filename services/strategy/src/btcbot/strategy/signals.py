@@ -357,6 +357,7 @@ class ProfitV1:
             reason=reason,
             book_id=book.id,
             reduce_only=side == "sell",
+            book_ts_ns=book.received_ts_ns,
         )
         state.inflight = InFlight(
             intent_id=intent.id,
