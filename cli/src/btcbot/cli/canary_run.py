@@ -34,14 +34,13 @@ from btcbot.cli.canary import (
 from btcbot.cli.canary import plan_order as make_plan
 from btcbot.cli.control import control_status
 from btcbot.cli.doctor import DEFAULT_DATABASE_URL, doctor_checks
-from btcbot.cli.infra import DEFAULT_NATS_URL
-from btcbot.cli.natsconfig import cli_auth
+from btcbot.cli.natsconfig import cli_connect
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import decode
 from btcbot.contracts.messages import BookSnapshot, CancelOrder, Message, OrderIntent, Side
 from btcbot.contracts.streams import CONTROL, EXECUTION, MARKET, ORDERS, RISK_CONTROL
 from btcbot.runtime.inspect import last_message, last_sequence, read_stream
-from btcbot.runtime.jetstream import NatsPublisher, connect
+from btcbot.runtime.jetstream import NatsPublisher
 from btcbot.runtime.latest import last_per_subject
 
 VERDICT_TIMEOUT = 20.0  # risk answers within a second on a healthy pipeline
@@ -119,13 +118,7 @@ async def _steps(env: Mapping[str, str], opts: CanaryOptions, report: Report) ->
     detail = f"{len(checks)} checks passed" if not failed else "; ".join(f"{c.name}: {c.detail}" for c in failed)
     if not _say(report, Step("doctor", not failed, detail)):
         return
-    nc = await connect(
-        env.get("NATS_URL", DEFAULT_NATS_URL),
-        "btcbot-canary",
-        10,
-        reconnect_forever=False,
-        auth=cli_auth(env, "canary"),
-    )
+    nc = await cli_connect(env, "btcbot-canary", "canary")
     try:
         await _trade(nc.jetstream(), env, opts, report, base_url)
     finally:

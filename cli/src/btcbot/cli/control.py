@@ -12,19 +12,18 @@ from typing import Any
 
 import msgspec
 
-from btcbot.cli.natsconfig import cli_auth
+from btcbot.cli.natsconfig import cli_connect
 from btcbot.contracts import subjects
 from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import Alarm, DeadLetter, KillSwitch, Message, Mode, ModeChanged, ResumeSymbol
 from btcbot.contracts.signing import Signer, decode_secret
 from btcbot.contracts.streams import ALL_STREAMS, CONTROL, DLQ, RISK_CONTROL
 from btcbot.runtime.inspect import read_stream
-from btcbot.runtime.jetstream import NatsPublisher, connect, provision
+from btcbot.runtime.jetstream import NatsPublisher, provision
 from btcbot.runtime.latest import LastMessage, last_per_subject
 from btcbot.runtime.signing import OPERATOR_KEY_ENV, OPERATOR_KEY_ID_ENV
 
 MODES: tuple[Mode, ...] = ("NORMAL", "REDUCE_ONLY", "OBSERVE_ONLY")
-DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
 
 def operator_name(explicit: str | None) -> str:
@@ -108,13 +107,7 @@ def control_subject(message: ModeChanged | KillSwitch | ResumeSymbol) -> str:
 
 async def send_control(env: Mapping[str, str], message: ModeChanged | KillSwitch | ResumeSymbol) -> None:
     """Publish a control event on its subject (the CONTROL stream keeps the history; the last one holds)."""
-    nc = await connect(
-        env.get("NATS_URL", DEFAULT_NATS_URL),
-        "btcbot-control",
-        10,
-        reconnect_forever=False,
-        auth=cli_auth(env, "operator"),
-    )
+    nc = await cli_connect(env, "btcbot-control", "operator")
     try:
         js = nc.jetstream()
         await provision(js, ALL_STREAMS)
@@ -202,13 +195,7 @@ def control_status(stored: Mapping[str, LastMessage]) -> dict[str, Any]:
 
 async def run_status(env: Mapping[str, str]) -> int:
     """`btcbot control status`: the control state from the last trusted message per subject, as JSON."""
-    nc = await connect(
-        env.get("NATS_URL", DEFAULT_NATS_URL),
-        "btcbot-control",
-        10,
-        reconnect_forever=False,
-        auth=cli_auth(env, "operator"),
-    )
+    nc = await cli_connect(env, "btcbot-control", "operator")
     try:
         skew_ns = int(float(env.get("BTCBOT_MAX_CLOCK_SKEW", "5")) * 1_000_000_000)
         stored = await last_per_subject(nc.jetstream(), CONTROL.name, RISK_CONTROL.filter_subjects, skew_ns)
@@ -238,9 +225,7 @@ def dead_letter_view(letter: DeadLetter, sequence: int) -> dict[str, Any]:
 
 async def run_dlq(env: Mapping[str, str], service: str | None, limit: int) -> int:
     """`btcbot dlq`: the newest dead letters, one JSON object per line."""
-    nc = await connect(
-        env.get("NATS_URL", DEFAULT_NATS_URL), "btcbot-dlq", 10, reconnect_forever=False, auth=cli_auth(env, "reader")
-    )
+    nc = await cli_connect(env, "btcbot-dlq", "reader")
     codec: Codec[DeadLetter] = Codec(DeadLetter)
     try:
         js = nc.jetstream()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from btcbot.contracts.access import IDENTITIES, SERVICE_IDENTITIES, identity, permissions
-from btcbot.runtime.jetstream import NatsAuth, nats_auth_from_env
+from btcbot.runtime.jetstream import Connection, NatsAuth, connect, nats_auth_from_env
 
 IDENTITIES_FILE = "nats-identities.json"
 SERVER_CONFIG_FILE = "nats-server.conf"
@@ -177,3 +177,14 @@ def cli_auth(env: Mapping[str, str], role: str) -> NatsAuth | None:
     if run_file and Path(run_file).is_file():
         return run_file_auth(json.loads(Path(run_file).read_text()), role)
     return None
+
+
+# The local default, as in cli/infra.py (which reaches this module through embedded.py, so cannot be imported here).
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+async def cli_connect(env: Mapping[str, str], name: str, role: str) -> Connection:
+    """A CLI command's NATS connection: NATS_URL (default local), as `role` (see cli_auth), no endless reconnect."""
+    return await connect(
+        env.get("NATS_URL", DEFAULT_NATS_URL), name, 10, reconnect_forever=False, auth=cli_auth(env, role)
+    )

@@ -343,15 +343,15 @@ def sources_from(options: Mapping[str, str | None], env: Mapping[str, str]) -> S
 async def gather(sources: Sources) -> Evidence:
     """Fetch every record `compare` needs."""
     sim = await asyncio.to_thread(_sim_state, sources.sim_url, sources.api_key, sources.sim_admin_token)
-    messages, bad = await _stream_messages(sources.nats_url, sources.since_ns, sources.nats_auth)
-    evidence = Evidence(sim=sim, messages=messages, bad_messages=bad)
+    account = sources.account if sources.redis_url else None
+    messages, bad, exec_seq = await _nats_records(sources.nats_url, sources.since_ns, sources.nats_auth, account)
+    evidence = Evidence(sim=sim, messages=messages, bad_messages=bad, snapshot_exec_seq=exec_seq)
     evidence.ledger_fills, evidence.ledger_balances = await _ledger(sources.database_url)
     evidence.halted, evidence.quarantined = await _ledger_holds(sources.database_url)
     if sources.redis_url:
         prefix = f"{sources.key_prefix}:{sources.account}"
         evidence.claims = await _claims(sources.redis_url, prefix)
         evidence.reservations = await _reservation_summary(sources.redis_url, prefix)
-        evidence.snapshot_exec_seq = await _snapshot_exec_seq(sources.nats_url, sources.account, sources.nats_auth)
     return evidence
 
 
@@ -386,10 +386,23 @@ def read_record(stream: str, sequence: int, data: bytes) -> tuple[Message | None
 
 
 async def _stream_messages(
-    nats_url: str, since_ns: int, auth: NatsAuth | None = None
+    nats_url: str, since_ns: int, auth: NatsAuth | None = None, account: str | None = None
 ) -> tuple[list[Message], list[str]]:
+    """The records of INTENTS, ORDERS and EXECUTION (and bad messages counted, never raised)."""
+    messages, bad, _exec_seq = await _nats_records(nats_url, since_ns, auth, account)
+    return messages, bad
+
+
+async def _nats_records(
+    nats_url: str, since_ns: int, auth: NatsAuth | None, account: str | None
+) -> tuple[list[Message], list[str], int]:
+    """One connection for everything verify reads from NATS: the records, and (with `account`) the EXECUTION
+    watermark of the account's newest portfolio snapshot (0 when there is none)."""
+    from btcbot.contracts import subjects
+    from btcbot.contracts.streams import PORTFOLIO
     from btcbot.runtime.inspect import read_stream
     from btcbot.runtime.jetstream import connect
+    from btcbot.runtime.latest import last_per_subject
 
     nc = await connect(nats_url, "btcbot-verify", 10, reconnect_forever=False, auth=auth)
     try:
@@ -403,28 +416,16 @@ async def _stream_messages(
                     bad.append(str(why))
                 elif message.ts_ns >= since_ns:
                     found.append(message)
-        return found, bad
+        exec_seq = 0
+        if account is not None:
+            last = await last_per_subject(js, PORTFOLIO.name, (subjects.portfolio(account),), 1 << 62)
+            for stored_snapshot in last.values():
+                snapshot, _why = read_record(PORTFOLIO.name, stored_snapshot.sequence, stored_snapshot.data)
+                if isinstance(snapshot, PortfolioSnapshot):
+                    exec_seq = snapshot.exec_seq
+        return found, bad, exec_seq
     finally:
         await nc.close()
-
-
-async def _snapshot_exec_seq(nats_url: str, account: str, auth: NatsAuth | None = None) -> int:
-    """The EXECUTION watermark of the account's newest portfolio snapshot (0 when there is none)."""
-    from btcbot.contracts import subjects
-    from btcbot.contracts.streams import PORTFOLIO
-    from btcbot.runtime.jetstream import connect
-    from btcbot.runtime.latest import last_per_subject
-
-    nc = await connect(nats_url, "btcbot-verify", 10, reconnect_forever=False, auth=auth)
-    try:
-        found = await last_per_subject(nc.jetstream(), PORTFOLIO.name, (subjects.portfolio(account),), 1 << 62)
-    finally:
-        await nc.close()
-    for last in found.values():
-        message, _why = read_record(PORTFOLIO.name, last.sequence, last.data)
-        if isinstance(message, PortfolioSnapshot):
-            return message.exec_seq
-    return 0
 
 
 async def _reservation_summary(redis_url: str, prefix: str) -> dict[str, Any]:

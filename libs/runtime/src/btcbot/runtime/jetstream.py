@@ -38,6 +38,9 @@ from btcbot.runtime.telemetry import inject
 
 log = get_logger(__name__)
 
+# What `connect` returns, named for callers outside the kit (which never import nats themselves).
+Connection = NatsClient
+
 _DELIVER = {
     "all": DeliverPolicy.ALL,
     "new": DeliverPolicy.NEW,
