@@ -1,0 +1,31 @@
+"""`btcbot control`: trading mode, kill switch, resume, status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+HELP = "set the trading mode or the kill switch, resume a halted symbol, or show the control state"
+
+
+def add_arguments(control: argparse.ArgumentParser) -> None:
+    """Options of `btcbot control`."""
+    control.add_argument("action", choices=("mode", "kill", "release", "resume", "status"))
+    control.add_argument(
+        "mode", nargs="?", default="", help="NORMAL | REDUCE_ONLY | OBSERVE_ONLY (with `mode`); SYMBOL (with `resume`)"
+    )
+    control.add_argument("--reason", help="why; recorded with the event (required except for `status`)")
+    control.add_argument("--operator", help="who (default: login name)")
+    control.add_argument(
+        "--cancel-resting", action="store_true", help="with `kill`: also cancel every resting order (default: keep)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Publish the signed control event, or print the control state."""
+    from btcbot.cli.control import run_control
+
+    return asyncio.run(
+        run_control(os.environ, args.action, args.mode, args.reason, args.operator, cancel_resting=args.cancel_resting)
+    )
