@@ -38,7 +38,7 @@ def test_config_from_args() -> None:
     assert config.seed == 3
     (account,) = config.accounts
     assert (account.api_key, account.balances) == ("k", {"TRY": Decimal(5)})
-    for argv in (["--symbols", "DOGETRY"], ["--api-key", "k"], ["--api-key", "k", "--api-secret", "%%%"]):
+    for argv in (["--symbols", "NOPETRY"], ["--api-key", "k"], ["--api-key", "k", "--api-secret", "%%%"]):
         with pytest.raises(ValueError, match=r"unknown symbols|go together|base64"):
             config_from_args(build_parser().parse_args(argv))
 

@@ -1,14 +1,25 @@
 """Candle endpoints (graph-api ohlcs and klines, legacy ohlc) and the crypto/fiat transaction lists over HTTP."""
 
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from btcbot.sim.candles import DAY_S
+from btcbot.sim.config import MarketSettings
 
 D = Decimal
 # The fixtures' fake clock starts here (conftest.START_MS).
 START_MS = 1_764_000_000_000
 Sim = Any
+
+
+@pytest.fixture
+async def sim(sim_factory: Any) -> AsyncIterator[Sim]:
+    """Without the synthesized past day, so every candle comes from a trade these tests print."""
+    async with sim_factory(market=MarketSettings(history_minutes=0)) as running:
+        yield running
 
 
 async def _market_buy(sim: Sim, quote: str) -> None:

@@ -201,7 +201,12 @@ async def test_submit_rejections(sim: Any) -> None:
         ({"price": f"{bid}.5"}, "INVALID_PRICE_SCALE"),
         ({"price": str(bid), "quantity": "1000"}, "BALANCE_NOT_ENOUGH"),
         ({"pairSymbol": "XXXTRY", "price": "1"}, "FAILED_ORDER_PARAMETER"),
-        ({"orderType": "sell", "price": str(bid * 20), "quantity": "0.001"}, "ORDER_MAX_PRICE_EXCEEDED"),
+        ({"orderType": "sell", "price": str(bid * 20), "quantity": "0.001"}, "PRICE_MUST_BE_LESS_THAN_MAXPRICE"),
+        # ETHTRY trades near 130,000: 5,000,000 is under its maxPrice but over 10x the last price.
+        (
+            {"pairSymbol": "ETHTRY", "orderType": "sell", "price": "5000000", "quantity": "0.001"},
+            "ORDER_MAX_PRICE_EXCEEDED",
+        ),
     ]
     for params, message in cases:
         status, body = await submit(sim, **params)

@@ -89,9 +89,9 @@ def test_parse_decimal() -> None:
         ({"quantity": "0.000000001"}, "INVALID_QUANTITY_SCALE"),
         ({"price": "3600000.5"}, "INVALID_PRICE_SCALE"),
         ({"quantity": "0.00002"}, "FAILED_MIN_TOTAL_AMOUNT"),  # 72 TRY < 99.91
-        ({"price": "36000001", "quantity": "0.00001"}, "ORDER_MAX_PRICE_EXCEEDED"),
         ({"price": "359999", "quantity": "0.001"}, "ORDER_MIN_PRICE_EXCEEDED"),
-        ({"price": "100000001", "quantity": "0.00001"}, "PRICE_MUST_BE_LESS_THAN_MAXPRICE"),
+        # BTCTRY's recorded maxPrice (10,000,000) is below 10x the last price, so it refuses first.
+        ({"price": "10000001", "quantity": "0.00001"}, "PRICE_MUST_BE_LESS_THAN_MAXPRICE"),
         ({"orderMethod": "market", "price": None, "quantity": "99.90"}, "FAILED_MIN_TOTAL_AMOUNT"),
         ({"orderMethod": "market", "price": None, "quantity": "99.91"}, None),
         ({"orderMethod": "market", "price": None, "quantity": "100.001"}, "INVALID_QUANTITY_SCALE"),
@@ -106,14 +106,20 @@ def test_rules_btctry(params: dict[str, Any], code: str | None) -> None:
     assert check(parse(**params)) == code
 
 
+def test_price_band_above_the_last_price() -> None:
+    assert check(parse(price="9000001", quantity="0.00002"), ref="900000") == "ORDER_MAX_PRICE_EXCEEDED"
+
+
 def test_tick_size_on_fractional_pair() -> None:
-    ok = parse(pairSymbol="USDTTRY", price="42.51", quantity="10")
+    ok = parse(pairSymbol="USDTTRY", price="42.515", quantity="10")
     assert check(ok, USDTTRY, "42.5") is None
-    assert check(parse(pairSymbol="USDTTRY", price="42.505", quantity="10"), USDTTRY, "42.5") == "INVALID_PRICE_SCALE"
+    assert check(parse(pairSymbol="USDTTRY", price="42.5055", quantity="10"), USDTTRY, "42.5") == (
+        "INVALID_PRICE_SCALE"
+    )
     assert check(parse(pairSymbol="USDTTRY", price="42.5", quantity="10.001"), USDTTRY, "42.5") == (
         "INVALID_QUANTITY_SCALE"
     )
 
 
 def test_without_reference_price_no_band_applies() -> None:
-    assert check(parse(price="99000000", quantity="0.00001"), ref=None) is None
+    assert check(parse(price="9900000", quantity="0.00002"), ref=None) is None

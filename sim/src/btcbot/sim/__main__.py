@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import dataclasses
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from btcbot.sim.app import create_app
-from btcbot.sim.config import Account, SimConfig, currencies_for, default_symbols
+from btcbot.sim.config import MARKET_PROFILES, Account, SimConfig, currencies_for, default_symbols
 from btcbot.sim.dataset import load_dataset
 
 log = logging.getLogger("btcbot.sim")
@@ -48,7 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="0 binds a free port (see --port-file)")
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--symbols", default="BTCTRY,ETHTRY,BTCUSDT,USDTTRY")
+    p.add_argument(
+        "--symbols",
+        default="BTCTRY,ETHTRY,BTCUSDT,USDTTRY",
+        help="comma-separated pairs, or `all` for every known pair (see data/exchangeinfo.json)",
+    )
+    p.add_argument(
+        "--profile",
+        choices=sorted(MARKET_PROFILES),
+        default="realistic",
+        help="market profile: realistic (each pair's own volatility) or demo (15x: a 30 bps move comes in seconds)",
+    )
+    p.add_argument(
+        "--volatility-scale",
+        type=float,
+        help="multiply every pair's volatility by this (overrides the profile's scale)",
+    )
     p.add_argument("--tick-interval", type=float, default=0.2)
     p.add_argument("--api-key", default=os.environ.get("SIM_API_KEY"))
     p.add_argument("--api-secret", default=os.environ.get("SIM_API_SECRET"), help="base64, like BTCTurk's")
@@ -85,6 +101,11 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         raise ValueError("--tick-interval must be positive")
     if not args.speed > 0 or args.speed == float("inf"):
         raise ValueError("--speed must be a positive number")
+    market = MARKET_PROFILES[args.profile]
+    if args.volatility_scale is not None:
+        if not 0 <= args.volatility_scale < float("inf"):
+            raise ValueError(f"--volatility-scale must be a non-negative number, got {args.volatility_scale}")
+        market = dataclasses.replace(market, volatility_scale=args.volatility_scale)
     dataset = None
     if args.dataset:
         dataset = load_dataset(args.dataset)
@@ -96,6 +117,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         accounts=accounts,
         seed=args.seed,
         tick_interval=args.tick_interval,
+        market=market,
         rate_limits_enabled=not args.no_rate_limits,
         dataset=dataset,
         playback_speed=args.speed,

@@ -6,123 +6,26 @@ import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from btcbot.sim.catalog import KNOWN_CURRENCIES, KNOWN_SYMBOLS, Currency, PairMarket, SymbolRules
 from btcbot.sim.dataset import Dataset
 
-
-@dataclass(frozen=True)
-class SymbolRules:
-    """One trading pair with the rules BTCTurk publishes for it in exchangeinfo."""
-
-    name: str
-    pair_id: int
-    numerator: str
-    denominator: str
-    numerator_scale: int
-    denominator_scale: int
-    tick_size: Decimal
-    min_exchange_value: Decimal
-    min_price: Decimal
-    max_price: Decimal
-    initial_price: Decimal
-    display_order: int
-    display_format: str = "#,###"
-    # Typical size of one participant order, in base units; sets the market's depth.
-    lot_size: Decimal = Decimal("0.01")
-
-    @property
-    def normalized(self) -> str:
-        """The `BTC_TRY` spelling of the pair."""
-        return f"{self.numerator}_{self.denominator}"
-
-    @property
-    def has_fraction(self) -> bool:
-        """Whether prices may carry decimals (false for integer-priced pairs such as BTCTRY)."""
-        return self.denominator_scale > 0
+__all__ = [
+    "KNOWN_CURRENCIES",
+    "KNOWN_SYMBOLS",
+    "MARKET_PROFILES",
+    "Account",
+    "Currency",
+    "Faults",
+    "Fees",
+    "MarketSettings",
+    "PairMarket",
+    "SimConfig",
+    "SymbolRules",
+]
 
 
-@dataclass(frozen=True)
-class Currency:
-    """One asset as listed in exchangeinfo currencies and in balances."""
-
-    symbol: str
-    name: str
-    precision: int
-    currency_id: int
-    min_withdrawal: Decimal = Decimal(0)
-    min_deposit: Decimal = Decimal(0)
-
-
-# Rules mirror what BTCTurk publishes (BTCTRY: tick 1, price scale 0, minimum notional 99.91 TRY);
-# initial prices are only a plausible starting point for the random walk.
-KNOWN_SYMBOLS: dict[str, SymbolRules] = {
-    "BTCTRY": SymbolRules(
-        name="BTCTRY",
-        pair_id=1,
-        numerator="BTC",
-        denominator="TRY",
-        numerator_scale=8,
-        denominator_scale=0,
-        tick_size=Decimal(1),
-        min_exchange_value=Decimal("99.91"),
-        min_price=Decimal(1),
-        max_price=Decimal(100_000_000),
-        initial_price=Decimal(3_600_000),
-        display_order=1000,
-        lot_size=Decimal("0.005"),
-    ),
-    "ETHTRY": SymbolRules(
-        name="ETHTRY",
-        pair_id=2,
-        numerator="ETH",
-        denominator="TRY",
-        numerator_scale=8,
-        denominator_scale=0,
-        tick_size=Decimal(1),
-        min_exchange_value=Decimal("99.91"),
-        min_price=Decimal(1),
-        max_price=Decimal(10_000_000),
-        initial_price=Decimal(130_000),
-        display_order=1010,
-        lot_size=Decimal("0.1"),
-    ),
-    "BTCUSDT": SymbolRules(
-        name="BTCUSDT",
-        pair_id=19,
-        numerator="BTC",
-        denominator="USDT",
-        numerator_scale=8,
-        denominator_scale=0,
-        tick_size=Decimal(1),
-        min_exchange_value=Decimal("9.91"),
-        min_price=Decimal(1),
-        max_price=Decimal(10_000_000),
-        initial_price=Decimal(85_000),
-        display_order=2000,
-        lot_size=Decimal("0.005"),
-    ),
-    "USDTTRY": SymbolRules(
-        name="USDTTRY",
-        pair_id=21,
-        numerator="USDT",
-        denominator="TRY",
-        numerator_scale=2,
-        denominator_scale=2,
-        tick_size=Decimal("0.01"),
-        min_exchange_value=Decimal("99.91"),
-        min_price=Decimal("0.01"),
-        max_price=Decimal(10_000),
-        initial_price=Decimal("42.50"),
-        display_order=1100,
-        lot_size=Decimal(500),
-    ),
-}
-
-KNOWN_CURRENCIES: dict[str, Currency] = {
-    "TRY": Currency("TRY", "Türk Lirası", 2, 1, Decimal(10), Decimal(1)),
-    "BTC": Currency("BTC", "Bitcoin", 8, 2, Decimal("0.0001"), Decimal("0.0001")),
-    "ETH": Currency("ETH", "Ethereum", 8, 3, Decimal("0.001"), Decimal("0.001")),
-    "USDT": Currency("USDT", "Tether", 6, 4, Decimal(10), Decimal(1)),
-}
+# The pairs a simulator offers when none are named: BTCTurk's two largest TRY pairs and the USDT legs.
+DEFAULT_SYMBOL_NAMES = ("BTCTRY", "ETHTRY", "BTCUSDT", "USDTTRY")
 
 
 @dataclass(frozen=True)
@@ -187,22 +90,38 @@ class Faults:
 
 @dataclass(frozen=True)
 class MarketSettings:
-    """Shape of the simulated crowd trading on each pair."""
+    """Shape of the simulated crowd trading on each pair.
 
-    volatility: float = 0.0004
+    Each pair's mid moves with its own daily volatility (data/markets.json) times `volatility_scale`, scaled to
+    the time between ticks, so a tick interval changes the pace of trading, not how far prices go in a minute.
+    """
+
+    volatility_scale: float = 1.0
     depth_levels: int = 25
     orders_per_tick: int = 3
     cancels_per_tick: int = 2
     market_order_probability: float = 0.3
     max_orders_per_side: int = 60
+    # Minutes of synthesized past trades written into the 24 h stats and candles at start (0: none).
+    history_minutes: int = 1440
+
+
+# `--profile`: `realistic` moves each pair at its own daily volatility (BTCTRY about 7 bps a minute); `demo` moves
+# them 15 times as much (BTCTRY about 1 % a minute, ETHTRY 1.4 %), so a 30 bps take-profit triggers several times
+# in a 60 s demo. Spreads, depths and the synthesized 24 h history are the same in both.
+DEMO_VOLATILITY_SCALE = 15.0
+MARKET_PROFILES: dict[str, MarketSettings] = {
+    "realistic": MarketSettings(),
+    "demo": MarketSettings(volatility_scale=DEMO_VOLATILITY_SCALE),
+}
 
 
 @dataclass(frozen=True)
 class SimConfig:
     """Everything the simulator needs; `create_app` takes one of these."""
 
-    symbols: tuple[SymbolRules, ...] = tuple(KNOWN_SYMBOLS.values())
-    currencies: tuple[Currency, ...] = tuple(KNOWN_CURRENCIES.values())
+    symbols: tuple[SymbolRules, ...] = tuple(KNOWN_SYMBOLS[n] for n in DEFAULT_SYMBOL_NAMES)
+    currencies: tuple[Currency, ...] = tuple(KNOWN_CURRENCIES[a] for a in ("TRY", "BTC", "ETH", "USDT"))
     accounts: tuple[Account, ...] = ()
     fees: Fees = field(default_factory=Fees)
     seed: int = 7
@@ -248,7 +167,9 @@ class SimConfig:
 
 
 def default_symbols(names: list[str]) -> tuple[SymbolRules, ...]:
-    """Known rules for the given pair names; raises ValueError on an unknown pair."""
+    """Known rules for the given pair names (`all`: every known pair); raises ValueError on an unknown pair."""
+    if [n.lower() for n in names] == ["all"]:
+        return tuple(KNOWN_SYMBOLS.values())
     unknown = [n for n in names if n.upper() not in KNOWN_SYMBOLS]
     if unknown:
         raise ValueError(f"unknown symbols {unknown}; known: {sorted(KNOWN_SYMBOLS)}")

@@ -216,6 +216,11 @@ class MatchingEngine:
         """24-hour statistics of a pair."""
         return self._stats[pair].day(now_ms)
 
+    def record_past_trade(self, pair: str, price: Decimal, amount: Decimal, ts_ms: int) -> None:
+        """Count a trade from before the start in the 24 h stats and candles (no book, no event, no account)."""
+        self._stats[pair].add(price, amount, ts_ms)
+        self._candles[pair].add(price, amount, ts_ms)
+
     def candles(self, pair: str) -> CandleHistory:
         """Minute and daily bars of a pair, from every trade it printed."""
         return self._candles[pair]

@@ -1,7 +1,10 @@
 """The simulated crowd: seeded traders quoting and hitting the book through the engine.
 
-On its own the crowd's fair price is a random walk; on pairs played back from a recorded dataset it is
-driven from outside (`follow`) and the recorded trades are sent through it (`replay_trade`).
+On its own the crowd's fair price is a random walk with each pair's own volatility, and its quotes sit about
+the pair's spread apart (data/markets.json); on pairs played back from a recorded dataset it is driven from
+outside (`follow`) and the recorded trades are sent through it (`replay_trade`). At start it also writes a
+synthesized last day of trades into the engine's 24 h statistics (history.py), so tickers show each pair's
+24 h change, range and volume from the first second.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from btcbot.sim.book import Side
 from btcbot.sim.config import Fees, MarketSettings, SymbolRules
 from btcbot.sim.engine import MatchingEngine, OrderRequest, Rejected
+from btcbot.sim.history import MINUTES_PER_DAY, day_path
 
 CROWD_ACCOUNT = "__crowd__"
 # The crowd never runs out of money; its fills are free so its balances need no care.
 _CROWD_FUNDS = Decimal(10) ** 15
-# Quotes sit between these fractions of the mid price away from it.
-_MIN_OFFSET = 0.00015
+# Quotes sit at least half the pair's spread from the mid, plus |N(0,1)| times this fraction of it.
 _OFFSET_SCALE = 0.0025
+_DAY_MS = 86_400_000
+_MINUTE_MS = 60_000
 
 
 def _on_tick(price: Decimal, tick: Decimal) -> Decimal:
@@ -58,6 +63,8 @@ class Crowd:
         self._driven = frozenset(driven)
         # Half the recorded spread, where known: the innermost quotes sit about this far from the mid.
         self._half_spread: dict[str, float] = {}
+        # Time of the last step: the mid moves by volatility x sqrt(time since), whatever the tick interval.
+        self._last_ms: int | None = None
 
     def mid(self, pair: str) -> Decimal:
         """The crowd's current idea of fair price."""
@@ -119,7 +126,12 @@ class Crowd:
             self._engine.cancel(CROWD_ACCOUNT, taker.order_id, now_ms)
 
     def seed(self, now_ms: int) -> None:
-        """Fill empty books with a ladder of quotes on both sides."""
+        """Write each random-walk pair's synthesized last day into the 24 h stats, then fill the books."""
+        history_seed = self._rng.getrandbits(64)
+        for rules in self._symbols:
+            if rules.name not in self._driven and self._settings.history_minutes > 0:
+                self._write_history(rules, now_ms, random.Random(f"{history_seed}:{rules.name}"))
+        self._last_ms = now_ms
         for rules in self._symbols:
             for _ in range(self._settings.depth_levels):
                 self._quote(rules, "buy", now_ms)
@@ -127,11 +139,15 @@ class Crowd:
 
     def step(self, now_ms: int) -> None:
         """One tick: move the mid, cancel stale quotes, add new ones, maybe send a market order."""
+        elapsed = max(0, now_ms - (now_ms if self._last_ms is None else self._last_ms))
+        self._last_ms = now_ms
+        root_day = math.sqrt(elapsed / _DAY_MS) * self._settings.volatility_scale
         for rules in self._symbols:
             pair = rules.name
             driven = pair in self._driven
             if not driven:
-                self._mid[pair] *= math.exp(self._settings.volatility * self._rng.gauss(0.0, 1.0))
+                sigma = rules.profile.daily_volatility * root_day
+                self._mid[pair] *= math.exp(sigma * self._rng.gauss(0.0, 1.0))
             self._resting[pair] = [i for i in self._resting[pair] if self._engine.order(i) is not None]
             self._cancel_stale(rules, now_ms)
             for _ in range(self._settings.cancels_per_tick):
@@ -148,6 +164,22 @@ class Crowd:
                 self._quote(rules, "buy" if self._rng.random() < 0.5 else "sell", now_ms)
             if not driven and self._rng.random() < self._settings.market_order_probability:
                 self._market(rules, now_ms)
+
+    def _write_history(self, rules: SymbolRules, now_ms: int, rng: random.Random) -> None:
+        profile = rules.profile
+        step = Decimal(1).scaleb(-rules.numerator_scale)
+        path = day_path(
+            rng,
+            float(rules.initial_price),
+            drift_24h=profile.drift_24h,
+            daily_volatility=profile.daily_volatility,
+            volume_24h=float(profile.volume_24h) * self._settings.history_minutes / MINUTES_PER_DAY,
+            minutes=self._settings.history_minutes,
+        )
+        for trade in path:
+            price = min(max(_on_tick(Decimal(repr(trade.price)), rules.tick_size), rules.min_price), rules.max_price)
+            amount = max(Decimal(repr(trade.amount)).quantize(step, ROUND_DOWN), step)
+            self._engine.record_past_trade(rules.name, price, amount, now_ms - trade.minutes_ago * _MINUTE_MS)
 
     def _cancel(self, pair: str, order_id: int, now_ms: int) -> None:
         self._engine.cancel(CROWD_ACCOUNT, order_id, now_ms)
@@ -184,7 +216,8 @@ class Crowd:
         # Relative distance, but at least a few ticks so coarse-tick pairs still get distinct levels.
         half_spread = self._half_spread.get(rules.name)
         if half_spread is None:
-            distance = mid * (_MIN_OFFSET + spread * _OFFSET_SCALE) + float(rules.tick_size) * (1 + spread * 8)
+            min_offset = rules.profile.spread_bps / 20_000
+            distance = mid * (min_offset + spread * _OFFSET_SCALE) + float(rules.tick_size) * (1 + spread * 8)
         else:
             distance = half_spread + mid * spread * _OFFSET_SCALE + float(rules.tick_size) * spread * 8
         raw = mid - distance if side == "buy" else mid + distance
