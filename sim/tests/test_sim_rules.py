@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from btcbot.sim.config import KNOWN_SYMBOLS, SimConfig
+from btcbot.sim.config import KNOWN_CURRENCIES, KNOWN_SYMBOLS, SimConfig
 from btcbot.sim.engine import OrderRequest, Rejected
 from btcbot.sim.rules import check_order, parse_decimal, parse_order
 
@@ -123,3 +123,39 @@ def test_tick_size_on_fractional_pair() -> None:
 
 def test_without_reference_price_no_band_applies() -> None:
     assert check(parse(price="9900000", quantity="0.00002"), ref=None) is None
+
+
+XRPUSDT = KNOWN_SYMBOLS["XRPUSDT"]
+USDT_PRECISION = KNOWN_CURRENCIES["USDT"].precision
+EVERY_PAIR = SimConfig(symbols=tuple(KNOWN_SYMBOLS.values())).symbol
+
+
+def check_usdt(**params: Any) -> str | None:
+    """XRPUSDT (recorded scales: quantity 4, price 4; minimum 9.91 USDT) at a last price of 2.2 USDT."""
+    base: dict[str, Any] = {"pairSymbol": "XRP_USDT", "orderType": "buy", "orderMethod": "limit", "price": "2.2"}
+    base.update({"quantity": "5", **params})
+    req = parse_order({k: v for k, v in base.items() if v is not None}, "acct", EVERY_PAIR, lambda: "generated")
+    assert isinstance(req, OrderRequest), req
+    result = check_order(req, XRPUSDT, quote_precision=USDT_PRECISION, reference_price=D("2.2"), best_bid=D("2.2"))
+    return result.code if result else None
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({}, None),  # 11 USDT
+        ({"price": "2.2001"}, None),
+        ({"quantity": "4.505"}, None),  # 9.911 USDT
+        ({"quantity": "4.4"}, "FAILED_MIN_TOTAL_AMOUNT"),  # 9.68 USDT < 9.91
+        ({"price": "2.20005"}, "INVALID_PRICE_SCALE"),
+        ({"quantity": "5.00001"}, "INVALID_QUANTITY_SCALE"),
+        ({"price": "22.0001"}, "ORDER_MAX_PRICE_EXCEEDED"),
+        ({"orderMethod": "market", "price": None, "quantity": "9.91"}, None),  # market buys count in USDT
+        ({"orderMethod": "market", "price": None, "quantity": "9.90"}, "FAILED_MIN_TOTAL_AMOUNT"),
+        ({"orderMethod": "market", "price": None, "quantity": "10.0000001"}, "INVALID_QUANTITY_SCALE"),
+        ({"orderMethod": "market", "orderType": "sell", "price": None, "quantity": "4.4"}, "FAILED_MIN_TOTAL_AMOUNT"),
+        ({"orderMethod": "market", "orderType": "sell", "price": None, "quantity": "4.505"}, None),
+    ],
+)
+def test_rules_of_a_usdt_pair(params: dict[str, Any], code: str | None) -> None:
+    assert check_usdt(**params) == code
