@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from btcbot.sim.__main__ import build_parser, config_from_args, parse_funds
+from btcbot.sim.config import DEMO_VOLATILITY_SCALE, KNOWN_SYMBOLS
 
 SECRET = base64.b64encode(b"cli-secret-cli-secret").decode()
 
@@ -41,6 +42,23 @@ def test_config_from_args() -> None:
     for argv in (["--symbols", "NOPETRY"], ["--api-key", "k"], ["--api-key", "k", "--api-secret", "%%%"]):
         with pytest.raises(ValueError, match=r"unknown symbols|go together|base64"):
             config_from_args(build_parser().parse_args(argv))
+
+
+def test_market_profile_options() -> None:
+    def market(*argv: str) -> float:
+        return config_from_args(build_parser().parse_args(list(argv))).market.volatility_scale
+
+    assert market() == 1.0
+    assert market("--profile", "demo") == DEMO_VOLATILITY_SCALE
+    assert market("--profile", "demo", "--volatility-scale", "3") == 3.0
+    assert market("--volatility-scale", "0") == 0.0
+    with pytest.raises(ValueError, match=r"--volatility-scale must be a non-negative number, got -1\.0"):
+        market("--volatility-scale", "-1")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--profile", "wild"])
+    every = config_from_args(build_parser().parse_args(["--symbols", "all"]))
+    assert len(every.symbols) == len(KNOWN_SYMBOLS) >= 20
+    assert {c.symbol for c in every.currencies} >= {"TRY", "USDT", "AVAX", "DOGE"}
 
 
 def test_process_writes_port_file_and_stops_on_sigterm(tmp_path: Path) -> None:
