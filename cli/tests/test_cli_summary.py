@@ -34,3 +34,12 @@ def test_funds_follow_the_traded_assets() -> None:
     assert assets_of(("BTCTRY", "ETHTRY")) == {"BTC", "ETH", "TRY"}
     assert assets_of(("BTCUSDT", "USDTTRY")) == {"BTC", "USDT", "TRY"}
     assert funds_for(("BTCTRY",), "TRY=1000,BTC=1,ETH=20,USDT=5") == "TRY=1000,BTC=1"
+
+
+def test_funds_split_every_pair_the_simulator_offers() -> None:
+    from btcbot.cli.up import assets_of, funds_for
+    from btcbot.sim.config import KNOWN_SYMBOLS
+
+    for name, rules in KNOWN_SYMBOLS.items():
+        assert assets_of((name,)) == {rules.numerator, rules.denominator}, name
+    assert funds_for(("XRPUSDT", "AVAXTRY"), "TRY=1000,BTC=1,ETH=20,USDT=5") == "TRY=1000,USDT=5"
