@@ -18,6 +18,8 @@ CONTROL_KILL = "control.kill"
 CONTROL_AUTO = "control.auto"
 CONTROL_ALARMS = "control.alarm.>"
 CONTROL_RESUMES = "control.resume.*"
+# The dynamic universe's selections (UniverseSelected): one subject, its history in the UNIVERSE stream.
+UNIVERSE_SELECTED = "universe.selected"
 
 
 def _symbol(symbol: str) -> str:
