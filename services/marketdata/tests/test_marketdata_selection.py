@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from decimal import Decimal
 
@@ -25,6 +26,7 @@ from btcbot.marketdata.selection import (
     count_recent,
     member,
     message,
+    quote_of,
     score,
     select,
     spread_bps,
@@ -131,7 +133,9 @@ round_st = st.tuples(
 
 @settings(max_examples=150, deadline=None)
 @given(rules=rules_st, rounds=st.lists(round_st, min_size=1, max_size=25))
-def test_selection_invariants_over_time(rules: UniverseRules, rounds: list[tuple[list[Quote], dict[str, int], int]]) -> None:
+def test_selection_invariants_over_time(
+    rules: UniverseRules, rounds: list[tuple[list[Quote], dict[str, int], int]]
+) -> None:
     state = UniverseState()
     now = 0
     additions: list[int] = []
@@ -150,7 +154,8 @@ def test_selection_invariants_over_time(rules: UniverseRules, rounds: list[tuple
             assert rejects.get(symbol, 0) < rules.max_rejects
         # Nothing held is ever added, and a healthy member leaves only to make room for an addition.
         for symbol in out.added:
-            assert state.cooldowns.get(symbol, 0) <= now and state.probations.get(symbol, 0) <= now
+            assert state.cooldowns.get(symbol, 0) <= now
+            assert state.probations.get(symbol, 0) <= now
         healthy_out = [
             s
             for s in out.removed
@@ -164,7 +169,7 @@ def test_selection_invariants_over_time(rules: UniverseRules, rounds: list[tuple
             additions.append(now)
         state = out.state
     # After the first selection, at most one addition per day.
-    assert all(b - a >= rules.change_every_ns for a, b in zip(additions, additions[1:], strict=False))
+    assert all(b - a >= rules.change_every_ns for a, b in itertools.pairwise(additions))
 
 
 @settings(max_examples=150, deadline=None)
@@ -172,10 +177,18 @@ def test_selection_invariants_over_time(rules: UniverseRules, rounds: list[tuple
 def test_first_selection_is_the_top_n_of_the_eligible(rules: UniverseRules, quotes: list[Quote]) -> None:
     out = select(UniverseState(), quotes, {}, 1, rules)
     eligible = [
-        member(q)
-        for q in quotes
-        if member(q).spread_bps <= rules.max_spread_bps and q.depth_try >= rules.min_depth_try
+        member(q) for q in quotes if member(q).spread_bps <= rules.max_spread_bps and q.depth_try >= rules.min_depth_try
     ]
     best = sorted(eligible, key=lambda m: (-m.score, m.symbol))[: rules.size]
     assert out.state.selected == tuple(m.symbol for m in best)
     assert [m.score for m in out.members] == sorted((m.score for m in out.members), reverse=True)
+
+
+def test_quote_of_takes_the_thinner_side_within_the_levels() -> None:
+    bids = [(D(100), D(10)), (D(99), D(10)), (D(1), D(1_000_000))]
+    asks = [(D(101), D(5))]
+    q = quote_of("AAATRY", 2.5, bids, asks, levels=2)
+    assert (q.bid, q.ask, q.depth_try, q.momentum) == (D(100), D(101), D(505), 2.5)
+    empty = quote_of("AAATRY", 0.0, [], asks, levels=2)
+    assert empty.depth_try == 0
+    assert spread_bps(empty.bid, empty.ask) == math.inf

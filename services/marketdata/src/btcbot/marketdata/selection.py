@@ -128,6 +128,22 @@ def member(quote: Quote) -> UniverseMember:
     )
 
 
+def quote_of(
+    symbol: str,
+    momentum: float,
+    bids: Sequence[tuple[Decimal, Decimal]],
+    asks: Sequence[tuple[Decimal, Decimal]],
+    levels: int,
+) -> Quote:
+    """A quote from a book: best bid and ask, and the depth of the thinner side over the top `levels` (a pair
+    must be deep enough both to buy and to sell)."""
+    bid_depth = sum((p * q for p, q in bids[:levels]), Decimal(0))
+    ask_depth = sum((p * q for p, q in asks[:levels]), Decimal(0))
+    best_bid = bids[0][0] if bids else Decimal(0)
+    best_ask = asks[0][0] if asks else Decimal(0)
+    return Quote(symbol, momentum, best_bid, best_ask, min(bid_depth, ask_depth))
+
+
 def count_recent(times_ns: Iterable[int], now_ns: int, window_ns: int) -> int:
     """How many of `times_ns` fall after the start of the window ending now (later ones count: clocks skew)."""
     return sum(1 for t in times_ns if t > now_ns - window_ns)
