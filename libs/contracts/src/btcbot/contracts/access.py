@@ -115,7 +115,7 @@ class Permissions:
 
 MARKETDATA = Identity(
     "marketdata",
-    "publishes books and trades, and the dynamic universe's selections (rejects counted from EXECUTION)",
+    "publishes books and trades, and the dynamic universe's selections (reads rejects and held positions)",
     publishes=(
         _any_symbol(subjects.book),
         _any_symbol(subjects.trade),
@@ -123,7 +123,7 @@ MARKETDATA = Identity(
         _dead_letters_of("marketdata"),
     ),
     reads=(EXECUTION,),
-    gets=(MARKET, UNIVERSE),
+    gets=(MARKET, UNIVERSE, PORTFOLIO),
 )
 STRATEGY = Identity(
     "strategy",

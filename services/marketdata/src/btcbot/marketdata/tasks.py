@@ -95,9 +95,7 @@ async def fetch_quotes(client: UniverseExchange, candidates: Sequence[str], leve
 async def recent_rejects(js: Any, since_ns: int) -> dict[str, int]:
     """Minimum-total rejects per symbol stored in EXECUTION since `since_ns`."""
     counts: dict[str, int] = {}
-    for stored in await read_since(
-        js, EXECUTION.name, since_ns, subjects.execution("rejected", "X").rsplit(".", 1)[0] + ".*"
-    ):
+    for stored in await read_since(js, EXECUTION.name, since_ns, subjects.executions("rejected")):
         try:
             event = _REJECTED.decode(stored.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -120,7 +118,7 @@ async def last_selection(js: Any) -> UniverseSelected | None:
 
 async def held_symbols(js: Any, candidates: Sequence[str]) -> frozenset[str]:
     """Candidates in which the last portfolio snapshot holds a position."""
-    raw = await last_message(js, PORTFOLIO.name, subjects.portfolio("x").rsplit(".", 1)[0] + ".*")
+    raw = await last_message(js, PORTFOLIO.name, subjects.PORTFOLIOS)
     if raw is None:
         return frozenset()
     try:
