@@ -96,10 +96,10 @@ async def read_since(js: JetStreamContext, stream: str, since_ns: int, subject: 
                 msgs = await sub.fetch(batch=500, timeout=1)
             except (nats.errors.TimeoutError, TimeoutError):
                 return out
-            for msg in msgs:
-                out.append(
-                    StoredMessage(stream, msg.metadata.sequence.stream, msg.subject, msg.data, dict(msg.headers or {}))
-                )
+            out.extend(
+                StoredMessage(stream, m.metadata.sequence.stream, m.subject, m.data, dict(m.headers or {}))
+                for m in msgs
+            )
             if msgs[-1].metadata.num_pending == 0 or msgs[-1].metadata.sequence.stream >= end:
                 return out
     finally:
