@@ -68,7 +68,7 @@ def test_filters_name_their_reasons() -> None:
 
 def test_first_selection_takes_the_top_n_then_one_swap_a_day() -> None:
     quotes = [quote(s, momentum=i) for i, s in enumerate(SYMBOLS)]
-    first = select(UniverseState(), quotes, {}, 0, RULES)
+    first = select(UniverseState(), quotes, {}, 1, RULES)
     assert first.state.selected == tuple(reversed(SYMBOLS[-5:]))
     # The market turns: the worst five become the best. Within the day nothing moves.
     turned = [quote(s, momentum=-i) for i, s in enumerate(SYMBOLS)]
@@ -76,18 +76,26 @@ def test_first_selection_takes_the_top_n_then_one_swap_a_day() -> None:
     assert set(same.state.selected) == set(first.state.selected)
     assert {r.reasons for r in same.rejected if r.symbol == "S00TRY"} == {(CHANGE_BUDGET,)}
     # A day later: one swap, the worst selected out (into cooldown), the best newcomer in.
-    swapped = select(same.state, turned, {}, DAY, RULES)
+    swapped = select(same.state, turned, {}, DAY + 1, RULES)
     assert swapped.added == ("S00TRY",)
     assert swapped.removed == ("S11TRY",)
-    assert swapped.state.cooldowns == {"S11TRY": DAY + RULES.cooldown_ns}
+    assert swapped.state.cooldowns == {"S11TRY": DAY + 1 + RULES.cooldown_ns}
     assert {r.reasons for r in swapped.rejected if r.symbol == "S11TRY"} == {(COOLDOWN,)}
     assert {r.reasons for r in swapped.rejected if r.symbol == "S06TRY"} == {(CHANGE_BUDGET,)}
     assert {r.reasons for r in first.rejected if r.symbol == "S00TRY"} == {(RANKED_OUT,)}
 
 
+def test_a_first_refresh_with_nothing_eligible_does_not_spend_the_bootstrap() -> None:
+    thin = select(UniverseState(), [quote(s, depth=1) for s in SYMBOLS], {}, 0, RULES)
+    assert (thin.state.version, thin.state.selected, thin.state.last_change_ns) == (1, (), 0)
+    deep = select(thin.state, [quote(s, momentum=i) for i, s in enumerate(SYMBOLS)], {}, HOUR, RULES)
+    assert len(deep.state.selected) == RULES.size
+    assert deep.state.last_change_ns == HOUR
+
+
 def test_a_selected_symbol_failing_a_filter_leaves_at_once() -> None:
     quotes = [quote(s, momentum=i) for i, s in enumerate(SYMBOLS[:5])]
-    first = select(UniverseState(), quotes, {}, 0, RULES)
+    first = select(UniverseState(), quotes, {}, 1, RULES)
     wide = [quote(s, momentum=i, spread=80 if s == "S04TRY" else 10) for i, s in enumerate(SYMBOLS[:5])]
     out = select(first.state, wide, {}, HOUR, RULES)
     assert "S04TRY" not in out.state.selected
@@ -165,7 +173,7 @@ def test_selection_invariants_over_time(
             and rejects.get(s, 0) < rules.max_rejects
         ]
         assert len(healthy_out) <= min(1, len(out.added))
-        if state.version > 0 and out.added:
+        if state.last_change_ns != 0 and out.added:
             additions.append(now)
         state = out.state
     # After the first selection, at most one addition per day.

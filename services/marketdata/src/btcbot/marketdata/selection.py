@@ -7,10 +7,10 @@ Rules, in this order:
   such a forced removal is not budgeted.
 - An addition (a new symbol, whether it fills an empty slot or replaces the worst selected one) is a change, and
   at most one happens per `change_every_ns` (a day). A replacement happens only when the newcomer scores
-  better by more than `swap_margin`. The first selection (no state yet) takes the top N at once.
+  better by more than `swap_margin`. The first selection that finds anything eligible takes the top N at once.
 - A symbol that leaves the selection is in cooldown for `cooldown_ns`; a symbol that had `max_rejects` or more
   minimum-total rejects within the window is on probation for `probation_ns`. Neither may be added meanwhile.
-Nothing here reads a clock: the time is passed in.
+Nothing here reads a clock: the time is passed in (ns since the epoch; 0 in `last_change_ns` means never).
 """
 
 from __future__ import annotations
@@ -200,7 +200,8 @@ def select(
     added: list[str] = []
     swapped_out: list[str] = []
     last_change = state.last_change_ns
-    if state.version == 0:
+    if state.last_change_ns == 0:
+        # Bootstrap: nothing was ever added (no selection yet, or none was eligible so far): take the top N.
         added = [m.symbol for m in eligible[: rules.size]]
         if added:
             last_change = now_ns
