@@ -54,6 +54,7 @@ def test_who_may_publish_what_matters() -> None:
     assert publishers_of(subjects.CONTROL_AUTO) == ("risk", "admin")
     assert publishers_of(subjects.alarm("ledger", "quarantine")) == ("ledger", "admin")
     assert publishers_of(subjects.book(SYMBOL)) == ("marketdata", "admin")
+    assert publishers_of(subjects.UNIVERSE_SELECTED) == ("marketdata", "admin")
     # The canary proposes one capped intent (risk still decides and signs) and may cancel it.
     assert publishers_of(subjects.intent(SYMBOL)) == ("strategy", "canary", "admin")
     assert set(publishers_of(subjects.cancel(SYMBOL))) == {"strategy", "risk", "canary", "admin"}

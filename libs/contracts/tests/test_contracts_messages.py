@@ -30,7 +30,11 @@ from btcbot.contracts.messages import (
     Position,
     ResumeSymbol,
     SubmitOrder,
+    SymbolHold,
     TradeTick,
+    UniverseMember,
+    UniverseRejection,
+    UniverseSelected,
 )
 
 TS = 1_764_000_000_000_000_000
@@ -186,6 +190,19 @@ SAMPLES: list[Message] = [
         error="DecodeError: ...",
         service="risk",
         deliveries=1,
+    ),
+    UniverseSelected(
+        id=ids.universe_id(3),
+        ts_ns=TS,
+        version=3,
+        selected=(UniverseMember(symbol="BTCTRY", score=4.25, momentum=3.1, spread_bps=2.5, depth_try=D("812345.5")),),
+        rejected=(UniverseRejection(symbol="XRPTRY", reasons=("SPREAD", "DEPTH"), detail="spread 75 bps", score=0.5),),
+        added=("BTCTRY",),
+        removed=("ETHTRY",),
+        last_change_ts_ns=TS,
+        cooldowns=(SymbolHold(symbol="ETHTRY", until_ns=TS + 1),),
+        probations=(SymbolHold(symbol="XRPTRY", until_ns=TS + 2),),
+        selector="marketdata-1",
     ),
 ]
 

@@ -344,3 +344,24 @@ async def test_a_replica_that_stops_gracefully_hands_over_at_the_next_round(clie
     assert b.owned() == set(PAIR)
     assert b.members == 1
     await b.release_all()
+
+
+async def test_the_partition_set_can_change_and_dropped_partitions_go_back(client, prefix) -> None:
+    events = Events()
+    a = leases(client, prefix, "a", events, ttl=5, renew=1)
+    b = leases(client, prefix, "b", ttl=5, renew=1)
+    a.set_partitions(["BTCTRY"])
+    b.set_partitions(["BTCTRY"])
+    await a.step()
+    assert a.owned() == {"BTCTRY"}
+    # A new selection: BTCTRY is out (not owned at once, given back next round), two others come in.
+    a.set_partitions(["ETHTRY", "AVAXTRY"])
+    b.set_partitions(["ETHTRY", "AVAXTRY", "BTCTRY"])
+    assert not a.owns("BTCTRY")
+    await a.step()
+    assert a.owned() == {"ETHTRY", "AVAXTRY"}
+    assert ("lose", "BTCTRY") in events.log
+    await b.step()
+    assert b.owned() == {"BTCTRY"}  # a released it, so b takes it at once
+    await a.release_all()
+    await b.release_all()

@@ -91,3 +91,19 @@ async def test_an_unchanged_book_is_republished_once_per_heartbeat():
     assert len(published) == 2
     assert published[1].sequence > published[0].sequence
     assert published[1].id != published[0].id
+
+
+def test_only_wanted_symbols_are_kept_and_awaited():
+    books = LocalBooks(["BTCTRY", "ETHTRY"], wanted=[])
+    books.on_connected(0)
+    assert books.overdue(10, 5) == []  # nothing subscribed, nothing overdue
+    assert not books.on_snapshot(snap(10))
+    added, dropped = books.want(["BTCTRY"], 20)
+    assert (added, dropped) == ({"BTCTRY"}, set())
+    assert books.overdue(30, 5) == ["BTCTRY"]
+    assert books.on_snapshot(snap(10))
+    assert books.synced("BTCTRY")
+    added, dropped = books.want(["ETHTRY", "XRPTRY"], 40)  # a symbol not kept is ignored
+    assert (added, dropped) == ({"ETHTRY"}, {"BTCTRY"})
+    assert not books.synced("BTCTRY")
+    assert books.overdue(50, 5) == ["ETHTRY"]

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from btcbot.contracts.messages import Balance, OrderRejected, PortfolioSnapshot, Position
-from btcbot.risk.pretrade import Holdings, bot_value, holdings, is_min_total_reject
+from btcbot.contracts.rejects import is_min_total_reject
+from btcbot.risk.pretrade import Holdings, bot_value, holdings
 from btcbot.runtime.reservations import ReservationModel, ReserveLimits, ReserveRequest
 
 D = Decimal

@@ -77,6 +77,7 @@ class UpOptions:
     seed: int
     keep_state: bool
     funds: str = DEFAULT_FUNDS
+    universe: str = "static"
 
 
 def say(text: str) -> None:
@@ -169,6 +170,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
         **infra.env(),
         "BTCBOT_KEY_PREFIX": f"btcbot-up-{secrets.token_hex(4)}",
         "BTCBOT_SYMBOLS": symbols,
+        "MARKETDATA_UNIVERSE": opts.universe,
         "BTCBOT_TRACE_FILE": str(trace_file),
         "BTCTURK_BASE_URL": base_url,
         "BTCTURK_WS_URL": f"ws://127.0.0.1:{sim_port}/ws",

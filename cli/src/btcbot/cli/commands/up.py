@@ -16,6 +16,12 @@ def add_arguments(up: argparse.ArgumentParser) -> None:
     up.add_argument("--symbols", default="BTCTRY,ETHTRY", help="comma-separated pair symbols")
     up.add_argument("--seed", type=int, default=7, help="the simulated market's random seed")
     up.add_argument("--keep-state", action="store_true", help="keep embedded servers' data and the ledger")
+    up.add_argument(
+        "--universe",
+        choices=("static", "dynamic"),
+        default="static",
+        help="static: trade every --symbols pair; dynamic: the universe selects among the TRY pairs of --symbols",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,5 +31,5 @@ def run(args: argparse.Namespace) -> int:
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
     if args.duration is not None and args.duration <= 0:
         raise SystemExit("btcbot up: --duration must be positive")
-    opts = UpOptions(args.duration, args.state_dir, symbols, args.seed, args.keep_state)
+    opts = UpOptions(args.duration, args.state_dir, symbols, args.seed, args.keep_state, universe=args.universe)
     return asyncio.run(run_up(opts))

@@ -48,6 +48,7 @@ from btcbot.contracts.streams import (
     STRATEGY_DENIED,
     STRATEGY_EXECUTION,
     STRATEGY_PORTFOLIO,
+    UNIVERSE,
     ConsumerSpec,
     StreamSpec,
 )
@@ -114,9 +115,15 @@ class Permissions:
 
 MARKETDATA = Identity(
     "marketdata",
-    "publishes books and trades",
-    publishes=(_any_symbol(subjects.book), _any_symbol(subjects.trade), _dead_letters_of("marketdata")),
-    gets=(MARKET,),
+    "publishes books and trades, and the dynamic universe's selections (reads rejects and held positions)",
+    publishes=(
+        _any_symbol(subjects.book),
+        _any_symbol(subjects.trade),
+        subjects.UNIVERSE_SELECTED,
+        _dead_letters_of("marketdata"),
+    ),
+    reads=(EXECUTION,),
+    gets=(MARKET, UNIVERSE, PORTFOLIO),
 )
 STRATEGY = Identity(
     "strategy",
@@ -124,6 +131,7 @@ STRATEGY = Identity(
     publishes=(_any_symbol(subjects.intent), _any_symbol(subjects.cancel), _dead_letters_of("strategy")),
     consumes=(STRATEGY_BOOKS, STRATEGY_EXECUTION, STRATEGY_DENIED, STRATEGY_PORTFOLIO),
     reads=(INTENTS, EXECUTION, ORDERS),
+    gets=(UNIVERSE,),
 )
 RISK = Identity(
     "risk",

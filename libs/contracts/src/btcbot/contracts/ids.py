@@ -86,3 +86,8 @@ def auto_mode_id(mode: str, cause: str) -> str:
 def alarm_id(source: str, kind: str, active: bool, cause: str) -> str:
     """Id of an Alarm: one per condition, state and cause."""
     return f"alarm:{source}:{kind}:{'on' if active else 'off'}:{cause}"
+
+
+def universe_id(version: int) -> str:
+    """Id of a UniverseSelected: one per version, so two selectors racing on a lease handover store it once."""
+    return f"universe:{version}"

@@ -288,6 +288,59 @@ class DeadLetter(Message, frozen=True, kw_only=True, tag="dead_letter"):
     deliveries: int
 
 
+class UniverseMember(msgspec.Struct, frozen=True, kw_only=True):
+    """One scored candidate of the trading universe: its score and the components it was computed from.
+
+    Scores are rankings, not money: floats. `momentum` is the 24 h change in percent; `depth_try` the smaller
+    side's quote notional within the top levels of the book.
+    """
+
+    symbol: str
+    score: float
+    momentum: float
+    spread_bps: float
+    depth_try: Decimal
+
+
+class UniverseRejection(msgspec.Struct, frozen=True, kw_only=True):
+    """A candidate left out of a selection; `reasons` are stable codes (SPREAD, DEPTH, COOLDOWN, ...)."""
+
+    symbol: str
+    reasons: tuple[str, ...]
+    detail: str = ""
+    score: float | None = None
+
+
+class SymbolHold(msgspec.Struct, frozen=True, kw_only=True):
+    """A symbol kept out of the universe until `until_ns` (a cooldown or a probation)."""
+
+    symbol: str
+    until_ns: int
+
+
+class UniverseSelected(Message, frozen=True, kw_only=True, tag="universe"):
+    """The dynamic universe chose the symbols to trade; `version` counts selections, 1 for the first.
+
+    It carries everything a restarted selector needs to resume: the selection, when a symbol was last added
+    (the one-change-a-day budget) and the cooldowns and probations running.
+    """
+
+    version: int
+    selected: tuple[UniverseMember, ...]
+    rejected: tuple[UniverseRejection, ...] = ()
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    last_change_ts_ns: int = 0
+    cooldowns: tuple[SymbolHold, ...] = ()
+    probations: tuple[SymbolHold, ...] = ()
+    selector: str = ""
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The selected symbols, best score first."""
+        return tuple(m.symbol for m in self.selected)
+
+
 ALL_MESSAGE_TYPES: tuple[type[Message], ...] = (
     BookSnapshot,
     TradeTick,
@@ -305,4 +358,5 @@ ALL_MESSAGE_TYPES: tuple[type[Message], ...] = (
     Alarm,
     ResumeSymbol,
     DeadLetter,
+    UniverseSelected,
 )

@@ -77,9 +77,11 @@ CONTROL = StreamSpec(
     "trading mode, kill switch, automatic mode, alarms, halt resumes",
     max_msgs_per_subject=100,
 )
+# Every selection is kept: a restarted selector resumes from the last one, and the history explains past choices.
+UNIVERSE = StreamSpec("UNIVERSE", ("universe.>",), "the dynamic universe's selections, with scores", max_age=365 * DAY)
 DLQ = StreamSpec("DLQ", ("dlq.>",), "messages a service could not process, with the reason", max_age=90 * DAY)
 
-ALL_STREAMS: tuple[StreamSpec, ...] = (MARKET, INTENTS, ORDERS, EXECUTION, PORTFOLIO, CONTROL, DLQ)
+ALL_STREAMS: tuple[StreamSpec, ...] = (MARKET, INTENTS, ORDERS, EXECUTION, PORTFOLIO, CONTROL, UNIVERSE, DLQ)
 
 # Inputs of each service. A service may have several consumers; replicas of a service share each durable.
 STRATEGY_BOOKS = ConsumerSpec(

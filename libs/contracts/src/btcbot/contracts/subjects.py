@@ -18,6 +18,8 @@ CONTROL_KILL = "control.kill"
 CONTROL_AUTO = "control.auto"
 CONTROL_ALARMS = "control.alarm.>"
 CONTROL_RESUMES = "control.resume.*"
+# The dynamic universe's selections (UniverseSelected): one subject, its history in the UNIVERSE stream.
+UNIVERSE_SELECTED = "universe.selected"
 
 
 def _symbol(symbol: str) -> str:
@@ -69,9 +71,17 @@ def execution(kind: str, symbol: str) -> str:
     return f"exec.{kind}.{_symbol(symbol)}"
 
 
+def executions(kind: str) -> str:
+    """Execution events of one kind for every symbol (a filter: `exec.rejected.*`)."""
+    return execution(kind, "BTCTRY").rsplit(".", 1)[0] + ".*"
+
+
 def portfolio(account: str) -> str:
     """The latest PortfolioSnapshot of an account."""
     return f"portfolio.{_token(account)}"
+
+
+PORTFOLIOS = "portfolio.*"
 
 
 def alarm(source: str, kind: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -71,6 +72,36 @@ async def read_stream(
                 yield StoredMessage(stream, seq, msg.subject, msg.data, dict(msg.headers or {}))
                 if seq >= end:
                     return
+    finally:
+        await sub.unsubscribe()
+
+
+async def read_since(js: JetStreamContext, stream: str, since_ns: int, subject: str) -> list[StoredMessage]:
+    """Every message of `stream` on `subject` stored at or after `since_ns` (ns since the epoch), oldest first."""
+    end = await last_sequence(js, stream)
+    if end == 0:
+        return []
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_TIME,
+        opt_start_time=datetime.fromtimestamp(since_ns / 1e9, tz=UTC),
+        ack_policy=AckPolicy.NONE,
+        mem_storage=True,
+        inactive_threshold=30,
+    )
+    sub = await ephemeral_pull(js, stream, subject, config)
+    out: list[StoredMessage] = []
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(batch=500, timeout=1)
+            except (nats.errors.TimeoutError, TimeoutError):
+                return out
+            out.extend(
+                StoredMessage(stream, m.metadata.sequence.stream, m.subject, m.data, dict(m.headers or {}))
+                for m in msgs
+            )
+            if msgs[-1].metadata.num_pending == 0 or msgs[-1].metadata.sequence.stream >= end:
+                return out
     finally:
         await sub.unsubscribe()
 

@@ -94,9 +94,14 @@ class PartitionLeases:
     # -- views -----------------------------------------------------------------------------------------
 
     def owns(self, partition: str) -> bool:
-        """True while this replica holds the partition's lease and trusts it not to have lapsed."""
+        """True while this replica holds the partition's lease, trusts it not to have lapsed, and still wants it."""
         until = self._valid_until.get(partition)
-        return until is not None and self._clock() < until
+        return until is not None and self._clock() < until and partition in self.partitions
+
+    def set_partitions(self, partitions: Iterable[str]) -> None:
+        """Change the set of partitions to own (a dynamic universe): the next round gives back the ones dropped
+        and takes the new ones; `owns` is false for a dropped partition at once."""
+        self.partitions = tuple(dict.fromkeys(partitions))
 
     def owned(self) -> frozenset[str]:
         """The partitions owned right now."""
@@ -132,6 +137,8 @@ class PartitionLeases:
 
     async def step(self) -> None:
         """One round: renew held leases, announce membership, then give back one above the share or take free ones."""
+        for partition in [p for p in self._held if p not in self.partitions]:
+            await self._give_back(partition, reason="unwanted")
         for partition in list(self._held):
             if partition in self._held:  # an earlier renewal may have outlasted this lease's trust
                 await self._guarded(partition, self._renew)
@@ -262,6 +269,10 @@ class EveryPartition:
     def owns(self, partition: str) -> bool:
         """True for every configured partition."""
         return partition in self.partitions
+
+    def set_partitions(self, partitions: Iterable[str]) -> None:
+        """Change the set of partitions (a dynamic universe)."""
+        self.partitions = tuple(dict.fromkeys(partitions))
 
     def owned(self) -> frozenset[str]:
         """Every configured partition."""

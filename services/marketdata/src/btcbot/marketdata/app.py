@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import msgspec
@@ -25,14 +25,17 @@ from btcbot.marketdata.polling import poll_forever, sleep_or_stop
 from btcbot.marketdata.sequence import Sequencer
 from btcbot.marketdata.settings import MarketdataSettings
 from btcbot.marketdata.sources import MarketClient, RestBookSource, RestTradeSource
+from btcbot.marketdata.tasks import Follower, Selector, UniverseExchange
 from btcbot.runtime.backoff import Backoff
-from btcbot.runtime.errors import Retry
+from btcbot.runtime.errors import DependencyUnavailable, Retry, SettingsError
 from btcbot.runtime.inspect import last_message
-from btcbot.runtime.leases import partition_leases
+from btcbot.runtime.leases import EveryPartition, PartitionLeases, partition_leases
 from btcbot.runtime.service import Service
 
 # Exchange outages and bus outages are weathered by the loop; anything else is a bug.
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (BtcTurkError, Retry)
+# The universe's loops also read streams and Redis directly: their time-outs and outages are weathered too.
+UNIVERSE_ERRORS: tuple[type[BaseException], ...] = (*EXPECTED_ERRORS, TimeoutError, DependencyUnavailable)
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,13 @@ def register(
     *,
     owns: Callable[[str], bool] = _everything,
     sequencer: Sequencer | None = None,
+    wanted: Iterable[str] | None = None,
 ) -> Registered:
     """Register the feed, the poll loops and the readiness check on `svc`; `socket` is needed for source ws.
 
     Books and trades are published only for the symbols this replica `owns` (its partition leases); the
-    WebSocket stays subscribed to all, so a replica taking a symbol over has its local book ready.
+    WebSocket stays subscribed to all `wanted` (default: every symbol; a dynamic universe changes it with
+    `feed.follow`), so a replica taking a symbol over has its local book ready.
     """
     freshness = Freshness(settings.symbols, settings.stale_after_ns)
     sequencer = sequencer if sequencer is not None else Sequencer()
@@ -77,7 +82,7 @@ def register(
     if settings.source == "ws":
         if socket is None:
             raise ValueError("source ws needs a WebSocket")
-        local = LocalBooks(settings.symbols)
+        local = LocalBooks(settings.symbols, wanted)
         publisher = WsBookPublisher(
             svc.bus,
             local,
@@ -188,14 +193,88 @@ async def setup(svc: Service, settings: MarketdataSettings) -> None:
             sequencer.commit(symbol, last)
         svc.log.info("marketdata.took_over", symbol=symbol, last_sequence=last)
 
-    ownership = await partition_leases(svc, "marketdata", settings.symbols, on_acquire=on_acquire)
-    register(svc, settings, client, socket, owns=ownership.owns, sequencer=sequencer)
+    dynamic = settings.universe == "dynamic"
+    # A dynamic universe starts with no symbol: the follower's first round applies the last selection.
+    initial: tuple[str, ...] = () if dynamic else settings.symbols
+    ownership = await partition_leases(svc, "marketdata", initial, on_acquire=on_acquire)
+    registered = register(svc, settings, client, socket, owns=ownership.owns, sequencer=sequencer, wanted=initial)
+    if dynamic:
+        await follow_universe(svc, settings, client, ownership, registered.feed)
     svc.log.info(
         "marketdata.configured",
         source=settings.source,
         symbols=list(settings.symbols),
+        universe=settings.universe,
         poll_interval=settings.poll_interval,
         depth=settings.depth,
         base_url=settings.btcturk_base_url,
         ws_url=settings.btcturk_ws_url if socket is not None else None,
     )
+
+
+async def follow_universe(
+    svc: Service,
+    settings: MarketdataSettings,
+    client: UniverseExchange,
+    ownership: PartitionLeases | EveryPartition,
+    feed: WsFeed | None,
+) -> None:
+    """Dynamic universe: every replica follows the last selection; the `universe` lease holder selects."""
+    candidates = settings.universe_candidates
+    if not candidates:
+        raise SettingsError(
+            f"MARKETDATA_UNIVERSE=dynamic needs BTCBOT_SYMBOLS quoted in {settings.universe_quote} "
+            f"(MARKETDATA_UNIVERSE_QUOTE); got {','.join(settings.symbols)}"
+        )
+
+    async def apply(symbols: frozenset[str]) -> None:
+        ownership.set_partitions(s for s in settings.symbols if s in symbols)
+        if feed is not None:
+            await feed.follow(symbols)
+
+    follower = Follower(svc.js, settings.symbols, apply, svc.log)
+    svc.readiness("universe", follower.ready.is_set)
+    if settings.partition_leases:
+        lease = PartitionLeases(
+            await svc.redis(),
+            f"{settings.key_prefix}:marketdata-universe",
+            settings.instance,
+            ("selector",),
+            settings.partition_ttl,
+        )
+        svc.task("universe-lease", lease.run)
+        is_selector: Callable[[], bool] = lambda: lease.owns("selector")  # noqa: E731
+    else:
+        is_selector = lambda: True  # noqa: E731
+    selector = Selector(
+        svc.js,
+        svc.bus,
+        client,
+        candidates=candidates,
+        rules=settings.universe_rules,
+        refresh_ns=int(settings.universe_refresh * 1_000_000_000),
+        levels=settings.universe_depth_levels,
+        clock=svc.now_ns,
+        instance=settings.instance,
+        log=svc.log,
+    )
+
+    async def select_step() -> None:
+        if is_selector():
+            await selector.step()
+
+    rng = random.Random()
+    for name, step in (("universe-follow", follower.step), ("universe-select", select_step)):
+
+        async def loop(stop: asyncio.Event, step: Callable[[], Awaitable[object]] = step, name: str = name) -> None:
+            await poll_forever(
+                stop,
+                step,
+                interval=settings.universe_follow_interval,
+                backoff=Backoff(settings.backoff_base, settings.backoff_max, rng),
+                expected=UNIVERSE_ERRORS,
+                log=svc.log,
+                what=name,
+            )
+
+        svc.task(name, loop)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Protocol
 
 from btcbot.btcturk.wsmodels import (
@@ -39,6 +39,9 @@ class Socket(Protocol):
 
     async def resubscribe(self, channel: str, event: str) -> None:
         """Leave and join again for a fresh snapshot."""
+
+    async def unsubscribe(self, channel: str, event: str) -> None:
+        """Leave a channel (not re-sent after a reconnect)."""
 
     def messages(self) -> AsyncIterator[WsMessage]:
         """Typed messages, reconnecting on its own, until aclose()."""
@@ -94,8 +97,9 @@ class WsFeed:
         """Subscribe, then read and publish until `stop`."""
         ws_started()
         for symbol in self.books.symbols:
-            await self._socket.subscribe(BOOK_CHANNEL, symbol)
-            await self._socket.subscribe(TRADE_CHANNEL, symbol)
+            if symbol in self.books.wanted:
+                await self._socket.subscribe(BOOK_CHANNEL, symbol)
+                await self._socket.subscribe(TRADE_CHANNEL, symbol)
         closer = asyncio.create_task(self._close_on(stop))
         watchdog = asyncio.create_task(self._watch(stop))
         try:
@@ -107,6 +111,19 @@ class WsFeed:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self._socket.aclose()
+
+    async def follow(self, symbols: Iterable[str]) -> None:
+        """Keep books and trades of these symbols only (the dynamic universe's selection): join and leave channels."""
+        added, dropped = self.books.want(symbols, self._clock())
+        for symbol in sorted(dropped):
+            await self._socket.unsubscribe(BOOK_CHANNEL, symbol)
+            await self._socket.unsubscribe(TRADE_CHANNEL, symbol)
+        for symbol in sorted(added):
+            self._generation[symbol] += 1
+            await self._socket.subscribe(BOOK_CHANNEL, symbol)
+            await self._socket.subscribe(TRADE_CHANNEL, symbol)
+        if added or dropped:
+            self._log.info("ws.following", added=sorted(added), dropped=sorted(dropped))
 
     async def _close_on(self, stop: asyncio.Event) -> None:
         await stop.wait()

@@ -30,9 +30,11 @@ class DiffOutcome(enum.Enum):
 class LocalBooks:
     """One LocalBook per symbol plus its sync state; every method is given the time, none reads a clock."""
 
-    def __init__(self, symbols: Iterable[str]) -> None:
+    def __init__(self, symbols: Iterable[str], wanted: Iterable[str] | None = None) -> None:
         self._books = {symbol: LocalBook(symbol) for symbol in symbols}
-        # When each unsynced symbol started waiting for a snapshot (None: not asked yet, socket down).
+        # The symbols subscribed (a dynamic universe subscribes to its selection only); by default all.
+        self.wanted: frozenset[str] = frozenset(self._books if wanted is None else wanted) & self._books.keys()
+        # When each unsynced symbol started waiting for a snapshot (None: not asked yet, socket down, not wanted).
         self._waiting_since: dict[str, int | None] = dict.fromkeys(self._books)
         self.connected = False
         self.gaps = 0
@@ -56,7 +58,21 @@ class LocalBooks:
         self.connected = True
         for symbol, book in self._books.items():
             book.invalidate()
-            self._waiting_since[symbol] = now_ns
+            self._waiting_since[symbol] = now_ns if symbol in self.wanted else None
+
+    def want(self, symbols: Iterable[str], now_ns: int) -> tuple[set[str], set[str]]:
+        """Subscribe to these symbols only; returns (added, dropped). A dropped book is forgotten, an added one
+        awaits its snapshot."""
+        wanted = frozenset(symbols) & self._books.keys()
+        added, dropped = set(wanted - self.wanted), set(self.wanted - wanted)
+        self.wanted = wanted
+        for symbol in dropped:
+            self._books[symbol].invalidate()
+            self._waiting_since[symbol] = None
+        for symbol in added:
+            self._books[symbol].invalidate()
+            self._waiting_since[symbol] = now_ns if self.connected else None
+        return added, dropped
 
     def on_disconnected(self) -> None:
         """The socket dropped: every book is unknown until the next connection's snapshots."""
@@ -68,7 +84,12 @@ class LocalBooks:
     def on_snapshot(self, snapshot: BookSnapshot) -> bool:
         """Apply a 431 of the obdiff channel; True if it (re)started a book of ours."""
         book = self._books.get(snapshot.pair)
-        if book is None or snapshot.channel not in (None, "obdiff") or not self.connected:
+        if (
+            book is None
+            or snapshot.pair not in self.wanted
+            or snapshot.channel not in (None, "obdiff")
+            or not self.connected
+        ):
             return False
         book.apply_snapshot(snapshot)
         self._waiting_since[snapshot.pair] = None

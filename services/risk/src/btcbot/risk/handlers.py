@@ -27,11 +27,12 @@ from btcbot.contracts.messages import (
     PortfolioSnapshot,
     SubmitOrder,
 )
+from btcbot.contracts.rejects import is_min_total_reject
 from btcbot.contracts.signing import BAD_SIGNATURE, Signer, key_id_of, verify
 from btcbot.risk.control import ControlMessage, RiskState
 from btcbot.risk.limits import Approved, Denied, RiskLimits, Verdict, check
 from btcbot.risk.modes import AutoState, BudgetLimits
-from btcbot.risk.pretrade import holdings, is_min_total_reject
+from btcbot.risk.pretrade import holdings
 from btcbot.runtime import reservations as res
 from btcbot.runtime.bus import Delivery, Publisher
 from btcbot.runtime.errors import Poison, Retry

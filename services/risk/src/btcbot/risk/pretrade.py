@@ -2,7 +2,7 @@
 
 The limits that depend on orders in flight (open orders, cooldowns, cash reserve, no oversell, exposure caps)
 are decided atomically across replicas by the reservation script (btcbot.runtime.reservations); this module
-turns a PortfolioSnapshot into the holdings that script compares against, and recognises minimum-total rejects.
+turns a PortfolioSnapshot into the holdings that script compares against (minimum-total rejects: contracts.rejects).
 
 Exposure here is the bot's own: a position's quantity above its opening holdings, at its mark (its average
 cost when the ledger has no mark), so holdings the account had before the bot traded never use up the budget.
@@ -11,16 +11,12 @@ The position a sell is checked against is the whole quantity the account holds (
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from btcbot.contracts.messages import OrderRejected, PortfolioSnapshot, Position
+from btcbot.contracts.messages import PortfolioSnapshot, Position
 
 _ZERO = Decimal(0)
-# BTCTurk's "order total below the minimum" (code 1123); the simulator and execution report its message code.
-MIN_TOTAL_CODES = frozenset({"1123", "FAILED_MIN_TOTAL_AMOUNT", "MIN_TOTAL_AMOUNT", "MIN_NOTIONAL"})
-_CODE_IN_DETAIL = re.compile(r"\bcode[=: ]+(\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -58,8 +54,3 @@ def holdings(snapshot: PortfolioSnapshot | None, symbol: str) -> Holdings:
             position = p.quantity
             value = worth
     return Holdings(snapshot.exec_seq, max(position, _ZERO), value, exposure, max(cash, _ZERO))
-
-
-def is_min_total_reject(event: OrderRejected) -> bool:
-    """True if the exchange refused the order for a total below its minimum (BTCTurk code 1123)."""
-    return event.reason.upper() in MIN_TOTAL_CODES or "1123" in _CODE_IN_DETAIL.findall(event.detail)
