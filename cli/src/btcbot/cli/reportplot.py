@@ -36,17 +36,17 @@ def plot(curve: Curve, trades: Sequence[Mapping[str, Any]], quote_asset: str, pa
     fig, ax = plt.subplots(figsize=(10, 5))
     if curve:
         # Plotting only: the figures themselves stay Decimal everywhere else.
-        ax.step([ts for ts, _ in curve], [float(p) for _, p in curve], where="post", color="tab:blue", linewidth=1.2)
+        times: list[Any] = [ts for ts, _ in curve]  # matplotlib converts datetimes; its stubs do not say so
+        ax.step(times, [float(p) for _, p in curve], where="post", color="tab:blue", linewidth=1.2)
         ax.axhline(0, color="grey", linewidth=0.8)
     else:
         ax.text(0.5, 0.5, "no valuation yet", ha="center", va="center", transform=ax.transAxes)
     marks = marker_points(curve, trades)
     for side, style in (("buy", ("^", "tab:green")), ("sell", ("v", "tab:red"))):
-        pts = [(ts, float(y)) for ts, y, s in marks if s == side]
-        if pts:
-            ax.scatter(
-                [p[0] for p in pts], [p[1] for p in pts], marker=style[0], color=style[1], s=50, zorder=3, label=side
-            )
+        when: list[Any] = [ts for ts, _, s in marks if s == side]
+        if when:
+            pnl = [float(y) for _, y, s in marks if s == side]
+            ax.scatter(when, pnl, marker=style[0], color=style[1], s=50, zorder=3, label=side)
     if marks:
         ax.legend(loc="best")
     ax.set_ylabel(f"bot PnL ({quote_asset})")
