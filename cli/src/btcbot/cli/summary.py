@@ -7,6 +7,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from btcbot.cli.report import Report
 
 PIPELINE = ("marketdata", "strategy", "risk", "execution", "ledger")
 
@@ -57,3 +60,27 @@ def check_trace_file(path: Path) -> TraceCheck:
         return TraceCheck(False, None, (), 0)
     with path.open(encoding="utf-8") as fh:
         return check_traces(fh)
+
+
+def trading_summary(report: Report) -> dict[str, Any]:
+    """The bot's trading for `up`'s summary: PnL (opening holdings excluded), fees, trades, positions held."""
+    t = report.totals
+    return {
+        "quote_asset": report.quote_asset,
+        "realized_pnl": str(t["realized_pnl"]),
+        "unrealized_pnl": str(t["unrealized_pnl"]),
+        "bot_pnl": str(t["bot_pnl"]),
+        "fees": str(t["fees"]),
+        "trades": {"count": t["fills"], "buys": t["buys"], "sells": t["sells"]},
+        "positions": [
+            {
+                "symbol": p["symbol"],
+                "quantity": str(p["quantity"]),
+                "avg_cost": None if p["avg_cost"] is None else str(p["avg_cost"]),
+                "realized_pnl": str(p["realized_pnl"]),
+                "unrealized_pnl": str(p["unrealized_pnl"]),
+            }
+            for p in report.positions
+            if p["quantity"] > 0 or p["realized_pnl"] != 0
+        ],
+    }
