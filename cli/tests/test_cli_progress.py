@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import secrets
 from decimal import Decimal
 from pathlib import Path
+
+import pytest
 
 from btcbot.cli.progress import Tracker, price_text, quantity_text, write_progress
 from btcbot.contracts import ids
@@ -86,3 +90,45 @@ def test_numbers_have_no_exponent() -> None:
     assert price_text(D("2.15E+6")) == "2,150,000"
     assert price_text(D("42.50")) == "42.50"
     assert quantity_text(D("1E-8")) == "0.00000001"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("quiet", [False, True])
+async def test_progress_prints_trades_and_status_unless_quiet(nats_url: str, tmp_path: Path, quiet: bool) -> None:
+    import msgspec
+
+    from btcbot.cli.progress import Progress
+    from btcbot.contracts import subjects
+    from btcbot.contracts.streams import ALL_STREAMS
+    from btcbot.runtime.inspect import last_sequence
+    from btcbot.runtime.jetstream import NatsPublisher, connect, provision
+
+    nc = await connect(nats_url, "progress-test", 5, reconnect_forever=False)
+    try:
+        js = nc.jetstream()
+        await provision(js, ALL_STREAMS)
+        start = {spec.name: await last_sequence(js, spec.name) for spec in ALL_STREAMS}
+        lines: list[str] = []
+        progress = Progress(js, start, tmp_path, quiet=quiet, interval=0.5, say=lines.append).start()
+        n = secrets.randbelow(10**9)
+        publisher = NatsPublisher(js)
+        entry = msgspec.structs.replace(intent(1, "buy", "entry: flat"), id=f"intent-{n}")
+        await publisher.publish(subjects.intent("BTCTRY"), entry)
+        bought = msgspec.structs.replace(
+            fill(1, "buy", "2150000", "0.0012"), id=f"fill-{n}", client_order_id=ids.client_order_id(f"intent-{n}")
+        )
+        await publisher.publish(subjects.execution("filled", "BTCTRY"), bought)
+        for _ in range(50):
+            if (tmp_path / "progress.json").exists() and json.loads((tmp_path / "progress.json").read_text())["fills"]:
+                break
+            await asyncio.sleep(0.2)
+        await progress.stop()
+    finally:
+        await nc.close()
+    status = json.loads((tmp_path / "progress.json").read_text())
+    assert (status["intents"], status["fills"], status["buys"]) == (1, 1, 1)
+    if quiet:
+        assert lines == []
+    else:
+        assert "   BUY 0.0012 BTCTRY @ 2,150,000 (entry)" in lines
+        assert any(line.startswith("   books ") and "fills 1 (1 buy, 0 sell)" in line for line in lines)

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 PROFILES: Mapping[str, Mapping[str, str]] = {
     # `make demo`: a minute that trades visibly. profit_v1 buys at the ask when flat and sells at +15 bps over its
     # average cost (the simulator's taker fee with tax is ~10.6 bps a side, and the average cost already holds the
-    # buy's) or at -20 bps; 1 s between intents instead of 2 s, and risk's cooldown per symbol and side is 1 s
+    # buy's) or at -30 bps; 1 s between intents instead of 2 s, and risk's cooldown per symbol and side is 1 s
     # instead of 60 s (which let one buy and one sell through per symbol and minute: the quiet demo of issue 10).
     # The simulator ticks every 0.1 s instead of 0.2 s, so the market moves those bps within seconds.
     "demo": {
         "SIM_TICK_INTERVAL": "0.1",
         "STRATEGY_ORDER_NOTIONAL": "500",
         "STRATEGY_TAKE_PROFIT_BPS": "15",
-        "STRATEGY_STOP_LOSS_BPS": "20",
+        "STRATEGY_STOP_LOSS_BPS": "30",
         "STRATEGY_COOLDOWN": "1",
         "RISK_ORDER_COOLDOWN": "1",
     },

@@ -211,6 +211,11 @@ class Progress:
             self._say(line)
 
     async def _run(self) -> None:
+        with contextlib.suppress(Exception):  # the first rate needs a count to start from
+            self._books_at = (
+                time.monotonic(),
+                sum((await subject_counts(self._js, MARKET.name, "md.book.*")).values()),
+            )
         next_status = time.monotonic() + self._interval
         while True:
             try:
@@ -226,14 +231,15 @@ class Progress:
             await asyncio.sleep(1.0)
 
     async def _read_trades(self) -> None:
-        # Intents first, so a fill finds its order's reason.
+        # Fills first, then intents and orders up to now: every intent a fill came from is then known.
+        fills = await self._fills.poll()
         for stored in await self._intents.poll():
             intent = _decoded(stored.data)
             if isinstance(intent, OrderIntent):
                 self.tracker.on_intent(intent)
         for stored in await self._orders.poll():
             self.tracker.on_order_subject(stored.subject)
-        for stored in await self._fills.poll():
+        for stored in fills:
             fill = _decoded(stored.data)
             if isinstance(fill, OrderFilled):
                 self._print("   " + self.tracker.on_fill(fill))

@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -62,23 +63,28 @@ def check_trace_file(path: Path) -> TraceCheck:
         return check_traces(fh)
 
 
+def _text(value: Decimal) -> str:
+    return format(value, "f")  # 0E-8 -> 0.00000000
+
+
 def trading_summary(report: Report) -> dict[str, Any]:
     """The bot's trading for `up`'s summary: PnL (opening holdings excluded), fees, trades, positions held."""
     t = report.totals
     return {
         "quote_asset": report.quote_asset,
-        "realized_pnl": str(t["realized_pnl"]),
-        "unrealized_pnl": str(t["unrealized_pnl"]),
-        "bot_pnl": str(t["bot_pnl"]),
-        "fees": str(t["fees"]),
-        "trades": {"count": t["fills"], "buys": t["buys"], "sells": t["sells"]},
+        "realized_pnl": _text(t["realized_pnl"]),
+        "unrealized_pnl": _text(t["unrealized_pnl"]),
+        "bot_pnl": _text(t["bot_pnl"]),
+        "fees": _text(t["fees"]),
+        # `trades` (already in the summary) counts the market's public trades; these are the bot's own fills.
+        "bot_trades": {"count": t["fills"], "buys": t["buys"], "sells": t["sells"]},
         "positions": [
             {
                 "symbol": p["symbol"],
-                "quantity": str(p["quantity"]),
-                "avg_cost": None if p["avg_cost"] is None else str(p["avg_cost"]),
-                "realized_pnl": str(p["realized_pnl"]),
-                "unrealized_pnl": str(p["unrealized_pnl"]),
+                "quantity": _text(p["quantity"]),
+                "avg_cost": None if p["avg_cost"] is None else _text(p["avg_cost"]),
+                "realized_pnl": _text(p["realized_pnl"]),
+                "unrealized_pnl": _text(p["unrealized_pnl"]),
             }
             for p in report.positions
             if p["quantity"] > 0 or p["realized_pnl"] != 0
