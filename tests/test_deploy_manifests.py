@@ -246,7 +246,6 @@ def test_compose_exchange_credentials_and_funds_match_the_simulator() -> None:
         assert "BTCTURK_BASE_URL" in compose_env(name), f"{name} talks to the exchange"
 
 
-
 def test_compose_funds_exactly_the_assets_it_trades() -> None:
     from btcbot.cli.up import assets_of
 
