@@ -90,8 +90,8 @@ async def test_report_shows_the_bots_pnl_apart_from_opening_holdings(ledger: str
     assert report.totals["opening_holdings_value"] == D("1300.00")
     assert (report.totals["buys"], report.totals["sells"]) == (1, 1)
     assert [(t["side"], t["price"], t["quantity"], t["fee"]) for t in report.trades] == [
-        ("buy", D("1000.00"), D("2.00000000"), D("2.00")),
-        ("sell", D("1100.00"), D("1.00000000"), D("1.00")),
+        ("buy", D("1000"), D("2.00000000"), D("2.00")),
+        ("sell", D("1100"), D("1.00000000"), D("1.00")),
     ]
     assert report.balances == {"TRY": D(10000) - 2002 + 1099, "BTC": D(2)}
     text = to_text(report)

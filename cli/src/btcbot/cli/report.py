@@ -150,11 +150,10 @@ async def load_report(database_url: str, quote_asset: str) -> Report:
             "ts": t.ts,
             "symbol": t.symbol,
             "side": t.side,
-            "price": at_scale(t.price, t.quote_asset),
+            "price": t.price,  # as the exchange reported it, at the pair's own price scale
             "quantity": at_scale(t.quantity, t.base_asset),
             "fee": at_scale(t.fee_quote, t.quote_asset),
             "strategy": t.strategy,
-            "reason": t.reason or "",
             "trade_id": t.trade_id,
         }
         for t in view.trades
@@ -358,7 +357,7 @@ def to_text(report: Report) -> str:
         parts += ["", title]
         parts.append(
             _table(
-                ["time", "symbol", "side", "quantity", "price", "fee", "reason"],
+                ["time", "symbol", "side", "quantity", "price", "fee", "strategy"],
                 [
                     [
                         x["ts"].strftime("%H:%M:%S") if hasattr(x["ts"], "strftime") else x["ts"],
@@ -367,7 +366,7 @@ def to_text(report: Report) -> str:
                         x["quantity"],
                         x["price"],
                         x["fee"],
-                        str(x["reason"]).split(":", 1)[0],
+                        x["strategy"],
                     ]
                     for x in shown
                 ],

@@ -20,7 +20,7 @@ from btcbot.ledger.botpnl import Holding
 
 @dataclass(frozen=True)
 class Trade:
-    """One fill of the bot's, with the intent's reason and its fee valued in the quote asset."""
+    """One fill of the bot's, with its fee valued in the quote asset."""
 
     ts: datetime
     symbol: str
@@ -33,7 +33,6 @@ class Trade:
     strategy: str
     trade_id: str
     client_order_id: str
-    reason: str | None
 
 
 @dataclass(frozen=True)
@@ -146,14 +145,12 @@ async def _read(conn: asyncpg.Connection) -> LedgerView:
             strategy=r["strategy"],
             trade_id=r["trade_id"],
             client_order_id=r["client_order_id"],
-            reason=r["reason"],
         )
         for r in await conn.fetch(
             "SELECT f.ts, f.symbol, f.side, f.price, f.quantity, v.value_in_quote AS fee_quote, f.base_asset,"
-            " f.quote_asset, f.strategy, f.trade_id, f.client_order_id, o.reason"
+            " f.quote_asset, f.strategy, f.trade_id, f.client_order_id"
             " FROM fills f"
             " LEFT JOIN fees v ON v.message_id = f.message_id"
-            " LEFT JOIN orders o ON o.client_order_id = f.client_order_id"
             " ORDER BY f.ts_ns, f.trade_id, f.side"
         )
     ]
