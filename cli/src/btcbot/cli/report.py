@@ -27,6 +27,7 @@ from btcbot.ledger.queries import Reconciliation, read_ledger
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/btcbot"
 ZERO = Decimal(0)
+_FRACTION = Decimal("0.000001")  # drawdowns are fractions of the peak: 0.0001 % is enough
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,8 @@ async def load_report(database_url: str, quote_asset: str) -> Report:
         "opening_holdings_value": at_scale(opening_value, q),
         "equity": None if v is None else at_scale(v.equity, q),
         "peak_equity": None if v is None else at_scale(v.peak, q),
-        "drawdown": None if v is None else v.drawdown,
-        "max_drawdown": None if v is None else v.max_drawdown,
+        "drawdown": None if v is None else v.drawdown.quantize(_FRACTION),
+        "max_drawdown": None if v is None else v.max_drawdown.quantize(_FRACTION),
         "bot_peak_pnl": None if v is None or v.bot_peak is None else at_scale(v.bot_peak, q),
         "valued_at": None if v is None else v.ts.isoformat(),
     }
