@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from btcbot.ledger.botpnl import Holding, at_scale, count_trades, position_pnl, totals, unrealized
 
 D = Decimal
@@ -52,3 +55,16 @@ def test_amounts_are_shown_at_their_assets_scale() -> None:
 def test_trades_are_counted_by_side() -> None:
     counts = count_trades(["buy", "sell", "buy", "buy"])
     assert (counts.count, counts.buys, counts.sells) == (4, 3, 1)
+
+
+amounts = st.decimals(min_value=0, max_value=10**6, places=8, allow_nan=False, allow_infinity=False)
+
+
+@given(own=amounts, opening=amounts, extra=amounts, cost=amounts, mark=amounts)
+def test_opening_holdings_never_move_the_bots_pnl(
+    own: Decimal, opening: Decimal, extra: Decimal, cost: Decimal, mark: Decimal
+) -> None:
+    before = Holding("BTCTRY", "BTC", own + opening, opening, cost, D(0), D(0), 1)
+    more = Holding("BTCTRY", "BTC", own + opening + extra, opening + extra, cost, D(0), D(0), 1)
+    assert unrealized(before, mark) == unrealized(more, mark)
+    assert before.avg_cost == more.avg_cost
