@@ -30,21 +30,21 @@ async def test_the_demo_trades_visibly(redis_url: str, pg_admin_url: str, system
         progress = json.loads((system.state_dir / "progress.json").read_text())
 
     assert summary["fills"] >= 10, summary
-    assert summary["ledger_fills"] == summary["fills"]
+    assert summary["ledger_fills"] == summary["fills"], summary
     assert summary["balances_match"] is True, summary["balance_mismatches"]
     trades = summary["bot_trades"]
     assert trades["count"] == summary["fills"]
     assert trades["buys"] > 0, trades
     assert trades["sells"] > 0, trades
     # The bot's own realized PnL: sells happened, so it moved (fees alone make it non-zero).
-    assert Decimal(summary["realized_pnl"]) != 0
+    assert Decimal(summary["realized_pnl"]) != 0, summary
     assert Decimal(summary["bot_pnl"]) == Decimal(summary["realized_pnl"]) + Decimal(summary["unrealized_pnl"])
     assert Decimal(summary["fees"]) > 0
     assert sum(summary["intents_by_strategy"].values()) == summary["intents"]
 
     printed = TRADE_LINE.findall(stderr)
     assert {side for side, _ in printed} == {"BUY", "SELL"}, stderr[-3000:]
-    assert len(printed) == summary["fills"]
+    assert len(printed) == summary["fills"], stderr[-3000:]
     assert re.search(r"^   books [0-9.]+/s  intents \d+  orders \d+ \(\d+ denied\)  fills \d+", stderr, re.MULTILINE)
     assert progress["fills"] == summary["fills"]
     assert "profile demo:" in stderr

@@ -184,6 +184,7 @@ class Progress:
         self._intents = StreamTail(js, INTENTS.name, "intent.*", self._start.get(INTENTS.name, 0))
         self._fills = StreamTail(js, EXECUTION.name, "exec.filled.*", self._start.get(EXECUTION.name, 0))
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._orders = StreamTail(js, ORDERS.name, "order.>", self._start.get(ORDERS.name, 0))
         self._books_at: tuple[float, int] | None = None
 
@@ -197,9 +198,11 @@ class Progress:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        # Not a cancel: one cut between reading fills and printing them would lose those lines. The loop ends
+        # between two rounds; a round stuck on NATS is cut after a while (its fills are then read below, or lost).
+        self._stopping.set()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+            await asyncio.wait_for(task, 15)
         with contextlib.suppress(Exception):
             await self._read_trades()
             await self._status()
@@ -217,18 +220,18 @@ class Progress:
                 sum((await subject_counts(self._js, MARKET.name, "md.book.*")).values()),
             )
         next_status = time.monotonic() + self._interval
-        while True:
+        while not self._stopping.is_set():
+            pause = 1.0
             try:
                 await self._read_trades()
                 if time.monotonic() >= next_status:
                     next_status = time.monotonic() + self._interval
                     await self._status()
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:  # progress must never take the run down: say why and go on
                 self._print(f"   progress: {type(exc).__name__}: {exc}")
-                await asyncio.sleep(self._interval)
-            await asyncio.sleep(1.0)
+                pause = self._interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
 
     async def _read_trades(self) -> None:
         # Fills first, then intents and orders up to now: every intent a fill came from is then known.
