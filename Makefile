@@ -10,8 +10,8 @@ setup:  ## install uv (if missing) and the whole workspace into .venv
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
 	@$(UV) sync --frozen --quiet
 
-demo: setup  ## the whole pipeline against the simulator for DURATION seconds; last line is a JSON summary
-	.venv/bin/btcbot up --duration $(DURATION)
+demo: setup  ## the whole pipeline against the simulator for DURATION seconds (profile demo: trades visibly); last line is a JSON summary
+	.venv/bin/btcbot up --profile demo --duration $(DURATION)
 
 up: setup  ## the whole pipeline until Ctrl-C
 	.venv/bin/btcbot up

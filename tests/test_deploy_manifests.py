@@ -246,6 +246,14 @@ def test_compose_exchange_credentials_and_funds_match_the_simulator() -> None:
         assert "BTCTURK_BASE_URL" in compose_env(name), f"{name} talks to the exchange"
 
 
+def test_compose_funds_exactly_the_assets_it_trades() -> None:
+    from btcbot.cli.up import assets_of
+
+    options = sim_options()
+    funded = {entry.partition("=")[0] for entry in options["--fund"].split(",")}
+    assert funded == assets_of(tuple(options["--symbols"].split(","))), "fund what is traded (cli/up.py funds_for)"
+
+
 def test_compose_database_url_matches_postgres() -> None:
     pg = compose_env("postgres")
     url = urlsplit(compose_env("ledger")["DATABASE_URL"])

@@ -46,6 +46,7 @@ SHELL_MODULES = {
     "adapters",
     "io",
     "metrics",  # records into the process's meter (docs/metrics.md): an edge, like logging
+    "queries",  # a service's read module for the CLI (the ledger's tables stay the ledger's): an edge
 }
 
 

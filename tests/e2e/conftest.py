@@ -83,11 +83,13 @@ async def start_system(
     symbols: str = "BTCTRY,ETHTRY",
     *,
     nats_auth: bool = False,
+    up_args: tuple[str, ...] = (),
 ) -> AsyncIterator[System]:
     """`btcbot up` on a private NATS and a fresh database; `extra_env` reaches every service (e.g. RISK_*).
 
     `nats_auth`: the NATS admits only the identities of the generated configuration, and `up` gets their
     credentials as an operator would give them (NATS_IDENTITIES_FILE, what `btcbot nats-config` writes).
+    `up_args`: more options of `btcbot up` (e.g. `--profile demo --duration 60`).
     """
     from btcbot.cli.infra import drop_database, ensure_database
 
@@ -111,6 +113,7 @@ async def start_system(
             str(state),
             "--symbols",
             symbols,
+            *up_args,
             env=env,
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,

@@ -1,9 +1,11 @@
-"""`btcbot report`: what the ledger holds, for a trader: positions, PnL (realized, unrealized, fees), equity,
-drawdown, daily PnL; optionally the exchange's balances next to the ledger's, per asset, with a match flag.
+"""`btcbot report`: the bot's trading, for a trader: its realized and unrealized PnL, fees, trades and positions,
+kept apart from the holdings the account started with (shown, with their market value, but never as PnL); the
+account's equity and drawdown, daily PnL; optionally the exchange's balances next to the ledger's, per asset.
 
-Reads DATABASE_URL (or the run file of `btcbot up`). Unrealized PnL uses the marks recorded with the latest
-equity snapshot, so the report shows the same valuation the ledger last published. Amounts are Decimal
-throughout; JSON and CSV carry them as strings.
+Reads DATABASE_URL (or the run file of `btcbot up`) through the ledger's read module (`btcbot.ledger.queries`).
+Unrealized PnL uses the marks recorded with the latest valuation, so the report shows what the ledger last
+published. Amounts are exact Decimals, shown at their asset's scale (`btcbot.ledger.botpnl.at_scale`); JSON and
+CSV carry them as strings.
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ import csv
 import io
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
 from btcbot.cli.endpoints import redact_url
+from btcbot.ledger.botpnl import at_scale, count_trades, position_pnl, totals
+from btcbot.ledger.queries import Reconciliation, read_ledger
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/btcbot"
 ZERO = Decimal(0)
+_FRACTION = Decimal("0.000001")  # drawdowns are fractions of the peak: 0.0001 % is enough
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,10 @@ class Report:
     daily: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
     reconciliation: dict[str, Any] | None
-    curve: list[tuple[Any, Decimal, Decimal]] = field(default_factory=list)
+    # The bot's PnL over time (valuation time, bot PnL), oldest first; the plot marks `trades` on it.
+    curve: list[tuple[Any, Decimal]] = field(default_factory=list)
+    trades: list[dict[str, Any]] = field(default_factory=list)
+    opening_positions: dict[str, Decimal] = field(default_factory=dict)
     exchange: list[dict[str, Any]] | None = None
     exchange_error: str | None = None
     exchange_source: str = "live"
@@ -93,87 +100,83 @@ def resolve_sources(opts: ReportOptions, env: Mapping[str, str]) -> tuple[str, E
 
 
 async def load_report(database_url: str, quote_asset: str) -> Report:
-    """Read the ledger's tables in one consistent snapshot."""
-    conn = await asyncpg.connect(database_url, timeout=10)
-    try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            positions = await conn.fetch("SELECT * FROM positions ORDER BY symbol")
-            balances = await conn.fetch("SELECT asset, total FROM balances ORDER BY asset")
-            last = await conn.fetchrow("SELECT * FROM equity_snapshots ORDER BY id DESC LIMIT 1")
-            worst = await conn.fetchval("SELECT max(drawdown) FROM equity_snapshots")
-            curve = await conn.fetch("SELECT ts, equity, drawdown FROM equity_snapshots ORDER BY id")
-            daily = await conn.fetch("SELECT day, symbol, realized, fees FROM daily_pnl ORDER BY day, symbol")
-            alerts = await conn.fetch(
-                "SELECT ts, kind, symbol, message_id, detail FROM ledger_alerts WHERE resolved_at IS NULL ORDER BY id"
-            )
-            recon = await conn.fetchrow("SELECT * FROM reconciliation_runs ORDER BY id DESC LIMIT 1")
-            fills = await conn.fetchval("SELECT count(*) FROM fills")
-            unknown = await conn.fetchval("SELECT count(*) FROM fills WHERE flagged_unknown_order")
-    finally:
-        await conn.close()
-    marks: dict[str, Decimal] = {}
-    if last is not None and last["marks"]:
-        marks = {s: Decimal(v) for s, v in json.loads(last["marks"]).items()}
+    """Read the ledger (through its read module) in one consistent snapshot, and work out the bot's PnL."""
+    view = await read_ledger(database_url)
+    marks = view.valuation.marks if view.valuation is not None else {}
+    pnl = position_pnl(view.holdings, marks)
+    bot = totals(pnl)
+    q = quote_asset
     rows: list[dict[str, Any]] = []
-    for p in positions:
-        mark = marks.get(p["symbol"])
-        unrealized = mark * p["quantity"] - p["cost"] if mark is not None else ZERO
+    opening_value = ZERO
+    for row in pnl:
+        h = row.holding
+        avg = h.avg_cost
+        if row.mark is not None:
+            opening_value += row.mark * h.opening_quantity
         rows.append(
             {
-                "symbol": p["symbol"],
-                "quantity": p["quantity"],
-                "avg_cost": p["avg_cost"],
-                "mark": mark,
-                "realized_pnl": p["realized_pnl"],
-                "unrealized_pnl": unrealized,
-                "fees": p["fees"],
-                "fills": p["fills"],
-                "halted": p["halted_reason"],
+                "symbol": h.symbol,
+                "quantity": at_scale(h.own_quantity, h.base_asset),
+                "opening_quantity": at_scale(h.opening_quantity, h.base_asset),
+                "avg_cost": None if avg is None else at_scale(avg, q),
+                "mark": None if row.mark is None else at_scale(row.mark, q),
+                "realized_pnl": at_scale(h.realized_pnl, q),
+                "unrealized_pnl": at_scale(row.unrealized, q),
+                "fees": at_scale(h.fees, q),
+                "fills": h.fills,
+                "halted": h.halted_reason,
             }
         )
-    totals = {
-        "realized_pnl": sum((r["realized_pnl"] for r in rows), ZERO),
-        "unrealized_pnl": sum((r["unrealized_pnl"] for r in rows), ZERO),
-        "fees": sum((r["fees"] for r in rows), ZERO),
-        "equity": last["equity"] if last else None,
-        "peak_equity": last["peak"] if last else None,
-        "drawdown": last["drawdown"] if last else None,
-        "max_drawdown": worst,
-        "valued_at": last["ts"].isoformat() if last else None,
-        "fills": fills,
-        "fills_for_unknown_orders": unknown,
+    counts = count_trades(t.side for t in view.trades)
+    v = view.valuation
+    totals_: dict[str, Any] = {
+        "realized_pnl": at_scale(bot.realized, q),
+        "unrealized_pnl": at_scale(bot.unrealized, q),
+        "bot_pnl": at_scale(bot.pnl, q),
+        "fees": at_scale(bot.fees, q),
+        "fills": view.fills,
+        "buys": counts.buys,
+        "sells": counts.sells,
+        "fills_for_unknown_orders": view.fills_for_unknown_orders,
+        "opening_holdings_value": at_scale(opening_value, q),
+        "equity": None if v is None else at_scale(v.equity, q),
+        "peak_equity": None if v is None else at_scale(v.peak, q),
+        "drawdown": None if v is None else v.drawdown.quantize(_FRACTION),
+        "max_drawdown": None if v is None else v.max_drawdown.quantize(_FRACTION),
+        "bot_peak_pnl": None if v is None or v.bot_peak is None else at_scale(v.bot_peak, q),
+        "valued_at": None if v is None else v.ts.isoformat(),
     }
+    trades = [
+        {
+            "ts": t.ts,
+            "symbol": t.symbol,
+            "side": t.side,
+            "price": t.price,  # as the exchange reported it, at the pair's own price scale
+            "quantity": at_scale(t.quantity, t.base_asset),
+            "fee": at_scale(t.fee_quote, t.quote_asset),
+            "strategy": t.strategy,
+            "trade_id": t.trade_id,
+        }
+        for t in view.trades
+    ]
+    recon = view.reconciliation
     return Report(
         database=redact_url(database_url),
         quote_asset=quote_asset,
         positions=rows,
-        balances={r["asset"]: r["total"] for r in balances},
-        totals=totals,
-        daily=[dict(r) for r in daily],
-        alerts=[{**dict(a), "detail": json.loads(a["detail"])} for a in alerts],
+        balances=view.balances,
+        totals=totals_,
+        daily=view.daily,
+        alerts=view.alerts,
         reconciliation=None if recon is None else _reconciliation(recon),
-        curve=[(r["ts"], r["equity"], r["drawdown"]) for r in curve],
+        curve=[(p.ts, p.bot_pnl) for p in view.pnl_series if p.bot_pnl is not None],
+        trades=trades,
+        opening_positions=view.opening_positions,
     )
 
 
-def _reconciliation(row: Mapping[str, Any]) -> dict[str, Any]:
-    detail = json.loads(row["detail"])
-    return {
-        "id": row["id"],
-        "ts": row["ts"],
-        "status": row["status"],
-        "final": bool(detail.get("final")),
-        "balances": [
-            {
-                "asset": b["asset"],
-                "ledger": Decimal(b["ledger"]),
-                "exchange": Decimal(b["exchange"]),
-                "difference": Decimal(b["exchange"]) - Decimal(b["ledger"]),
-                "match": bool(b["match"]),
-            }
-            for b in detail.get("balances", [])
-        ],
-    }
+def _reconciliation(recon: Reconciliation) -> dict[str, Any]:
+    return {"id": recon.id, "ts": recon.ts, "status": recon.status, "final": recon.final, "balances": recon.balances}
 
 
 async def add_exchange(report: Report, exchange: Exchange) -> None:
@@ -222,20 +225,33 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _balances(report: Report) -> dict[str, Decimal]:
+    return {asset: at_scale(total, asset) for asset, total in report.balances.items()}
+
+
+def _exchange_lines(report: Report) -> list[dict[str, Any]]:
+    scaled = ("ledger", "exchange", "difference")
+    return [
+        {k: at_scale(v, line["asset"]) if k in scaled else v for k, v in line.items()} for line in report.exchange or []
+    ]
+
+
 def to_json(report: Report) -> str:
-    """The report as one JSON object (amounts as strings)."""
+    """The report as one JSON object (amounts as strings, at their asset's scale)."""
     data: dict[str, Any] = {
         "database": report.database,
         "quote_asset": report.quote_asset,
         "totals": report.totals,
         "positions": report.positions,
-        "balances": report.balances,
+        "opening_positions": report.opening_positions,
+        "trades": report.trades,
+        "balances": _balances(report),
         "daily_pnl": report.daily,
         "open_alerts": report.alerts,
         "last_reconciliation": report.reconciliation,
     }
     if report.exchange is not None or report.exchange_error is not None:
-        data["exchange_balances"] = report.exchange
+        data["exchange_balances"] = _exchange_lines(report) if report.exchange is not None else None
         data["balances_match"] = report.balances_match
         data["exchange_error"] = report.exchange_error
         data["exchange_source"] = report.exchange_source
@@ -253,12 +269,15 @@ def to_csv(report: Report) -> str:
         for name, value in row.items():
             if name != "symbol":
                 writer.writerow(["position", row["symbol"], name, _plain(value)])
-    for asset, total in report.balances.items():
+    for i, trade in enumerate(report.trades, 1):
+        for name, value in trade.items():
+            writer.writerow(["trade", str(i), name, _plain(value)])
+    for asset, total in _balances(report).items():
         writer.writerow(["balance", asset, "total", _plain(total)])
     for row in report.daily:
         writer.writerow(["daily_pnl", f"{row['day']}:{row['symbol']}", "realized", _plain(row["realized"])])
         writer.writerow(["daily_pnl", f"{row['day']}:{row['symbol']}", "fees", _plain(row["fees"])])
-    for line in report.exchange or []:
+    for line in _exchange_lines(report):
         for name in ("ledger", "exchange", "difference", "match"):
             writer.writerow(["exchange_balance", line["asset"], name, _plain(line[name])])
     return out.getvalue()
@@ -274,47 +293,101 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _pct(value: Decimal | None) -> str:
-    return "" if value is None else f"{value * 100:.2f}%"
+    return "n/a" if value is None else f"{value * 100:.2f}%"
+
+
+def _amount(value: Any) -> str:
+    return "n/a" if value is None else str(_plain(value))
+
+
+# How many trades the text report lists (the newest); JSON and CSV carry all of them.
+TEXT_TRADES = 20
 
 
 def to_text(report: Report) -> str:
-    """Terminal tables."""
+    """Terminal tables: the bot's PnL and trades first, then the account."""
     t = report.totals
-    parts = [f"ledger {report.database}  ({t['fills']} fills; valued at {t['valued_at'] or 'never'})", ""]
-    parts.append(
-        _table(
-            ["symbol", "quantity", "avg cost", "mark", "realized", "unrealized", "fees", "fills", "state"],
-            [
+    q = report.quote_asset
+    parts = [
+        f"ledger {report.database}  ({t['fills']} fills: {t['buys']} buys, {t['sells']} sells;"
+        f" valued at {t['valued_at'] or 'never'})",
+        "",
+        f"bot PnL {_amount(t['bot_pnl'])} {q}: realized {_amount(t['realized_pnl'])}"
+        f"  unrealized {_amount(t['unrealized_pnl'])}  (fees paid {_amount(t['fees'])}, included)",
+        "",
+    ]
+    if report.positions:
+        parts.append(
+            _table(
                 [
-                    p["symbol"],
-                    p["quantity"],
-                    p["avg_cost"],
-                    p["mark"],
-                    p["realized_pnl"],
-                    p["unrealized_pnl"],
-                    p["fees"],
-                    p["fills"],
-                    "HALTED" if p["halted"] else "ok",
-                ]
-                for p in report.positions
-            ],
+                    "symbol",
+                    "bot qty",
+                    "avg cost",
+                    "mark",
+                    "realized",
+                    "unrealized",
+                    "fees",
+                    "fills",
+                    "opening",
+                    "state",
+                ],
+                [
+                    [
+                        p["symbol"],
+                        p["quantity"],
+                        p["avg_cost"],
+                        p["mark"],
+                        p["realized_pnl"],
+                        p["unrealized_pnl"],
+                        p["fees"],
+                        p["fills"],
+                        p["opening_quantity"],
+                        "HALTED" if p["halted"] else "ok",
+                    ]
+                    for p in report.positions
+                ],
+            )
         )
-    )
+    else:
+        parts.append("no positions: the bot has not traded yet")
+    if report.trades:
+        shown = report.trades[-TEXT_TRADES:]
+        title = f"trades ({len(report.trades)}" + (
+            f", newest {len(shown)})" if len(shown) < len(report.trades) else ")"
+        )
+        parts += ["", title]
+        parts.append(
+            _table(
+                ["time", "symbol", "side", "quantity", "price", "fee", "strategy"],
+                [
+                    [
+                        x["ts"].strftime("%H:%M:%S") if hasattr(x["ts"], "strftime") else x["ts"],
+                        x["symbol"],
+                        x["side"].upper(),
+                        x["quantity"],
+                        x["price"],
+                        x["fee"],
+                        x["strategy"],
+                    ]
+                    for x in shown
+                ],
+            )
+        )
     parts += [
         "",
-        f"realized {_plain(t['realized_pnl'])}  unrealized {_plain(t['unrealized_pnl'])}  fees {_plain(t['fees'])}"
-        f"  ({report.quote_asset})",
-        f"equity {_plain(t['equity'])}  peak {_plain(t['peak_equity'])}  drawdown {_pct(t['drawdown'])}"
+        f"account (opening holdings included, worth {_amount(t['opening_holdings_value'])} {q} at the marks):"
+        f" equity {_amount(t['equity'])}  peak {_amount(t['peak_equity'])}  drawdown {_pct(t['drawdown'])}"
         f"  max drawdown {_pct(t['max_drawdown'])}",
         "",
     ]
+    balances = _balances(report)
     if report.exchange is not None:
         parts.append(
             _table(
                 ["asset", "ledger", "exchange", "difference", "match"],
                 [
                     [x["asset"], x["ledger"], x["exchange"], x["difference"], "yes" if x["match"] else "NO"]
-                    for x in report.exchange
+                    for x in _exchange_lines(report)
                 ],
             )
         )
@@ -323,10 +396,12 @@ def to_text(report: Report) -> str:
         )
         if report.exchange_error:
             parts.append(f"exchange unavailable now: {report.exchange_error}")
-    else:
-        parts.append(_table(["asset", "ledger"], [[a, v] for a, v in report.balances.items()]))
+    elif balances:
+        parts.append(_table(["asset", "ledger"], [[a, v] for a, v in balances.items()]))
         if report.exchange_error:
             parts.append(f"exchange unavailable: {report.exchange_error}")
+    else:
+        parts.append("no balances recorded")
     if report.alerts:
         parts += ["", f"OPEN ALERTS: {len(report.alerts)}"]
         parts += [f"  {a['kind']} {a['symbol']} {a['detail'].get('error', '')}" for a in report.alerts]
@@ -336,30 +411,6 @@ def to_text(report: Report) -> str:
     return "\n".join(parts)
 
 
-def plot(report: Report, path: Path) -> None:
-    """Equity curve above, drawdown below, into a PNG (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    times = [ts for ts, _, _ in report.curve]
-    equity = [float(e) for _, e, _ in report.curve]  # plotting only: the figures themselves stay Decimal
-    down = [-float(d) * 100 for _, _, d in report.curve]
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6), height_ratios=(3, 1))
-    top.plot(times, equity, color="tab:blue", linewidth=1.2)
-    top.set_ylabel(f"equity ({report.quote_asset})")
-    top.set_title("Equity and drawdown")
-    top.grid(alpha=0.3)
-    bottom.fill_between(times, down, 0, color="tab:red", alpha=0.4, step="post")
-    bottom.set_ylabel("drawdown %")
-    bottom.grid(alpha=0.3)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 async def run_report(opts: ReportOptions, env: Mapping[str, str] | None = None) -> int:
     """Print the report; 0 when it printed (and the exchange matched, if asked), 1 on a balance mismatch."""
     env = os.environ if env is None else env
@@ -367,12 +418,16 @@ async def run_report(opts: ReportOptions, env: Mapping[str, str] | None = None) 
     report = await load_report(database, opts.quote_asset)
     if exchange is not None:
         await add_exchange(report, exchange)
-    if opts.plot is not None:
-        plot(report, opts.plot)
     if opts.json:
         print(to_json(report))
     elif opts.csv:
         print(to_csv(report), end="")
     else:
         print(to_text(report))
+    if opts.plot is not None:
+        from btcbot.cli.reportplot import plot
+
+        written = plot(report.curve, report.trades, report.quote_asset, opts.plot)
+        # stderr: stdout stays the JSON or CSV a script parses.
+        print(f"plot written to {written}", file=sys.stderr)
     return 1 if report.balances_match is False else 0

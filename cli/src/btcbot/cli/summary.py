@@ -6,7 +6,11 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
+
+from btcbot.cli.report import Report
 
 PIPELINE = ("marketdata", "strategy", "risk", "execution", "ledger")
 
@@ -57,3 +61,32 @@ def check_trace_file(path: Path) -> TraceCheck:
         return TraceCheck(False, None, (), 0)
     with path.open(encoding="utf-8") as fh:
         return check_traces(fh)
+
+
+def _text(value: Decimal) -> str:
+    return format(value, "f")  # 0E-8 -> 0.00000000
+
+
+def trading_summary(report: Report) -> dict[str, Any]:
+    """The bot's trading for `up`'s summary: PnL (opening holdings excluded), fees, trades, positions held."""
+    t = report.totals
+    return {
+        "quote_asset": report.quote_asset,
+        "realized_pnl": _text(t["realized_pnl"]),
+        "unrealized_pnl": _text(t["unrealized_pnl"]),
+        "bot_pnl": _text(t["bot_pnl"]),
+        "fees": _text(t["fees"]),
+        # `trades` (already in the summary) counts the market's public trades; these are the bot's own fills.
+        "bot_trades": {"count": t["fills"], "buys": t["buys"], "sells": t["sells"]},
+        "positions": [
+            {
+                "symbol": p["symbol"],
+                "quantity": _text(p["quantity"]),
+                "avg_cost": None if p["avg_cost"] is None else _text(p["avg_cost"]),
+                "realized_pnl": _text(p["realized_pnl"]),
+                "unrealized_pnl": _text(p["unrealized_pnl"]),
+            }
+            for p in report.positions
+            if p["quantity"] > 0 or p["realized_pnl"] != 0
+        ],
+    }

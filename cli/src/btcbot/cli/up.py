@@ -33,12 +33,15 @@ from btcbot.cli.endpoints import with_database
 from btcbot.cli.infra import Infra, InfraError, resolve_infra
 from btcbot.cli.natsconfig import IDENTITIES_FILE, NatsUser, load_users, user_auth
 from btcbot.cli.probes import drop_database, ensure_database
-from btcbot.cli.summary import check_trace_file
+from btcbot.cli.profiles import Applied, apply_profile
+from btcbot.cli.progress import Progress
+from btcbot.cli.summary import check_trace_file, trading_summary
 from btcbot.cli.supervisor import Supervisor
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import decode
-from btcbot.contracts.messages import CancelOrder
+from btcbot.contracts.messages import CancelOrder, OrderIntent
 from btcbot.contracts.streams import ALL_STREAMS, EXECUTION_ORDERS, LEDGER_EXECUTION, RISK_INTENTS
+from btcbot.ledger.queries import fill_count
 from btcbot.runtime.inspect import last_sequence, read_stream
 from btcbot.runtime.jetstream import NatsAuth, NatsPublisher, connect, nats_auth_from_env, provision
 from btcbot.runtime.signing import RunKeys
@@ -78,6 +81,8 @@ class UpOptions:
     keep_state: bool
     funds: str = DEFAULT_FUNDS
     universe: str = "static"
+    quiet: bool = False  # no progress lines on stderr (progress.json is still written)
+    profile: str | None = None  # a named set of settings (cli/profiles.py)
 
 
 def say(text: str) -> None:
@@ -140,29 +145,12 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     api_secret = base64.b64encode(secrets.token_bytes(32)).decode()
     sim_admin = sim_admin_token()
     trace_file = state / "traces.jsonl"
-    port_file = state / "sim.port"
     symbols = ",".join(opts.symbols)
     funds = funds_for(opts.symbols, opts.funds)
-    sup.add(
-        "sim",
-        "btcbot.sim",
-        {"SIM_API_KEY": api_key, "SIM_API_SECRET": api_secret, "SIM_ADMIN_TOKEN": sim_admin},
-        [
-            "--port",
-            "0",
-            "--port-file",
-            str(port_file),
-            "--seed",
-            str(opts.seed),
-            "--symbols",
-            symbols,
-            "--fund",
-            funds,
-        ],
-        health=False,
+    profile = _profile(opts.profile)
+    sim_port = await _start_sim(
+        sup, state / "sim.port", opts.seed, symbols, funds, (api_key, api_secret, sim_admin), profile
     )
-    await sup.start("sim")
-    sim_port = await _wait_for_port(port_file, sup, 30)
     base_url = f"http://127.0.0.1:{sim_port}"
     say(f"   simulator: {base_url} (seed {opts.seed}, symbols {symbols})")
 
@@ -181,6 +169,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
         # BTCTurk allows 120 user-trade reads a minute per IP, shared by every process here: polling two
         # symbols every 1.5 s leaves room for the ledger's reconciliation.
         "EXECUTION_FILL_POLL_INTERVAL": os.environ.get("EXECUTION_FILL_POLL_INTERVAL", "1.5"),
+        **profile.service_env,
     }
     keys = RunKeys.generate()
     for name in SERVICES_IN_START_ORDER:
@@ -219,12 +208,14 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     (state / PROMETHEUS_TARGETS).write_text(json.dumps(prometheus_targets(health_ports), indent=2))
     say(f"   logs: {sup.log_dir}/<name>.log   traces: {trace_file}   metrics targets: {state / PROMETHEUS_TARGETS}")
     say("   running" + (f" for {opts.duration:.0f}s" if opts.duration else "; Ctrl-C stops") + " ...")
+    progress = Progress(js, start_seqs, state, quiet=opts.quiet, say=say).start()
 
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), opts.duration)
     say("   stopping: draining the pipeline from the front")
     async with BtcTurkClient(base_url, api_key, api_secret, timeout=5.0) as exchange:
         await _drain_pipeline(js, sup, exchange, (base_url, sim_admin), api_key, opts.symbols, start_seqs["EXECUTION"])
+    await progress.stop()
     await asyncio.sleep(1.0)  # span exporters flush on their schedule
     summary = await _summarize(js, start_seqs, infra.database_url, trace_file)
     summary.update(await _balances(infra.database_url, base_url, api_key, api_secret))
@@ -235,6 +226,33 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     await nc.close()
     print(json.dumps(summary, sort_keys=False), flush=True)
     return 0
+
+
+def _profile(name: str | None) -> Applied:
+    """The profile's settings (the environment's own values win), said once."""
+    profile = apply_profile(name, os.environ)
+    if profile.name:
+        shown = [*profile.service_env.items(), *zip(profile.sim_args[::2], profile.sim_args[1::2], strict=True)]
+        say(f"   profile {profile.name}: " + " ".join(f"{k}={v}" for k, v in shown))
+    return profile
+
+
+async def _start_sim(
+    sup: Supervisor,
+    port_file: Path,
+    seed: int,
+    symbols: str,
+    funds: str,
+    creds: tuple[str, str, str],
+    profile: Applied,
+) -> int:
+    """Start the simulator (funded with `funds`, the profile's market options); returns its port."""
+    api_key, api_secret, admin = creds
+    args = ["--port", "0", "--port-file", str(port_file), "--seed", str(seed), "--symbols", symbols, "--fund", funds]
+    env = {"SIM_API_KEY": api_key, "SIM_API_SECRET": api_secret, "SIM_ADMIN_TOKEN": admin}
+    sup.add("sim", "btcbot.sim", env, [*args, *profile.sim_args], health=False)
+    await sup.start("sim")
+    return await _wait_for_port(port_file, sup, 30)
 
 
 PROMETHEUS_TARGETS = "prometheus-targets.json"
@@ -417,19 +435,25 @@ async def _settle_fills(js: Any, sim: tuple[str, str], api_key: str, exec_start:
 
 async def _summarize(js: Any, start_seqs: dict[str, int], database_url: str, trace_file: Path) -> dict[str, Any]:
     counts: Counter[str] = Counter()
+    by_strategy: Counter[str] = Counter()
     for stream, start in start_seqs.items():
         async for stored in read_stream(js, stream, start + 1):
             counts[f"stream:{stream}"] += 1
             try:
-                counts[type(decode(stored.data)).__name__] += 1
+                message = decode(stored.data)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 counts["undecodable"] += 1
-    ledger_fills = await _ledger_fills(database_url)
+                continue
+            counts[type(message).__name__] += 1
+            if isinstance(message, OrderIntent):
+                by_strategy[message.strategy] += 1
+    ledger_fills = await fill_count(database_url)
     traces = check_trace_file(trace_file)
     return {
         "books": counts["BookSnapshot"],
         "trades": counts["TradeTick"],
         "intents": counts["OrderIntent"],
+        "intents_by_strategy": dict(sorted(by_strategy.items())),
         "orders": counts["SubmitOrder"],
         "denied": counts["OrderDenied"],
         "accepted": counts["OrderAccepted"],
@@ -454,14 +478,5 @@ async def _balances(database_url: str, base_url: str, api_key: str, api_secret: 
     return {
         "balances_match": report.balances_match,
         "balance_mismatches": [str(line["asset"]) for line in lines if not line["match"]],
+        **trading_summary(report),
     }
-
-
-async def _ledger_fills(database_url: str) -> int:
-    import asyncpg
-
-    conn = await asyncpg.connect(database_url, timeout=10)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM fills"))
-    finally:
-        await conn.close()

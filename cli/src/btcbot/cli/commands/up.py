@@ -6,6 +6,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from btcbot.cli.profiles import PROFILES
+
 HELP = "run the simulator and the five services on this machine"
 
 
@@ -22,6 +24,10 @@ def add_arguments(up: argparse.ArgumentParser) -> None:
         default="static",
         help="static: trade every --symbols pair; dynamic: the universe selects among the TRY pairs of --symbols",
     )
+    up.add_argument("--quiet", action="store_true", help="no progress lines (trades and status) on stderr")
+    up.add_argument(
+        "--profile", choices=sorted(PROFILES), help="a named set of settings (demo: trades visibly; cli/profiles.py)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,5 +37,14 @@ def run(args: argparse.Namespace) -> int:
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
     if args.duration is not None and args.duration <= 0:
         raise SystemExit("btcbot up: --duration must be positive")
-    opts = UpOptions(args.duration, args.state_dir, symbols, args.seed, args.keep_state, universe=args.universe)
+    opts = UpOptions(
+        args.duration,
+        args.state_dir,
+        symbols,
+        args.seed,
+        args.keep_state,
+        universe=args.universe,
+        quiet=args.quiet,
+        profile=args.profile,
+    )
     return asyncio.run(run_up(opts))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -113,3 +114,75 @@ async def last_message(js: JetStreamContext, stream: str, subject: str) -> Store
     except NotFoundError:
         return None
     return StoredMessage(stream, int(raw.seq or 0), raw.subject or subject, raw.data or b"", dict(raw.headers or {}))
+
+
+async def subject_counts(js: JetStreamContext, stream: str, subjects_filter: str) -> dict[str, int]:
+    """How many messages the stream holds per subject matching `subjects_filter` (empty when it is missing)."""
+    try:
+        info = await js.stream_info(stream, subjects_filter=subjects_filter)
+    except NotFoundError:
+        return {}
+    return {subject: int(count) for subject, count in (info.state.subjects or {}).items()}
+
+
+async def consumer_lags(js: JetStreamContext, streams: Iterable[str]) -> dict[str, int]:
+    """Per durable consumer of these streams: messages not yet delivered plus delivered but unacknowledged."""
+    lags: dict[str, int] = {}
+    for stream in streams:
+        try:
+            consumers = await js.consumers_info(stream)
+        except NotFoundError:
+            continue
+        for info in consumers:
+            if info.config.durable_name:
+                lags[info.config.durable_name] = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+    return lags
+
+
+class StreamTail:
+    """New messages of one stream as they arrive, from a start sequence on, over one ephemeral no-ack consumer.
+
+    For a watcher that polls every second or so: one consumer for the whole watch, made again if the server
+    dropped it (an outage longer than its inactivity threshold).
+    """
+
+    def __init__(self, js: JetStreamContext, stream: str, subject: str, after_seq: int) -> None:
+        """Deliver the messages of `stream` on `subject` whose sequence is above `after_seq`."""
+        self._js = js
+        self._stream = stream
+        self._subject = subject
+        self._last = after_seq
+        self._sub: JetStreamContext.PullSubscription | None = None
+
+    async def poll(self, batch: int = 500, timeout: float = 0.5) -> list[StoredMessage]:
+        """What arrived since the last poll (possibly nothing)."""
+        if self._sub is None:
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self._last + 1,
+                ack_policy=AckPolicy.NONE,
+                mem_storage=True,
+                inactive_threshold=30,
+            )
+            self._sub = await ephemeral_pull(self._js, self._stream, self._subject, config)
+        try:
+            msgs = await self._sub.fetch(batch=batch, timeout=timeout)
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []
+        except nats.errors.Error:
+            await self.close()
+            raise
+        out = []
+        for msg in msgs:
+            seq = msg.metadata.sequence.stream
+            if seq > self._last:
+                self._last = seq
+                out.append(StoredMessage(self._stream, seq, msg.subject, msg.data, dict(msg.headers or {})))
+        return out
+
+    async def close(self) -> None:
+        """Drop the consumer (idempotent)."""
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
