@@ -60,7 +60,7 @@ class PrivateRedis:
     """
 
     def __init__(self, base: Path) -> None:
-        from btcbot.cli.infra import find_executable, free_port
+        from btcbot.devstack.infra import find_executable, free_port
 
         binary = find_executable("redis-server")
         if binary is None:
@@ -341,8 +341,9 @@ def chaos_rig(pg_admin_url: str) -> Callable[..., contextlib.AbstractAsyncContex
 @contextlib.asynccontextmanager
 async def running_rig(pg_admin_url: str, **options: Any) -> AsyncIterator[Chaos]:
     """A started rig (`options` are Chaos fields, e.g. risk_replicas, risk_env), torn down on exit."""
-    from btcbot.cli.infra import drop_database, ensure_database, start_nats
-    from btcbot.cli.supervisor import Supervisor
+    from btcbot.devstack.infra import drop_database, ensure_database, start_nats
+    from btcbot.devstack.restarts import RestartPolicy
+    from btcbot.devstack.supervisor import Supervisor
 
     base = Path(tempfile.mkdtemp(prefix="btcbot-chaos-"))
     base.chmod(0o711)
@@ -351,8 +352,8 @@ async def running_rig(pg_admin_url: str, **options: Any) -> AsyncIterator[Chaos]
     redis.start()
     db_name = f"btcbot_chaos_{secrets.token_hex(4)}"
     database_url = await ensure_database(pg_admin_url, db_name)
-    # max_restarts=0: the test restarts what it kills, when it chooses to.
-    rig = Chaos(base, Supervisor(base / "logs", max_restarts=0), nats, redis, database_url, **options)
+    # No restarts: the test restarts what it kills, when it chooses to.
+    rig = Chaos(base, Supervisor(base / "logs", RestartPolicy(max_restarts=0)), nats, redis, database_url, **options)
     try:
         await rig.start()
         yield rig

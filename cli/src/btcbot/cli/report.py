@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from btcbot.cli.endpoints import redact_url
+from btcbot.devstack.endpoints import redact_url
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/btcbot"
 ZERO = Decimal(0)

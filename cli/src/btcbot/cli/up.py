@@ -29,16 +29,16 @@ import httpx
 import msgspec
 
 from btcbot.btcturk.rest import BtcTurkClient
-from btcbot.cli.endpoints import with_database
-from btcbot.cli.infra import Infra, InfraError, resolve_infra
-from btcbot.cli.natsconfig import IDENTITIES_FILE, NatsUser, load_users, user_auth
-from btcbot.cli.probes import drop_database, ensure_database
 from btcbot.cli.summary import check_trace_file
-from btcbot.cli.supervisor import Supervisor
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import decode
 from btcbot.contracts.messages import CancelOrder
 from btcbot.contracts.streams import ALL_STREAMS, EXECUTION_ORDERS, LEDGER_EXECUTION, RISK_INTENTS
+from btcbot.devstack.endpoints import with_database
+from btcbot.devstack.infra import Infra, InfraError, resolve_infra
+from btcbot.devstack.natsusers import IDENTITIES_FILE, NatsUser, load_users, user_auth
+from btcbot.devstack.probes import drop_database, ensure_database
+from btcbot.devstack.supervisor import Supervisor
 from btcbot.runtime.inspect import last_sequence, read_stream
 from btcbot.runtime.jetstream import NatsAuth, NatsPublisher, connect, nats_auth_from_env, provision
 from btcbot.runtime.signing import RunKeys
