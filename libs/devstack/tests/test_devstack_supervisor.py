@@ -37,7 +37,7 @@ async def test_a_killed_child_is_restarted_and_the_run_stays_ok(tmp_path: Path) 
         os.kill(first, signal.SIGKILL)
         await _until(lambda: child.restarts == 1 and child.running, 10, "the restart")
         assert child.process.pid != first
-        assert sup.events == ["idle exited with -9"]
+        assert sup.events == ["idle was killed by SIGKILL"]
         assert sup.verdict() == {"ok": True, "failed_services": []}
         assert sup.exit_code() == 0
     finally:

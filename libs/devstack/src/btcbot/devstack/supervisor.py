@@ -9,6 +9,7 @@ run and exit with EXIT_SERVICE_DOWN.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -87,10 +88,10 @@ class Supervisor:
         return child
 
     async def _watch(self, child: Child, generation: int) -> None:
-        code: int | str = await child.process.wait()
+        how = _exit_text(await child.process.wait())
         while not (self._closing or child.expected_exit or child.process.starts != generation):
-            self._note(f"{child.name} exited with {code}")
-            _say(f"!! {child.name} exited with code {code}; last log lines:\n{log_tail(child.log_path, _CRASH_LOG)}")
+            self._note(f"{child.name} {how}")
+            _say(f"!! {child.name} {how}; last log lines:\n{log_tail(child.log_path, _CRASH_LOG)}")
             decision = child.budget.crashed(time.monotonic())
             if isinstance(decision, GiveUp):
                 self._give_up(child, decision)
@@ -105,11 +106,11 @@ class Supervisor:
             try:
                 child.process.start()
             except OSError as exc:  # the program itself cannot run: that is a crash too
-                code = f"no start ({exc})"
+                how = f"could not start ({exc})"
                 continue
             child.restarts += 1
             generation = child.process.starts
-            code = await child.process.wait()
+            how = _exit_text(await child.process.wait())
 
     def _give_up(self, child: Child, decision: GiveUp) -> None:
         line = decision.describe(child.name, str(child.log_path))
@@ -175,6 +176,14 @@ class Supervisor:
             watcher.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
         self._watchers.clear()
+
+
+def _exit_text(code: int) -> str:
+    """`exited with code 1`, or `was killed by SIGKILL` for a negative (signal) exit code."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
 
 
 def _say(text: str) -> None:
