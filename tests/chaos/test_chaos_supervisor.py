@@ -150,7 +150,10 @@ def _budget(restarts: int) -> dict[str, str]:
 
 async def _kill(up: Up, pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
-    while up.service_pid(VICTIM) == pid:  # until up has reaped it (a restart then has a new pid)
+    deadline = time.monotonic() + 10
+    # Until `up` has reaped it (a restart then has a new pid).
+    while up.service_pid(VICTIM) == pid:
+        assert time.monotonic() < deadline, f"{VICTIM} (pid {pid}) was not reaped"
         await asyncio.sleep(0.05)
 
 
