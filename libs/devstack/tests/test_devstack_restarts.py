@@ -11,8 +11,10 @@ def test_backoff_doubles_to_the_ceiling_then_the_budget_runs_out() -> None:
     budget = RestartBudget(RestartPolicy(delay=0.5, max_delay=3.0, max_restarts=5, window=120))
     decisions = [budget.crashed(float(t)) for t in range(6)]
     assert decisions[:5] == [Restart(0.5, 1), Restart(1.0, 2), Restart(2.0, 3), Restart(3.0, 4), Restart(3.0, 5)]
-    assert decisions[5] == GiveUp(6, 120)
-    assert decisions[5].describe("execution", "/x/execution.log") == (
+    gave_up = decisions[5]
+    assert gave_up == GiveUp(6, 120)
+    assert isinstance(gave_up, GiveUp)
+    assert gave_up.describe("execution", "/x/execution.log") == (
         "execution stayed down: 6 crashes in 120 s; see /x/execution.log"
     )
 
