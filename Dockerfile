@@ -31,6 +31,7 @@ WORKDIR /src
 COPY uv.lock pyproject.toml ./
 COPY libs/contracts/pyproject.toml libs/contracts/
 COPY libs/runtime/pyproject.toml libs/runtime/
+COPY libs/devstack/pyproject.toml libs/devstack/
 COPY libs/btcturk/pyproject.toml libs/btcturk/
 COPY services/marketdata/pyproject.toml services/marketdata/
 COPY services/strategy/pyproject.toml services/strategy/

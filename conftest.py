@@ -29,8 +29,8 @@ import pytest
 import pytest_asyncio
 
 if TYPE_CHECKING:
-    from btcbot.cli.infra import EmbeddedServer
-    from btcbot.cli.natsconfig import NatsUser
+    from btcbot.devstack.infra import EmbeddedServer
+    from btcbot.devstack.natsusers import NatsUser
 
 _LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 _LOCAL_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -39,7 +39,7 @@ _LOCAL_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     """A nats-server with JetStream for this test session, stopped at the end."""
-    from btcbot.cli.infra import start_nats
+    from btcbot.devstack.infra import start_nats
 
     server = start_nats(tmp_path_factory.mktemp("nats"))
     yield server
@@ -55,8 +55,8 @@ def nats_url(nats_server: EmbeddedServer) -> str:
 @pytest.fixture(scope="session")
 def secured_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedServer, dict[str, NatsUser]]]:
     """A nats-server with authorization from the identity table, and each identity's credentials."""
-    from btcbot.cli.infra import start_secured_nats
-    from btcbot.cli.natsconfig import IDENTITIES_FILE, load_users
+    from btcbot.devstack.infra import start_secured_nats
+    from btcbot.devstack.natsusers import IDENTITIES_FILE, load_users
 
     state = tmp_path_factory.mktemp("secured-nats")
     server = start_secured_nats(state)
@@ -116,7 +116,7 @@ async def _find_server(
     start_embedded: Callable[[Path], EmbeddedServer],
 ) -> str:
     """Env URLs, then the local default, then testcontainers (if Docker answers), then embedded; else skip."""
-    from btcbot.cli.infra import InfraError
+    from btcbot.devstack.infra import InfraError
 
     reasons: list[str] = []
     candidates = [(var, os.environ.get(var)) for var in variables]
@@ -170,7 +170,7 @@ def _postgres_container() -> tuple[Callable[[], object], str]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def redis_url() -> AsyncIterator[str]:
     """A usable Redis URL for the session (see the module docstring for the search order)."""
-    from btcbot.cli.infra import redis_usable, start_redis
+    from btcbot.devstack.infra import redis_usable, start_redis
 
     with ExitStack() as stack:
         yield await _find_server(
@@ -203,7 +203,7 @@ async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def pg_admin_url() -> AsyncIterator[str]:
     """A Postgres URL allowed to create databases (see the module docstring for the search order)."""
-    from btcbot.cli.infra import pg_usable, start_postgres
+    from btcbot.devstack.infra import pg_usable, start_postgres
 
     with ExitStack() as stack:
         yield await _find_server(
@@ -220,7 +220,7 @@ async def pg_admin_url() -> AsyncIterator[str]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
     """URL of a fresh database `btcbot_t_<hex>` for this session, dropped at the end."""
-    from btcbot.cli.infra import drop_database, ensure_database
+    from btcbot.devstack.infra import drop_database, ensure_database
 
     name = f"btcbot_t_{secrets.token_hex(6)}"
     url = await ensure_database(pg_admin_url, name)

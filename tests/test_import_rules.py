@@ -91,7 +91,7 @@ def top(name: str) -> str:
 
 
 def test_the_tree_was_found() -> None:
-    assert {"btcbot.contracts", "btcbot.runtime", *(f"btcbot.{s}" for s in SERVICES)} <= set(MODULES)
+    assert {"btcbot.contracts", "btcbot.runtime", "btcbot.devstack", *(f"btcbot.{s}" for s in SERVICES)} <= set(MODULES)
 
 
 def test_contracts_import_only_stdlib_and_msgspec() -> None:
@@ -115,9 +115,18 @@ def test_services_never_import_each_other_or_the_cli_or_the_simulator() -> None:
 
 def test_libraries_never_import_services() -> None:
     for module, names in IMPORTS.items():
-        if top(module) in ("btcbot.contracts", "btcbot.runtime", "btcbot.btcturk"):
+        if top(module) in ("btcbot.contracts", "btcbot.runtime", "btcbot.btcturk", "btcbot.devstack"):
             for name in names:
                 assert top(name).removeprefix("btcbot.") not in (*SERVICES, "cli", "sim"), f"{module} imports {name}"
+
+
+def test_the_devstack_builds_only_on_contracts_and_the_runtime() -> None:
+    # `btcbot up` and the tests share it: it starts services as processes, it never imports one (or the CLI).
+    allowed = {"btcbot.devstack", "btcbot.runtime", "btcbot.contracts"}
+    for module, names in IMPORTS.items():
+        if top(module) == "btcbot.devstack":
+            ours = {n for n in names if n.split(".")[0] == "btcbot"}
+            assert {top(n) for n in ours} <= allowed, f"{module} imports {ours - allowed}"
 
 
 def test_only_the_runtime_imports_nats() -> None:

@@ -274,8 +274,8 @@ def test_mode_step_refuses_when_risk_would_deny():
 
 
 def test_run_file_records_the_canary_identity_and_tolerates_an_older_identities_file():
-    from btcbot.cli.natsconfig import generate_users
     from btcbot.cli.up import run_file_nats
+    from btcbot.devstack.natsusers import generate_users
 
     users = generate_users()
     table = run_file_nats(users)["nats_auth"]

@@ -72,7 +72,7 @@ def test_status_reads_like_risk_rebuilds():
 async def test_status_against_a_real_stream(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import time
 
-    from btcbot.cli.infra import start_nats
+    from btcbot.devstack.infra import start_nats
 
     server = start_nats(tmp_path)
     env = {"NATS_URL": server.url}
@@ -100,8 +100,8 @@ async def test_control_commands_are_signed_with_the_operator_key(
 ) -> None:
     import msgspec
 
-    from btcbot.cli.infra import start_nats
     from btcbot.contracts.signing import verify
+    from btcbot.devstack.infra import start_nats
     from btcbot.runtime.signing import RunKeys
 
     keys = RunKeys.generate()

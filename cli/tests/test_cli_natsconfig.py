@@ -11,20 +11,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from btcbot.cli.infra import find_executable
-from btcbot.cli.natsconfig import (
+from btcbot.cli.natsconfig import K8S_FILE, cli_auth, render, run_file_auth
+from btcbot.contracts.access import IDENTITIES
+from btcbot.devstack.infra import find_executable
+from btcbot.devstack.natsusers import (
     IDENTITIES_FILE,
-    K8S_FILE,
     SERVER_CONFIG_FILE,
     NatsUser,
-    cli_auth,
     generate_users,
     load_users,
-    render,
-    run_file_auth,
     server_config,
 )
-from btcbot.contracts.access import IDENTITIES
 from btcbot.runtime.jetstream import NatsAuth, nats_auth_from_env
 from btcbot.runtime.service import service_auth
 from btcbot.runtime.settings import CommonSettings

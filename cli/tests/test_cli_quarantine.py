@@ -21,7 +21,7 @@ NOW = 1_750_000_000 * 10**9
 
 @pytest.fixture
 async def ledger(pg_admin_url: str):
-    from btcbot.cli.infra import drop_database, ensure_database
+    from btcbot.devstack.infra import drop_database, ensure_database
 
     name = f"btcbot_quarantine_{secrets.token_hex(4)}"
     url = await ensure_database(pg_admin_url, name)

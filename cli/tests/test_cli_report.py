@@ -43,7 +43,7 @@ def fill(trade: str, side: str, price: str, qty: str, fee: str) -> OrderFilled:
 
 @pytest.fixture
 async def ledger(pg_admin_url: str):
-    from btcbot.cli.infra import drop_database, ensure_database
+    from btcbot.devstack.infra import drop_database, ensure_database
 
     name = f"btcbot_report_{secrets.token_hex(4)}"
     url = await ensure_database(pg_admin_url, name)
@@ -64,7 +64,7 @@ async def ledger(pg_admin_url: str):
 
 @pytest.fixture
 async def empty_ledger(pg_admin_url: str):
-    from btcbot.cli.infra import drop_database, ensure_database
+    from btcbot.devstack.infra import drop_database, ensure_database
 
     name = f"btcbot_report_{secrets.token_hex(4)}"
     url = await ensure_database(pg_admin_url, name)

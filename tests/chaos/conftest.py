@@ -18,7 +18,6 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -26,12 +25,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
 
 from btcbot.runtime.signing import RunKeys
+
+if TYPE_CHECKING:
+    from btcbot.devstack.procs import ManagedProcess
 
 # The simulator's /sim/* admin endpoints need this token (the harness starts it with SIM_ADMIN_TOKEN).
 SIM_ADMIN_TOKEN = "chaos-sim-admin-token"
@@ -60,7 +62,7 @@ class PrivateRedis:
     """
 
     def __init__(self, base: Path) -> None:
-        from btcbot.cli.infra import find_executable, free_port
+        from btcbot.devstack.infra import find_executable, free_port
 
         binary = find_executable("redis-server")
         if binary is None:
@@ -70,25 +72,20 @@ class PrivateRedis:
         self.dir = base / "redis"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.dir / "redis.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
-        args = [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir),
-                "--logfile", str(self.log_path), "--daemonize", "no"]  # fmt: skip
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.pings():
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on {self.port}: {self.log_path.read_text()[-2000:]}")
+        from btcbot.devstack.procs import ManagedProcess
+
+        args: list[str | Path] = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "yes", "--appendfsync", "always", "--dir", self.dir,
+                "--logfile", self.log_path, "--daemonize", "no"]  # fmt: skip
+        self.process = ManagedProcess("redis-server", args, self.log_path).start()
+        self.process.wait_ready(self.pings, timeout)
 
     def pings(self) -> bool:
         try:
@@ -100,13 +97,8 @@ class PrivateRedis:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            process.stop()
 
 
 @dataclass
@@ -341,8 +333,9 @@ def chaos_rig(pg_admin_url: str) -> Callable[..., contextlib.AbstractAsyncContex
 @contextlib.asynccontextmanager
 async def running_rig(pg_admin_url: str, **options: Any) -> AsyncIterator[Chaos]:
     """A started rig (`options` are Chaos fields, e.g. risk_replicas, risk_env), torn down on exit."""
-    from btcbot.cli.infra import drop_database, ensure_database, start_nats
-    from btcbot.cli.supervisor import Supervisor
+    from btcbot.devstack.infra import drop_database, ensure_database, start_nats
+    from btcbot.devstack.restarts import RestartPolicy
+    from btcbot.devstack.supervisor import Supervisor
 
     base = Path(tempfile.mkdtemp(prefix="btcbot-chaos-"))
     base.chmod(0o711)
@@ -351,8 +344,8 @@ async def running_rig(pg_admin_url: str, **options: Any) -> AsyncIterator[Chaos]
     redis.start()
     db_name = f"btcbot_chaos_{secrets.token_hex(4)}"
     database_url = await ensure_database(pg_admin_url, db_name)
-    # max_restarts=0: the test restarts what it kills, when it chooses to.
-    rig = Chaos(base, Supervisor(base / "logs", max_restarts=0), nats, redis, database_url, **options)
+    # No restarts: the test restarts what it kills, when it chooses to.
+    rig = Chaos(base, Supervisor(base / "logs", RestartPolicy(max_restarts=0)), nats, redis, database_url, **options)
     try:
         await rig.start()
         yield rig

@@ -155,9 +155,10 @@ def portfolio(account: str, quantity: Decimal, ts_ns: int) -> PortfolioSnapshot:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def rig(pg_admin_url: str) -> AsyncIterator[Rig]:
-    from btcbot.cli.infra import drop_database, ensure_database, start_nats
-    from btcbot.cli.supervisor import Supervisor
     from btcbot.contracts.streams import ALL_STREAMS
+    from btcbot.devstack.infra import drop_database, ensure_database, start_nats
+    from btcbot.devstack.restarts import RestartPolicy
+    from btcbot.devstack.supervisor import Supervisor
     from btcbot.runtime.jetstream import NatsPublisher, connect, provision
 
     base = Path(tempfile.mkdtemp(prefix="btcbot-future-"))
@@ -165,7 +166,7 @@ async def rig(pg_admin_url: str) -> AsyncIterator[Rig]:
     nats = start_nats(base / "nats")
     db_name = f"btcbot_future_{secrets.token_hex(4)}"
     database_url = await ensure_database(pg_admin_url, db_name)
-    r = Rig(base, Supervisor(base / "logs", max_restarts=0), nats)
+    r = Rig(base, Supervisor(base / "logs", RestartPolicy(max_restarts=0)), nats)
     try:
         r.nc = await connect(nats.url, "chaos-future", 10, reconnect_forever=False)
         r.js = r.nc.jetstream()

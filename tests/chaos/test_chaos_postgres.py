@@ -17,7 +17,6 @@ import base64
 import contextlib
 import json
 import os
-import pwd
 import secrets
 import shutil
 import tempfile
@@ -45,7 +44,7 @@ class PrivatePostgres:
     """An embedded Postgres that can be stopped and started again on the same data directory and port."""
 
     def __init__(self, state: Path) -> None:
-        from btcbot.cli.embedded import start_postgres
+        from btcbot.devstack.embedded import start_postgres
 
         self.state = state
         self.server = start_postgres(state)
@@ -56,23 +55,10 @@ class PrivatePostgres:
         self.server.stop()
 
     def restart(self) -> None:
-        from btcbot.cli.embedded import find_postgres_bindir
-        from btcbot.cli.procs import EmbeddedServer, spawn
+        """Start the same cluster on the same port, where its clients expect it."""
+        from btcbot.devstack.embedded import start_postgres
 
-        bindir = find_postgres_bindir()
-        assert bindir is not None
-        base = self.state / "postgres"
-        owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
-        args: list[str | Path] = [bindir / "postgres", "-D", base / "data", "-h", "127.0.0.1", "-p", str(self.port)]
-        args += ["-c", "unix_socket_directories=", "-c", "listen_addresses=127.0.0.1"]
-        process = spawn(
-            args,
-            base / "postgres.log",
-            user=owner.pw_uid if owner else None,
-            group=owner.pw_gid if owner else None,
-            cwd=base,
-        )
-        self.server = EmbeddedServer("postgres", process, self.url, base / "postgres.log", data_dir=base / "data")
+        self.server = start_postgres(self.state, port=self.port)
 
 
 class Rig:
@@ -191,9 +177,10 @@ class Rig:
 @pytest_asyncio.fixture(loop_scope="session")
 async def rig(redis_url: str) -> AsyncIterator[Rig]:
     try:
-        from btcbot.cli.embedded import find_postgres_bindir
-        from btcbot.cli.infra import start_nats
-        from btcbot.cli.supervisor import Supervisor
+        from btcbot.devstack.embedded import find_postgres_bindir
+        from btcbot.devstack.infra import start_nats
+        from btcbot.devstack.restarts import RestartPolicy
+        from btcbot.devstack.supervisor import Supervisor
     except ImportError:
         pytest.skip("btcbot-cli is not installed")
     if find_postgres_bindir() is None:
@@ -202,7 +189,7 @@ async def rig(redis_url: str) -> AsyncIterator[Rig]:
     base.chmod(0o711)
     nats = start_nats(base / "nats")
     pg = PrivatePostgres(base)
-    rig = Rig(base, Supervisor(base / "logs", max_restarts=0), nats, pg, redis_url)
+    rig = Rig(base, Supervisor(base / "logs", RestartPolicy(max_restarts=0)), nats, pg, redis_url)
     try:
         await rig.start()
         yield rig

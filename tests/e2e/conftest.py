@@ -54,7 +54,7 @@ class System:
 
     def nats_auth(self, role: str = "admin") -> Any:
         """How a test connects as one identity (None when the system's NATS has no authorization)."""
-        from btcbot.cli.natsconfig import load_users, user_auth
+        from btcbot.devstack.natsusers import load_users, user_auth
 
         path = self.env.get("NATS_IDENTITIES_FILE")
         return user_auth(load_users(Path(path))[role]) if path else None
@@ -66,8 +66,8 @@ class System:
 
 def start_private_nats(state: Path, auth: bool) -> tuple[Any, dict[str, str]]:
     """A nats-server for one system, and the environment that tells `btcbot up` how to reach it."""
-    from btcbot.cli.infra import start_nats, start_secured_nats
-    from btcbot.cli.natsconfig import IDENTITIES_FILE
+    from btcbot.devstack.infra import start_nats, start_secured_nats
+    from btcbot.devstack.natsusers import IDENTITIES_FILE
 
     if not auth:
         return start_nats(state), {}
@@ -91,7 +91,7 @@ async def start_system(
     credentials as an operator would give them (NATS_IDENTITIES_FILE, what `btcbot nats-config` writes).
     `up_args`: more options of `btcbot up` (e.g. `--profile demo --duration 60`).
     """
-    from btcbot.cli.infra import drop_database, ensure_database
+    from btcbot.devstack.infra import drop_database, ensure_database
 
     # Searchable by the postgres user and private to this module's run.
     base = Path(tempfile.mkdtemp(prefix="btcbot-e2e-"))

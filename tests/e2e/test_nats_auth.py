@@ -19,10 +19,10 @@ import nats.errors
 import pytest
 import pytest_asyncio
 
-from btcbot.cli.natsconfig import load_users, user_auth
 from btcbot.contracts import subjects
 from btcbot.contracts.codec import encode
 from btcbot.contracts.messages import SubmitOrder
+from btcbot.devstack.natsusers import load_users, user_auth
 from btcbot.runtime.inspect import read_stream
 from btcbot.runtime.jetstream import connect
 

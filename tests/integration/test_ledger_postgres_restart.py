@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import pwd
 import secrets
 import shutil
 import tempfile
@@ -46,7 +44,7 @@ class PrivatePostgres:
     """An embedded Postgres that can be stopped and started again on the same data directory and port."""
 
     def __init__(self, state: Path) -> None:
-        from btcbot.cli.embedded import start_postgres
+        from btcbot.devstack.embedded import start_postgres
 
         self.state = state
         self.server = start_postgres(state)
@@ -58,30 +56,16 @@ class PrivatePostgres:
         self.server.stop()
 
     def restart(self) -> None:
-        """Start the same cluster on the same port (start_postgres would pick a new port)."""
-        from btcbot.cli.embedded import find_postgres_bindir
-        from btcbot.cli.procs import EmbeddedServer, spawn
+        """Start the same cluster on the same port, where its clients expect it."""
+        from btcbot.devstack.embedded import start_postgres
 
-        bindir = find_postgres_bindir()
-        assert bindir is not None
-        base = self.state / "postgres"
-        owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
-        args: list[str | Path] = [bindir / "postgres", "-D", base / "data", "-h", "127.0.0.1", "-p", str(self.port)]
-        args += ["-c", "unix_socket_directories=", "-c", "listen_addresses=127.0.0.1"]
-        process = spawn(
-            args,
-            base / "postgres.log",
-            user=owner.pw_uid if owner else None,
-            group=owner.pw_gid if owner else None,
-            cwd=base,
-        )
-        self.server = EmbeddedServer("postgres", process, self.url, base / "postgres.log", data_dir=base / "data")
+        self.server = start_postgres(self.state, port=self.port)
 
 
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
     try:
-        from btcbot.cli.embedded import find_postgres_bindir
+        from btcbot.devstack.embedded import find_postgres_bindir
     except ImportError:
         pytest.skip("btcbot-cli is not installed")
     if find_postgres_bindir() is None:

@@ -20,11 +20,11 @@ import pytest_asyncio
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from btcbot.cli.infra import EmbeddedServer
-from btcbot.cli.natsconfig import NatsUser
 from btcbot.contracts import subjects
 from btcbot.contracts.access import ADMIN, IDENTITIES, OPERATOR, Identity, identity, publishers_of
 from btcbot.contracts.streams import ALL_CONSUMERS, ALL_STREAMS, CONTROL, ConsumerSpec, stream_for_subject
+from btcbot.devstack.infra import EmbeddedServer
+from btcbot.devstack.natsusers import NatsUser
 from btcbot.runtime.inspect import read_stream
 from btcbot.runtime.jetstream import NatsAuth, consumer_config, provision
 

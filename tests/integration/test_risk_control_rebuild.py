@@ -47,7 +47,7 @@ class NoRules:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def nats(tmp_path: Path) -> AsyncIterator[Any]:
-    from btcbot.cli.infra import start_nats
+    from btcbot.devstack.infra import start_nats
 
     server = start_nats(tmp_path)
     nc = await connect(server.url, "rebuild-test", 5, reconnect_forever=False)

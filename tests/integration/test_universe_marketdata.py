@@ -43,7 +43,7 @@ SIZE = 2
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def nats(tmp_path: Path) -> AsyncIterator[tuple[str, Any]]:
-    from btcbot.cli.infra import start_nats
+    from btcbot.devstack.infra import start_nats
 
     server = start_nats(tmp_path)
     nc = await connect(server.url, "universe-test", 5, reconnect_forever=False)

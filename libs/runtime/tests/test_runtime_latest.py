@@ -40,7 +40,7 @@ def test_trust_is_about_the_storage_time():
 
 @pytest.mark.integration
 async def test_last_per_subject_on_a_real_stream(tmp_path: Path) -> None:
-    from btcbot.cli.infra import start_nats
+    from btcbot.devstack.infra import start_nats
 
     server = start_nats(tmp_path)
     try:

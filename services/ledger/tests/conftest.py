@@ -28,7 +28,7 @@ def with_database(url: str, name: str) -> str:
 
 def _root_fixture_usable() -> bool:
     try:
-        from btcbot.cli import infra
+        from btcbot.devstack import infra
     except ImportError:
         return False
     return all(hasattr(infra, n) for n in ("pg_usable", "start_postgres", "InfraError"))

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from btcbot.cli.endpoints import redact_url
-from btcbot.cli.infra import DEFAULT_NATS_URL, DEFAULT_REDIS_URL
 from btcbot.cli.natsconfig import cli_auth
-from btcbot.cli.probes import nats_usable, pg_usable, redis_usable
 from btcbot.contracts.streams import ALL_CONSUMERS, ALL_STREAMS, ConsumerSpec
+from btcbot.devstack.endpoints import redact_url
+from btcbot.devstack.infra import DEFAULT_NATS_URL, DEFAULT_REDIS_URL
+from btcbot.devstack.probes import nats_usable, pg_usable, redis_usable
 from btcbot.runtime.jetstream import NatsAuth
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/btcbot"

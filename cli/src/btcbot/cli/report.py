@@ -21,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from btcbot.cli.endpoints import redact_url
+from btcbot.devstack.endpoints import redact_url
 from btcbot.ledger.botpnl import at_scale, count_trades, position_pnl, totals
 from btcbot.ledger.queries import Reconciliation, read_ledger
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import secrets
@@ -29,18 +28,19 @@ import httpx
 import msgspec
 
 from btcbot.btcturk.rest import BtcTurkClient
-from btcbot.cli.endpoints import with_database
-from btcbot.cli.infra import Infra, InfraError, resolve_infra
-from btcbot.cli.natsconfig import IDENTITIES_FILE, NatsUser, load_users, user_auth
-from btcbot.cli.probes import drop_database, ensure_database
 from btcbot.cli.profiles import Applied, apply_profile
 from btcbot.cli.progress import Progress
 from btcbot.cli.summary import check_trace_file, trading_summary
-from btcbot.cli.supervisor import Supervisor
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import decode
 from btcbot.contracts.messages import CancelOrder, OrderIntent
 from btcbot.contracts.streams import ALL_STREAMS, EXECUTION_ORDERS, LEDGER_EXECUTION, RISK_INTENTS
+from btcbot.devstack.endpoints import with_database
+from btcbot.devstack.infra import Infra, InfraError, resolve_infra
+from btcbot.devstack.natsusers import IDENTITIES_FILE, NatsUser, load_users, user_auth
+from btcbot.devstack.probes import drop_database, ensure_database
+from btcbot.devstack.restarts import RestartPolicy, RestartSettingError
+from btcbot.devstack.supervisor import Supervisor
 from btcbot.ledger.queries import fill_count
 from btcbot.runtime.inspect import last_sequence, read_stream
 from btcbot.runtime.jetstream import NatsAuth, NatsPublisher, connect, nats_auth_from_env, provision
@@ -93,6 +93,11 @@ def say(text: str) -> None:
 async def run_up(opts: UpOptions) -> int:
     """Run the system; returns the process exit code."""
     state = opts.state_dir.resolve()
+    try:
+        policy = RestartPolicy.from_env(os.environ)
+    except RestartSettingError as exc:
+        say(f"btcbot up: {exc}")
+        return 2
     if not opts.keep_state:
         for sub in ("infra", "logs", "sim.port", "traces.jsonl", "run.json"):
             target = state / sub
@@ -113,7 +118,7 @@ async def run_up(opts: UpOptions) -> int:
     except InfraError as exc:
         say(f"btcbot up: {exc}")
         return 2
-    supervisor = Supervisor(state / "logs")
+    supervisor = Supervisor(state / "logs", policy)
     try:
         return await _run(opts, state, infra, supervisor, stop)
     finally:
@@ -136,7 +141,8 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
         say(f"   {line}")
     await _fresh_database(infra, opts.keep_state)
     users = nats_users(infra, state, os.environ)
-    nc = await connect(infra.nats_url, "btcbot-up", 10, reconnect_forever=False, auth=_up_auth(users, os.environ))
+    # Reconnect forever: a NATS restart during the run must not cost the drain and the summary.
+    nc = await connect(infra.nats_url, "btcbot-up", 10, reconnect_forever=True, auth=_up_auth(users, os.environ))
     js = nc.jetstream()
     await provision(js, ALL_STREAMS)
     start_seqs = {spec.name: await last_sequence(js, spec.name) for spec in ALL_STREAMS}
@@ -208,10 +214,10 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     (state / PROMETHEUS_TARGETS).write_text(json.dumps(prometheus_targets(health_ports), indent=2))
     say(f"   logs: {sup.log_dir}/<name>.log   traces: {trace_file}   metrics targets: {state / PROMETHEUS_TARGETS}")
     say("   running" + (f" for {opts.duration:.0f}s" if opts.duration else "; Ctrl-C stops") + " ...")
+    say(f"   restarts: {sup.policy.describe()}")
     progress = Progress(js, start_seqs, state, quiet=opts.quiet, say=say).start()
 
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), opts.duration)
+    await sup.wait_for_stop(stop, opts.duration)
     say("   stopping: draining the pipeline from the front")
     async with BtcTurkClient(base_url, api_key, api_secret, timeout=5.0) as exchange:
         await _drain_pipeline(js, sup, exchange, (base_url, sim_admin), api_key, opts.symbols, start_seqs["EXECUTION"])
@@ -222,10 +228,11 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     summary["seconds"] = round(time.monotonic() - started, 1)
     summary["restarts"] = {c.name: c.restarts for c in sup.children.values() if c.restarts}
     summary["events"] = sup.events
+    summary.update(sup.verdict())
     await sup.close()
     await nc.close()
     print(json.dumps(summary, sort_keys=False), flush=True)
-    return 0
+    return sup.exit_code()
 
 
 def _profile(name: str | None) -> Applied:
@@ -366,10 +373,23 @@ async def _drain_pipeline(
     symbols: tuple[str, ...],
     exec_start: int,
 ) -> None:
-    """Stop from the front so every decision taken reaches the ledger."""
+    """Stop from the front so every decision taken reaches the ledger (what a service that stayed down would have
+    consumed is left in its stream: waiting for it would only delay the verdict)."""
     await sup.stop("marketdata")
     await sup.stop("strategy")
-    await _drain(js, RISK_INTENTS.stream, RISK_INTENTS.durable, 20)
+    if "risk" not in sup.failed:
+        await _drain(js, RISK_INTENTS.stream, RISK_INTENTS.durable, 20)
+    if "execution" not in sup.failed:
+        await _drain_execution(js, exchange, sim, api_key, symbols, exec_start)
+    await sup.stop("execution")
+    if "ledger" not in sup.failed:
+        await _drain(js, LEDGER_EXECUTION.stream, LEDGER_EXECUTION.durable, 30)
+
+
+async def _drain_execution(
+    js: Any, exchange: BtcTurkClient, sim: tuple[str, str], api_key: str, symbols: tuple[str, ...], exec_start: int
+) -> None:
+    """Until execution has handled every order and published a fill per trade the account made."""
     await _drain(js, EXECUTION_ORDERS.stream, EXECUTION_ORDERS.durable, 30)
     # Orders still resting would fill after execution stops and never reach the ledger: cancel them through
     # execution, then wait until every trade of the account at the exchange has been published as a fill.
@@ -378,8 +398,6 @@ async def _drain_pipeline(
         say(f"   canceled {canceled} resting order(s)")
         await _drain(js, EXECUTION_ORDERS.stream, EXECUTION_ORDERS.durable, 30)
     await _settle_fills(js, sim, api_key, exec_start, 45)
-    await sup.stop("execution")
-    await _drain(js, LEDGER_EXECUTION.stream, LEDGER_EXECUTION.durable, 30)
 
 
 async def _cancel_resting(js: Any, exchange: BtcTurkClient, symbols: tuple[str, ...]) -> int:

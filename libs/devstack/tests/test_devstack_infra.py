@@ -1,4 +1,4 @@
-"""Tests of local infrastructure discovery and embedded servers (btcbot.cli.infra and helpers)."""
+"""Tests of local infrastructure discovery and embedded servers (btcbot.devstack.infra and helpers)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ import pytest
 from nats.js.api import StreamConfig
 from redis.asyncio import Redis
 
-from btcbot.cli import infra
-from btcbot.cli.embedded import find_postgres_bindir
-from btcbot.cli.endpoints import (
+from btcbot.devstack import infra
+from btcbot.devstack.embedded import find_postgres_bindir
+from btcbot.devstack.endpoints import (
     check_database_name,
     parse_nats_ports_file,
     parse_version,
@@ -32,8 +32,8 @@ from btcbot.cli.endpoints import (
     version_reason,
     with_database,
 )
-from btcbot.cli.infra import _start_in_thread
-from btcbot.cli.procs import EmbeddedServer, find_executable, free_port, log_tail, running_pid
+from btcbot.devstack.infra import _start_in_thread
+from btcbot.devstack.procs import EmbeddedServer, ManagedProcess, find_executable, free_port, log_tail, running_pid
 
 LOCAL_NATS = "nats://127.0.0.1:4222"
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
@@ -152,18 +152,21 @@ def test_log_tail_returns_the_end_of_the_file(tmp_path: Path) -> None:
 
 def test_embedded_server_stop_escalates_to_sigkill(tmp_path: Path) -> None:
     # A child that ignores SIGTERM must still be gone after stop().
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
-    assert process.stdout is not None
-    assert process.stdout.readline() == b"up\n"
-    server = EmbeddedServer("stubborn", process, "x://", tmp_path / "log", stop_signals=(signal.SIGTERM,))
+    ready = tmp_path / "ready"
+    code = (
+        "import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"
+    )
+    process = ManagedProcess("stubborn", [sys.executable, "-c", code], tmp_path / "log", stop_signals=(signal.SIGTERM,))
+    process.start()
+    process.wait_ready(ready.exists, 10)
+    server = EmbeddedServer(process, "x://")
     started = time.monotonic()
     server.stop(timeout=0.3)
     assert not server.running
     assert process.returncode == -signal.SIGKILL
     assert time.monotonic() - started < 5
     server.stop()  # idempotent
-    process.stdout.close()
 
 
 def test_running_pid_checks_liveness_and_name(tmp_path: Path) -> None:
@@ -187,13 +190,13 @@ def test_running_pid_checks_liveness_and_name(tmp_path: Path) -> None:
 
 
 async def test_cancelled_embedded_start_stops_the_server(tmp_path: Path) -> None:
-    processes: list[subprocess.Popen[bytes]] = []
+    processes: list[ManagedProcess] = []
 
     def slow_start(state_dir: Path) -> EmbeddedServer:
         time.sleep(0.3)
-        process = subprocess.Popen(["sleep", "30"])
+        process = ManagedProcess("sleep", ["sleep", "30"], state_dir / "log").start()
         processes.append(process)
-        return EmbeddedServer("sleep", process, "x://", state_dir / "log")
+        return EmbeddedServer(process, "x://")
 
     task = asyncio.ensure_future(_start_in_thread(slow_start, tmp_path))
     await asyncio.sleep(0.05)
@@ -201,7 +204,7 @@ async def test_cancelled_embedded_start_stops_the_server(tmp_path: Path) -> None
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(processes) == 1
-    assert processes[0].poll() is not None
+    assert processes[0].returncode is not None
 
 
 # --- probes -------------------------------------------------------------------------------------

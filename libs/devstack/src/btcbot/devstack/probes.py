@@ -13,7 +13,7 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from btcbot.cli.endpoints import Version, check_database_name, redact_url, version_reason, with_database
+from btcbot.devstack.endpoints import Version, check_database_name, redact_url, version_reason, with_database
 from btcbot.runtime.errors import DependencyUnavailable
 from btcbot.runtime.jetstream import NatsAuth, server_facts
 

@@ -16,8 +16,8 @@ import subprocess
 from functools import partial
 from pathlib import Path
 
-from btcbot.cli.endpoints import parse_nats_ports_file, postmaster_ready
-from btcbot.cli.natsconfig import (
+from btcbot.devstack.endpoints import parse_nats_ports_file, postmaster_ready
+from btcbot.devstack.natsusers import (
     IDENTITIES_FILE,
     SERVER_CONFIG_FILE,
     generate_users,
@@ -26,17 +26,16 @@ from btcbot.cli.natsconfig import (
     server_config,
     write_private,
 )
-from btcbot.cli.procs import (
+from btcbot.devstack.procs import (
     EmbeddedServer,
     InfraError,
+    ManagedProcess,
     MissingBinaryError,
     ServerStartError,
     find_executable,
     free_port,
     log_tail,
     running_pid,
-    spawn,
-    wait_ready,
 )
 
 LOCALHOST = "127.0.0.1"
@@ -44,10 +43,13 @@ _PORT_ATTEMPTS = 3
 _BIND_FAILURES = ("Address already in use", "could not bind", "could not create any TCP/IP sockets")
 
 
-def start_nats(state_dir: Path, timeout: float = 10.0, config: Path | None = None) -> EmbeddedServer:
+def start_nats(
+    state_dir: Path, timeout: float = 10.0, config: Path | None = None, *, port: int | None = None
+) -> EmbeddedServer:
     """Start nats-server with JetStream (store in `<state_dir>/nats/jetstream`) on a port it picks itself.
 
     `config`: a configuration file (users and permissions, JetStream sync); the flags here win over it.
+    `port`: listen there instead (a restart of a stopped server where its clients expect it).
     """
     binary = find_executable("nats-server")
     if binary is None:
@@ -69,9 +71,9 @@ def start_nats(state_dir: Path, timeout: float = 10.0, config: Path | None = Non
     args: list[str | Path] = [binary, "-js", "-sd", base / "jetstream", "-a", LOCALHOST]
     if config is not None:
         args += ["-c", config]
-    args += ["-p", "-1", "-m", "-1"]
+    args += ["-p", str(port) if port is not None else "-1", "-m", "-1"]
     args += ["--ports_file_dir", ports_dir, "-l", log_path, "-P", pid_file]
-    process = spawn(args, log_path)
+    process = ManagedProcess("nats-server", args, log_path).start()
     ports_file = ports_dir / f"nats-server_{process.pid}.ports"
     found: list[tuple[str, str | None]] = []
 
@@ -82,9 +84,9 @@ def start_nats(state_dir: Path, timeout: float = 10.0, config: Path | None = Non
             return False
         return True
 
-    wait_ready("nats-server", process, ready, log_path, timeout)
+    process.wait_ready(ready, timeout)
     url, monitor_url = found[-1]
-    return EmbeddedServer("nats-server", process, url, log_path, monitor_url=monitor_url, data_dir=base / "jetstream")
+    return EmbeddedServer(process, url, monitor_url=monitor_url, data_dir=base / "jetstream")
 
 
 def start_secured_nats(state_dir: Path, timeout: float = 10.0) -> EmbeddedServer:
@@ -117,15 +119,15 @@ def start_redis(state_dir: Path, timeout: float = 10.0) -> EmbeddedServer:
         args: list[str | Path] = [binary, "--port", str(port), "--bind", LOCALHOST, "--protected-mode", "yes"]
         args += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
         args += ["--dir", base, "--logfile", log_path]
-        process = spawn(args, log_path)
+        process = ManagedProcess("redis-server", args, log_path).start()
         try:
-            wait_ready("redis-server", process, partial(_redis_pings, port), log_path, timeout)
+            process.wait_ready(partial(_redis_pings, port), timeout)
         except ServerStartError:
             if attempt + 1 < _PORT_ATTEMPTS and _lost_port_race(log_path):
                 continue
             raise
         url = f"redis://{LOCALHOST}:{port}/0"
-        return EmbeddedServer("redis-server", process, url, log_path, data_dir=base)
+        return EmbeddedServer(process, url, data_dir=base)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
@@ -161,11 +163,12 @@ def find_postgres_bindir() -> Path | None:
     return None
 
 
-def start_postgres(state_dir: Path, timeout: float = 30.0) -> EmbeddedServer:
+def start_postgres(state_dir: Path, timeout: float = 30.0, *, port: int | None = None) -> EmbeddedServer:
     """Start PostgreSQL (trust auth, user `postgres`) on 127.0.0.1 and a free port, in `<state_dir>/postgres`.
 
     The cluster is created by initdb on first use and reused afterwards. initdb and postgres refuse
-    to run as root, so as root they run as the `postgres` system user.
+    to run as root, so as root they run as the `postgres` system user. `port`: listen there instead (a restart
+    of a stopped cluster where its clients expect it; no retry on another port).
     """
     bindir = find_postgres_bindir()
     if bindir is None:
@@ -182,29 +185,25 @@ def start_postgres(state_dir: Path, timeout: float = 30.0) -> EmbeddedServer:
     _refuse_running_postmaster(data_dir)
     if not (data_dir / "PG_VERSION").exists():
         _initdb(bindir, data_dir, log_path, uid, gid)
-    for attempt in range(_PORT_ATTEMPTS):
-        port = free_port()
+    attempts = 1 if port is not None else _PORT_ATTEMPTS
+    for attempt in range(attempts):
+        listen = port if port is not None else free_port()
         # No unix socket: its default directory may not be writable, and TCP is all we use.
-        args: list[str | Path] = [bindir / "postgres", "-D", data_dir, "-h", LOCALHOST, "-p", str(port)]
+        args: list[str | Path] = [bindir / "postgres", "-D", data_dir, "-h", LOCALHOST, "-p", str(listen)]
         args += ["-c", "unix_socket_directories=", "-c", "listen_addresses=" + LOCALHOST]
-        process = spawn(args, log_path, user=uid, group=gid, cwd=base)
+        # SIGINT is Postgres' fast shutdown (SIGTERM would wait for clients); SIGQUIT is immediate.
+        process = ManagedProcess(
+            "postgres", args, log_path, user=uid, group=gid, cwd=base, stop_signals=(signal.SIGINT, signal.SIGQUIT)
+        ).start()
         ready = partial(_postmaster_ready, data_dir / "postmaster.pid", process.pid)
         try:
-            wait_ready("postgres", process, ready, log_path, timeout)
+            process.wait_ready(ready, timeout)
         except ServerStartError:
-            if attempt + 1 < _PORT_ATTEMPTS and _lost_port_race(log_path):
+            if attempt + 1 < attempts and _lost_port_race(log_path):
                 continue
             raise
-        url = f"postgresql://postgres@{LOCALHOST}:{port}/postgres"
-        # SIGINT is Postgres' fast shutdown (SIGTERM would wait for clients); SIGQUIT is immediate.
-        return EmbeddedServer(
-            "postgres",
-            process,
-            url,
-            log_path,
-            stop_signals=(signal.SIGINT, signal.SIGQUIT),
-            data_dir=data_dir,
-        )
+        url = f"postgresql://postgres@{LOCALHOST}:{listen}/postgres"
+        return EmbeddedServer(process, url, data_dir=data_dir)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 

@@ -6,7 +6,7 @@ For each of NATS, Redis and Postgres, in order:
 2. the conventional local server, if usable (for Postgres a `btcbot` database is created on it);
 3. an embedded server started in the state directory.
 
-Exceptions (from `btcbot.cli.procs`)::
+Exceptions (from `btcbot.devstack.procs`)::
 
     InfraError                  infrastructure cannot be found, reached or started
     ├── MissingBinaryError      a server binary is not installed (the message says what to install)
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from btcbot.cli.embedded import find_postgres_bindir, start_nats, start_postgres, start_redis, start_secured_nats
-from btcbot.cli.endpoints import parse_version, redact_url, version_reason
-from btcbot.cli.probes import (
+from btcbot.devstack.embedded import find_postgres_bindir, start_nats, start_postgres, start_redis, start_secured_nats
+from btcbot.devstack.endpoints import parse_version, redact_url, version_reason
+from btcbot.devstack.probes import (
     MIN_NATS_VERSION,
     MIN_POSTGRES_VERSION,
     MIN_REDIS_VERSION,
@@ -34,7 +34,7 @@ from btcbot.cli.probes import (
     pg_usable,
     redis_usable,
 )
-from btcbot.cli.procs import (
+from btcbot.devstack.procs import (
     EmbeddedServer,
     InfraError,
     MissingBinaryError,
