@@ -11,13 +11,14 @@ def test_demo_profile_splits_service_settings_from_simulator_options() -> None:
     applied = apply_profile("demo", {})
     assert applied.service_env["RISK_ORDER_COOLDOWN"] == PROFILES["demo"]["RISK_ORDER_COOLDOWN"]
     assert "SIM_TICK_INTERVAL" not in applied.service_env
-    assert applied.sim_args == ("--tick-interval", PROFILES["demo"]["SIM_TICK_INTERVAL"])
+    assert "SIM_PROFILE" not in applied.service_env
+    assert applied.sim_args == ("--profile", "demo", "--tick-interval", PROFILES["demo"]["SIM_TICK_INTERVAL"])
 
 
 def test_the_environment_wins_over_the_profile() -> None:
     applied = apply_profile("demo", {"STRATEGY_TAKE_PROFIT_BPS": "40", "SIM_TICK_INTERVAL": "0.3"})
     assert applied.service_env["STRATEGY_TAKE_PROFIT_BPS"] == "40"
-    assert applied.sim_args == ("--tick-interval", "0.3")
+    assert applied.sim_args == ("--profile", "demo", "--tick-interval", "0.3")
 
 
 def test_no_profile_changes_nothing_and_an_unknown_one_is_named() -> None:
