@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,11 @@ import httpx
 import msgspec
 
 from btcbot.btcturk.rest import BtcTurkClient
-from btcbot.cli.endpoints import with_database
-from btcbot.cli.infra import Infra, InfraError, resolve_infra
+from btcbot.cli.infra import Dependency, Infra, InfraError, resolve_infra
 from btcbot.cli.natsconfig import IDENTITIES_FILE, NatsUser, load_users, user_auth
-from btcbot.cli.probes import drop_database, ensure_database
+from btcbot.cli.rundb import RunDatabase, prepare_database
+from btcbot.cli.runplan import RunPlan, plan_run
+from btcbot.cli.runs import SUMMARY_FILE, RunError, set_current
 from btcbot.cli.summary import check_trace_file
 from btcbot.cli.supervisor import Supervisor
 from btcbot.contracts import ids, subjects
@@ -77,6 +79,7 @@ class UpOptions:
     seed: int
     keep_state: bool
     funds: str = DEFAULT_FUNDS
+    plan: RunPlan | None = None  # None: a run in state_dir with a generated name (what tests build)
 
 
 def say(text: str) -> None:
@@ -86,8 +89,11 @@ def say(text: str) -> None:
 
 async def run_up(opts: UpOptions) -> int:
     """Run the system; returns the process exit code."""
-    state = opts.state_dir.resolve()
-    if not opts.keep_state:
+    plan = opts.plan or plan_run(
+        name=None, resume=None, state_dir=opts.state_dir, root_option=None, env=os.environ, now=datetime.now(UTC)
+    )
+    state = plan.directory.resolve()
+    if not (opts.keep_state or plan.resume):
         for sub in ("infra", "logs", "sim.port", "traces.jsonl", "run.json"):
             target = state / sub
             if target.is_dir():
@@ -95,70 +101,65 @@ async def run_up(opts: UpOptions) -> int:
             elif target.exists():
                 target.unlink()
     (state / "infra").mkdir(parents=True, exist_ok=True)
+    if plan.root is not None:
+        set_current(plan.root, plan.name)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
     try:
+        # The maintenance database first: the run's own is created (or found, on --resume) by prepare_database.
         infra = await resolve_infra(
-            state / "infra", os.environ, secure_nats=True, nats_auth=_given_admin_auth(os.environ)
+            state / "infra", os.environ, database="postgres", secure_nats=True, nats_auth=_given_admin_auth(os.environ)
         )
     except InfraError as exc:
         say(f"btcbot up: {exc}")
         return 2
     supervisor = Supervisor(state / "logs")
     try:
-        return await _run(opts, state, infra, supervisor, stop)
+        try:
+            database = await prepare_database(infra.database_url, plan, os.environ)
+        except RunError as exc:
+            say(f"btcbot up: {exc}")
+            return 2
+        infra.postgres = Dependency(infra.postgres.name, database.url, infra.postgres.embedded, infra.postgres.reason)
+        code = await _run(opts, plan, state, infra, database, supervisor, stop)
     finally:
         await supervisor.close()
         infra.stop()
+        _mark_run(state / "run.json", "failed", only_if="running")  # an exception or a failed start
+    if code != 0:
+        _mark_run(state / "run.json", "failed", only_if="running")
+    return code
 
 
-async def _fresh_database(infra: Infra, keep: bool) -> None:
-    if keep or os.environ.get("DATABASE_URL") or infra.postgres.embedded:
-        return
-    # A server we chose ourselves: give the demo a clean ledger each run.
-    admin = with_database(infra.database_url, "postgres")
-    name = infra.database_url.rsplit("/", 1)[-1].split("?", 1)[0]
-    await drop_database(admin, name)
-    await ensure_database(admin, name)
-
-
-async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop: asyncio.Event) -> int:
+async def _run(
+    opts: UpOptions,
+    plan: RunPlan,
+    state: Path,
+    infra: Infra,
+    database: RunDatabase,
+    sup: Supervisor,
+    stop: asyncio.Event,
+) -> int:
+    say(f"   run {plan.name}{' (resumed)' if plan.resume else ''}: {state}")
     for line in infra.describe():
         say(f"   {line}")
-    await _fresh_database(infra, opts.keep_state)
     users = nats_users(infra, state, os.environ)
     nc = await connect(infra.nats_url, "btcbot-up", 10, reconnect_forever=False, auth=_up_auth(users, os.environ))
     js = nc.jetstream()
     await provision(js, ALL_STREAMS)
     start_seqs = {spec.name: await last_sequence(js, spec.name) for spec in ALL_STREAMS}
 
-    api_key = "btcbot-demo"
-    api_secret = base64.b64encode(secrets.token_bytes(32)).decode()
-    sim_admin = sim_admin_token()
+    api_key, api_secret, sim_admin = exchange_account(plan.previous)
     trace_file = state / "traces.jsonl"
     port_file = state / "sim.port"
     symbols = ",".join(opts.symbols)
     funds = funds_for(opts.symbols, opts.funds)
+    sim_env = {"SIM_API_KEY": api_key, "SIM_API_SECRET": api_secret, "SIM_ADMIN_TOKEN": sim_admin}
     sup.add(
-        "sim",
-        "btcbot.sim",
-        {"SIM_API_KEY": api_key, "SIM_API_SECRET": api_secret, "SIM_ADMIN_TOKEN": sim_admin},
-        [
-            "--port",
-            "0",
-            "--port-file",
-            str(port_file),
-            "--seed",
-            str(opts.seed),
-            "--symbols",
-            symbols,
-            "--fund",
-            funds,
-        ],
-        health=False,
+        "sim", "btcbot.sim", sim_env, sim_args(port_file, opts.seed, symbols, funds, plan.sim_state_file), health=False
     )
     await sup.start("sim")
     sim_port = await _wait_for_port(port_file, sup, 30)
@@ -167,7 +168,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
 
     common = {
         **infra.env(),
-        "BTCBOT_KEY_PREFIX": f"btcbot-up-{secrets.token_hex(4)}",
+        "BTCBOT_KEY_PREFIX": plan.key_prefix,
         "BTCBOT_SYMBOLS": symbols,
         "BTCBOT_TRACE_FILE": str(trace_file),
         "BTCTURK_BASE_URL": base_url,
@@ -197,6 +198,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     _write_run_file(
         state / "run.json",
         {
+            **_run_record(plan, state, infra, database, symbols, opts.seed),
             "pid": os.getpid(),
             "sim_url": base_url,
             "api_key": api_key,
@@ -231,8 +233,71 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     summary["events"] = sup.events
     await sup.close()
     await nc.close()
+    _save_summary(state, plan.name, summary)
     print(json.dumps(summary, sort_keys=False), flush=True)
     return 0
+
+
+def exchange_account(previous: Mapping[str, Any]) -> tuple[str, str, str]:
+    """API key, secret and admin token of the run's account; a resumed run keeps its own (the simulator
+    restores that account from its saved state)."""
+    api_key = str(previous.get("api_key") or "btcbot-demo")
+    api_secret = str(previous.get("api_secret") or base64.b64encode(secrets.token_bytes(32)).decode())
+    return api_key, api_secret, str(previous.get("sim_admin_token") or sim_admin_token())
+
+
+def _save_summary(state: Path, name: str, summary: dict[str, Any]) -> None:
+    """summary.json (what `btcbot down` prints), and run.json marked stopped."""
+    summary["run"] = name
+    write_private(state / SUMMARY_FILE, json.dumps(summary, indent=2))
+    _mark_run(state / "run.json", "stopped")
+
+
+def sim_args(port_file: Path, seed: int, symbols: str, funds: str, state_file: Path) -> list[str]:
+    """The simulator's options: a free port reported in `port_file`, its exchange state saved in `state_file`."""
+    return [
+        *("--port", "0", "--port-file", str(port_file), "--seed", str(seed)),
+        *("--symbols", symbols, "--fund", funds, "--state-file", str(state_file)),
+    ]
+
+
+def _run_record(
+    plan: RunPlan, state: Path, infra: Infra, database: RunDatabase, symbols: str, seed: int
+) -> dict[str, Any]:
+    """run.json's description of the run itself (name, status, database, servers, where its files are)."""
+    return {
+        "name": plan.name,
+        "status": "running",
+        "state_dir": str(state),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "resumed": plan.resume,
+        "symbols": symbols,
+        "seed": seed,
+        "database_name": database.name,
+        "database_created": database.created,
+        "infra": _infra_record(infra),
+        "sim_state_file": str(plan.sim_state_file),
+        "summary_file": str(state / SUMMARY_FILE),
+    }
+
+
+def _infra_record(infra: Infra) -> dict[str, Any]:
+    """What `btcbot verify`/`report` need to bring a stopped run's embedded servers back (runs.py, revive)."""
+    return {
+        dep.name.lower(): {"embedded": dep.embedded, "url": dep.url}
+        for dep in (infra.nats, infra.redis, infra.postgres)
+    }
+
+
+def _mark_run(run_file: Path, status: str, only_if: str | None = None) -> None:
+    """Record in run.json that the run ended (its `up` is gone; `btcbot status` shows it down)."""
+    if not run_file.exists():
+        return
+    data = json.loads(run_file.read_text())
+    if only_if is not None and data.get("status") != only_if:
+        return
+    data.update({"status": status, "ended": datetime.now(UTC).isoformat(timespec="seconds")})
+    write_private(run_file, json.dumps(data, indent=2))
 
 
 PROMETHEUS_TARGETS = "prometheus-targets.json"
