@@ -276,17 +276,17 @@ def nats_too_old(env: Mapping[str, str], role: str = "reader") -> str | None:
     return None if too_old is None else f"{too_old} (at {redact_url(url)}); refusing, as `btcbot up` does"
 
 
-def prepare(command: str, explicit: Path | None, *, nats: bool) -> int | None:
-    """What each command runs first: find and merge the run, and refuse an old NATS when it uses NATS.
+def prepare(command: str, explicit: Path | None, *, nats: bool) -> Found | None:
+    """What each command runs first: find and merge the run, and refuse an old NATS when the command uses NATS.
 
-    Returns an exit code to stop with (2, after one line on stderr), or None to go on.
+    A refusal is one line on stderr and exit code 2 (SystemExit).
     """
     try:
-        use_run(command, explicit)
+        found = use_run(command, explicit)
     except RunError as exc:
         print(f"btcbot {command}: {exc}", file=sys.stderr, flush=True)
-        return 2
-    if nats and (reason := nats_too_old(os.environ)) is not None:
+        raise SystemExit(2) from None
+    if nats and (found is None or found.run.live) and (reason := nats_too_old(os.environ)) is not None:
         print(f"btcbot {command}: {reason}", file=sys.stderr, flush=True)
-        return 2
-    return None
+        raise SystemExit(2)
+    return found

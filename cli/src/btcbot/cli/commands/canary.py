@@ -12,6 +12,7 @@ HELP = "doctor, then one capped order end to end through risk, execution, ledger
 
 def add_arguments(canary: argparse.ArgumentParser) -> None:
     """Options of `btcbot canary`."""
+    canary.add_argument()
     canary.add_argument("--symbol", required=True, help="pair symbol such as BTCTRY")
     canary.add_argument("--notional", required=True, help="order value in the quote asset (<= CANARY_MAX_NOTIONAL)")
     canary.add_argument("--side", choices=("buy", "sell"), default="buy")
@@ -34,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
     if args.ttl <= 0:
         print("btcbot canary: --ttl must be positive")
         return 2
-    env = env_from_run_file(os.environ, args.run_file)
+    from btcbot.cli.runs import prepare
+
+    prepare("canary", args.run_file, nats=True)
+    env = env_from_run_file(os.environ, None)
     register_env(env)
     copts = CanaryOptions(args.symbol.strip().upper(), notional, args.side, args.ttl)
     return asyncio.run(run_canary(env, copts))

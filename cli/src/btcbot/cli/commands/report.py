@@ -12,6 +12,7 @@ HELP = "positions, PnL, equity and drawdown from the ledger (DATABASE_URL)"
 
 def add_arguments(report: argparse.ArgumentParser) -> None:
     """Options of `btcbot report`."""
+    report.add_argument()
     report.add_argument("--json", action="store_true", help="one JSON object")
     report.add_argument("--csv", action="store_true", help="long-form CSV: section,item,field,value")
     report.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the equity curve and drawdown")
@@ -22,7 +23,11 @@ def add_arguments(report: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the report."""
     from btcbot.cli.report import ReportOptions, run_report
+    from btcbot.cli.revive import reading
+    from btcbot.cli.runs import prepare
 
-    quote = os.environ.get("LEDGER_QUOTE_ASSET", "TRY")
-    ropts = ReportOptions(args.json, args.csv, args.plot, args.exchange, args.run_file, quote)
-    return asyncio.run(run_report(ropts))
+    found = prepare("report", args.run_file, nats=False)
+    with reading("report", found) as run_file:
+        quote = os.environ.get("LEDGER_QUOTE_ASSET", "TRY")
+        ropts = ReportOptions(args.json, args.csv, args.plot, args.exchange, run_file, quote)
+        return asyncio.run(run_report(ropts))
