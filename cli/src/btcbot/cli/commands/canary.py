@@ -12,7 +12,6 @@ HELP = "doctor, then one capped order end to end through risk, execution, ledger
 
 def add_arguments(canary: argparse.ArgumentParser) -> None:
     """Options of `btcbot canary`."""
-    canary.add_argument()
     canary.add_argument("--symbol", required=True, help="pair symbol such as BTCTRY")
     canary.add_argument("--notional", required=True, help="order value in the quote asset (<= CANARY_MAX_NOTIONAL)")
     canary.add_argument("--side", choices=("buy", "sell"), default="buy")

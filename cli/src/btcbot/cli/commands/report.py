@@ -12,7 +12,6 @@ HELP = "positions, PnL, equity and drawdown from the ledger (DATABASE_URL)"
 
 def add_arguments(report: argparse.ArgumentParser) -> None:
     """Options of `btcbot report`."""
-    report.add_argument()
     report.add_argument("--json", action="store_true", help="one JSON object")
     report.add_argument("--csv", action="store_true", help="long-form CSV: section,item,field,value")
     report.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the equity curve and drawdown")
