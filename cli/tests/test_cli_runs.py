@@ -157,3 +157,41 @@ def test_state_dir_is_the_run_directory_with_a_unique_name(tmp_path: Path) -> No
     assert plan.directory == tmp_path / "state"
     assert plan.root is None
     assert plan.database.startswith("btcbot_20261207_024512_")
+
+
+def test_status_lists_runs_marks_the_current_one_and_shows_progress(tmp_path: Path) -> None:
+    from btcbot.cli.runctl import status_lines
+
+    _write_run(tmp_path, "a", status="stopped", pid=1, infra={"nats": {"url": "nats://u:secret@h:1", "embedded": True}})
+    _write_run(tmp_path, "b", status="running", pid=os.getpid(), started="2026-12-07T02:45:12+00:00")
+    (run_dir(tmp_path, "b") / "progress.txt").write_text("books/s 3.1 intents 4 fills 2\n")
+    set_current(tmp_path, "b")
+    lines = status_lines(tmp_path)
+    assert lines[0].startswith("  a  stopped  pid 1")
+    assert "secret" not in lines[0]
+    assert lines[1].startswith(f"* b  live  pid {os.getpid()}  started 2026-12-07T02:45:12+00:00")
+    assert lines[1].endswith("last: books/s 3.1 intents 4 fills 2")
+    assert status_lines(tmp_path / "none") == [f"no runs under {tmp_path / 'none'}"]
+
+
+def test_a_nats_older_than_2_10_is_refused_and_an_unreachable_one_left_to_the_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import btcbot.runtime.jetstream as jetstream
+    from btcbot.cli.runs import nats_too_old
+    from btcbot.runtime.errors import DependencyUnavailable
+
+    async def old(url: str, timeout: float, auth: object) -> tuple[str, None]:
+        return "2.9.10", None
+
+    monkeypatch.setattr(jetstream, "server_facts", old)
+    reason = nats_too_old({"NATS_URL": "nats://127.0.0.1:4222"})
+    assert reason is not None
+    assert "2.9.10" in reason
+    assert "2.10" in reason
+
+    async def gone(url: str, timeout: float, auth: object) -> tuple[str, None]:
+        raise DependencyUnavailable("connection refused")
+
+    monkeypatch.setattr(jetstream, "server_facts", gone)
+    assert nats_too_old({"NATS_URL": "nats://127.0.0.1:1"}) is None

@@ -146,7 +146,7 @@ def test_a_run_lives_detached_is_read_without_variables_goes_down_resumes_and_le
     trade_a_while(env, 90)
     summary = down(env, first)
     good(summary)
-    assert f"  {first}  stopped" in btcbot(env, "status").stdout
+    assert f"{first}  stopped" in btcbot(env, "status").stdout
 
     # After down: verify and report from what the run saved (its NATS store and the simulator's state).
     verified = btcbot(env, "verify")
