@@ -94,3 +94,16 @@ async def test_a_claim_stores_its_fields_in_the_same_step(client, prefix) -> Non
     assert stored is not None
     assert stored["verdict"] == "approved"
     assert stored["owner"] == "risk-a"
+
+
+async def test_fencing_token_counter_expires_after_the_retention(client, prefix) -> None:
+    """The counter outlives every lease by far, yet does not stay in Redis forever."""
+    from btcbot.runtime.locks import TOKEN_RETENTION_MS
+
+    lock = FencedLock(client, prefix)
+    await lock.acquire("orders", "me", ttl_s=1)
+    keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
+    assert keys
+    ttls = [await client.pttl(k) for k in keys]
+    assert all(0 < ttl <= TOKEN_RETENTION_MS for ttl in ttls), ttls
+    assert max(ttls) > 24 * 3600 * 1000  # the counter's retention, not the lease's second

@@ -160,3 +160,24 @@ async def test_redis_down_is_dependency_unavailable() -> None:
             await store.summary()
     finally:
         await client.aclose()
+
+
+async def test_every_key_a_reservation_writes_expires_after_the_retention(store: RedisReservations) -> None:
+    """A run's prefix must not leave keys in Redis forever; each write refreshes the retention (7 days)."""
+    from btcbot.runtime.reservations import KEY_RETENTION_MS
+
+    limits = ReserveLimits(cooldown_ms=60_000, symbol_cap=10**12, budget=10**12, cash_reserve=0)
+    ask = ReserveRequest(coid="c1", symbol="BTCTRY", side="buy", quantity=5, notional=1_000, now_ms=1, snap_seq=1,
+                         position=0, symbol_value=0, exposure=0, cash=10**9)  # fmt: skip
+    assert (await store.reserve(ask, limits)).outcome == "approved"
+    await store.accepted("c1")
+    await store.filled("c1", "BTCTRY", "buy", "t1", 2, 400, 2)
+    await store.min_total_reject("BTCTRY", "r1", 1, 1_000, 1, 60_000)
+    denied = ReserveRequest(**{**ask.__dict__, "coid": "c2", "now_ms": 2, "snap_seq": 2})
+    assert (await store.reserve(denied, limits)).outcome == "denied"
+    client = store._redis  # the store's own connection
+    keys = [k async for k in client.scan_iter(match=f"{store.prefix}*", count=500)]
+    assert len(keys) >= 6  # hwm, ids, last, o:c1, f:c1, cool, deny:c2, mt:BTCTRY
+    ttls = {k.decode(): await client.pttl(k) for k in keys}
+    assert all(ttl > 0 for ttl in ttls.values()), ttls
+    assert all(ttl <= KEY_RETENTION_MS for ttl in ttls.values())

@@ -9,7 +9,6 @@ One line per step on stdout, then one JSON object; the exit code is the report's
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,23 +63,9 @@ class CanaryOptions:
 def env_from_run_file(env: Mapping[str, str], run_file: Path | None) -> dict[str, str]:
     """The environment against a `btcbot up` run: its servers, simulator and credentials. The run file was named
     on the command line, so what it says wins over the environment (which may point at other servers)."""
-    merged = dict(env)
-    if run_file is None:
-        return merged
-    run: dict[str, Any] = json.loads(run_file.read_text())
-    given = {
-        "NATS_URL": run.get("nats_url"),
-        "REDIS_URL": run.get("redis_url"),
-        "DATABASE_URL": run.get("database_url"),
-        "BTCTURK_BASE_URL": run.get("sim_url"),
-        "BTCTURK_API_KEY": run.get("api_key"),
-        "BTCTURK_API_SECRET": run.get("api_secret"),
-        "BTCBOT_RUN_FILE": str(run_file),
-    }
-    for key, value in given.items():
-        if value:
-            merged[key] = str(value)
-    return merged
+    from btcbot.cli.runs import load_run, merge_run
+
+    return dict(env) if run_file is None else merge_run(env, load_run(run_file))
 
 
 async def run_canary(env: Mapping[str, str], opts: CanaryOptions) -> int:

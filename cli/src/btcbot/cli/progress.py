@@ -263,8 +263,9 @@ class Progress:
         lags = await consumer_lags(js, (INTENTS.name, ORDERS.name, EXECUTION.name, MARKET.name))
         status = self.tracker.status(rate, max(lags.values(), default=0))
         status["ledger_lag"] = lags.get(LEDGER_EXECUTION.durable, 0)
-        write_progress(self._path, status)
-        self._print(self.tracker.status_line(status))
+        line = self.tracker.status_line(status)
+        write_progress(self._path, {**status, "line": line.strip()})
+        self._print(line)
 
     async def _read_mode(self) -> None:
         found: dict[str, Any] = {}

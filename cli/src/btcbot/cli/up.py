@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,16 @@ import msgspec
 from btcbot.btcturk.rest import BtcTurkClient
 from btcbot.cli.profiles import Applied, apply_profile
 from btcbot.cli.progress import Progress
+from btcbot.cli.rundb import RunDatabase, prepare_database
+from btcbot.cli.runplan import RunPlan, plan_run
+from btcbot.cli.runs import SUMMARY_FILE, RunError, set_current
 from btcbot.cli.summary import check_trace_file, trading_summary
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import decode
 from btcbot.contracts.messages import CancelOrder, OrderIntent
 from btcbot.contracts.streams import ALL_STREAMS, EXECUTION_ORDERS, LEDGER_EXECUTION, RISK_INTENTS
-from btcbot.devstack.endpoints import with_database
-from btcbot.devstack.infra import Infra, InfraError, resolve_infra
+from btcbot.devstack.infra import Dependency, Infra, InfraError, resolve_infra
 from btcbot.devstack.natsusers import IDENTITIES_FILE, NatsUser, load_users, user_auth
-from btcbot.devstack.probes import drop_database, ensure_database
 from btcbot.devstack.restarts import RestartPolicy, RestartSettingError
 from btcbot.devstack.supervisor import Supervisor
 from btcbot.ledger.queries import fill_count
@@ -83,6 +85,7 @@ class UpOptions:
     universe: str = "static"
     quiet: bool = False  # no progress lines on stderr (progress.json is still written)
     profile: str | None = None  # a named set of settings (cli/profiles.py)
+    plan: RunPlan | None = None  # None: a run in state_dir with a generated name (what tests build)
 
 
 def say(text: str) -> None:
@@ -92,13 +95,16 @@ def say(text: str) -> None:
 
 async def run_up(opts: UpOptions) -> int:
     """Run the system; returns the process exit code."""
-    state = opts.state_dir.resolve()
+    plan = opts.plan or plan_run(
+        name=None, resume=None, state_dir=opts.state_dir, root_option=None, env=os.environ, now=datetime.now(UTC)
+    )
+    state = plan.directory.resolve()
     try:
         policy = RestartPolicy.from_env(os.environ)
     except RestartSettingError as exc:
         say(f"btcbot up: {exc}")
         return 2
-    if not opts.keep_state:
+    if not (opts.keep_state or plan.resume):
         for sub in ("infra", "logs", "sim.port", "traces.jsonl", "run.json"):
             target = state / sub
             if target.is_dir():
@@ -106,40 +112,51 @@ async def run_up(opts: UpOptions) -> int:
             elif target.exists():
                 target.unlink()
     (state / "infra").mkdir(parents=True, exist_ok=True)
+    if plan.root is not None:
+        set_current(plan.root, plan.name)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
     try:
+        # The maintenance database first: the run's own is created (or found, on --resume) by prepare_database.
         infra = await resolve_infra(
-            state / "infra", os.environ, secure_nats=True, nats_auth=_given_admin_auth(os.environ)
+            state / "infra", os.environ, database="postgres", secure_nats=True, nats_auth=_given_admin_auth(os.environ)
         )
     except InfraError as exc:
         say(f"btcbot up: {exc}")
         return 2
     supervisor = Supervisor(state / "logs", policy)
     try:
-        return await _run(opts, state, infra, supervisor, stop)
+        try:
+            database = await prepare_database(infra.database_url, plan, os.environ)
+        except RunError as exc:
+            say(f"btcbot up: {exc}")
+            return 2
+        infra.postgres = Dependency(infra.postgres.name, database.url, infra.postgres.embedded, infra.postgres.reason)
+        code = await _run(opts, plan, state, infra, database, supervisor, stop)
     finally:
         await supervisor.close()
         infra.stop()
+        _mark_run(state / "run.json", "failed", only_if="running")  # an exception or a failed start
+    if code != 0:
+        _mark_run(state / "run.json", "failed", only_if="running")
+    return code
 
 
-async def _fresh_database(infra: Infra, keep: bool) -> None:
-    if keep or os.environ.get("DATABASE_URL") or infra.postgres.embedded:
-        return
-    # A server we chose ourselves: give the demo a clean ledger each run.
-    admin = with_database(infra.database_url, "postgres")
-    name = infra.database_url.rsplit("/", 1)[-1].split("?", 1)[0]
-    await drop_database(admin, name)
-    await ensure_database(admin, name)
-
-
-async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop: asyncio.Event) -> int:
+async def _run(
+    opts: UpOptions,
+    plan: RunPlan,
+    state: Path,
+    infra: Infra,
+    database: RunDatabase,
+    sup: Supervisor,
+    stop: asyncio.Event,
+) -> int:
+    say(f"   run {plan.name}{' (resumed)' if plan.resume else ''}: {state}")
     for line in infra.describe():
         say(f"   {line}")
-    await _fresh_database(infra, opts.keep_state)
     users = nats_users(infra, state, os.environ)
     # Reconnect forever: a NATS restart during the run must not cost the drain and the summary.
     nc = await connect(infra.nats_url, "btcbot-up", 10, reconnect_forever=True, auth=_up_auth(users, os.environ))
@@ -147,22 +164,23 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     await provision(js, ALL_STREAMS)
     start_seqs = {spec.name: await last_sequence(js, spec.name) for spec in ALL_STREAMS}
 
-    api_key = "btcbot-demo"
-    api_secret = base64.b64encode(secrets.token_bytes(32)).decode()
-    sim_admin = sim_admin_token()
+    api_key, api_secret, sim_admin = exchange_account(plan.previous)
     trace_file = state / "traces.jsonl"
     symbols = ",".join(opts.symbols)
     funds = funds_for(opts.symbols, opts.funds)
     profile = _profile(opts.profile)
     sim_port = await _start_sim(
-        sup, state / "sim.port", opts.seed, symbols, funds, (api_key, api_secret, sim_admin), profile
+        sup,
+        sim_args(state / "sim.port", opts.seed, symbols, funds, plan.sim_state_file),
+        (api_key, api_secret, sim_admin),
+        profile,
     )
     base_url = f"http://127.0.0.1:{sim_port}"
     say(f"   simulator: {base_url} (seed {opts.seed}, symbols {symbols})")
 
     common = {
         **infra.env(),
-        "BTCBOT_KEY_PREFIX": f"btcbot-up-{secrets.token_hex(4)}",
+        "BTCBOT_KEY_PREFIX": plan.key_prefix,
         "BTCBOT_SYMBOLS": symbols,
         "MARKETDATA_UNIVERSE": opts.universe,
         "BTCBOT_TRACE_FILE": str(trace_file),
@@ -194,6 +212,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     _write_run_file(
         state / "run.json",
         {
+            **_run_record(plan, state, infra, database, symbols, opts.seed),
             "pid": os.getpid(),
             "sim_url": base_url,
             "api_key": api_key,
@@ -231,6 +250,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
     summary.update(sup.verdict())
     await sup.close()
     await nc.close()
+    _save_summary(state, plan.name, summary)
     print(json.dumps(summary, sort_keys=False), flush=True)
     return sup.exit_code()
 
@@ -244,22 +264,77 @@ def _profile(name: str | None) -> Applied:
     return profile
 
 
-async def _start_sim(
-    sup: Supervisor,
-    port_file: Path,
-    seed: int,
-    symbols: str,
-    funds: str,
-    creds: tuple[str, str, str],
-    profile: Applied,
-) -> int:
-    """Start the simulator (funded with `funds`, the profile's market options); returns its port."""
+async def _start_sim(sup: Supervisor, args: list[str], creds: tuple[str, str, str], profile: Applied) -> int:
+    """Start the simulator with `args` (sim_args) and the profile's market options; returns its port."""
     api_key, api_secret, admin = creds
-    args = ["--port", "0", "--port-file", str(port_file), "--seed", str(seed), "--symbols", symbols, "--fund", funds]
     env = {"SIM_API_KEY": api_key, "SIM_API_SECRET": api_secret, "SIM_ADMIN_TOKEN": admin}
+    port_file = Path(args[args.index("--port-file") + 1])
+    port_file.unlink(missing_ok=True)  # a resumed run's file names the port of its earlier simulator
     sup.add("sim", "btcbot.sim", env, [*args, *profile.sim_args], health=False)
     await sup.start("sim")
     return await _wait_for_port(port_file, sup, 30)
+
+
+def exchange_account(previous: Mapping[str, Any]) -> tuple[str, str, str]:
+    """API key, secret and admin token of the run's account; a resumed run keeps its own (the simulator
+    restores that account from its saved state)."""
+    api_key = str(previous.get("api_key") or "btcbot-demo")
+    api_secret = str(previous.get("api_secret") or base64.b64encode(secrets.token_bytes(32)).decode())
+    return api_key, api_secret, str(previous.get("sim_admin_token") or sim_admin_token())
+
+
+def _save_summary(state: Path, name: str, summary: dict[str, Any]) -> None:
+    """summary.json (what `btcbot down` prints), and run.json marked stopped."""
+    summary["run"] = name
+    write_private(state / SUMMARY_FILE, json.dumps(summary, indent=2))
+    _mark_run(state / "run.json", "stopped")
+
+
+def sim_args(port_file: Path, seed: int, symbols: str, funds: str, state_file: Path) -> list[str]:
+    """The simulator's options: a free port reported in `port_file`, its exchange state saved in `state_file`."""
+    return [
+        *("--port", "0", "--port-file", str(port_file), "--seed", str(seed)),
+        *("--symbols", symbols, "--fund", funds, "--state-file", str(state_file)),
+    ]
+
+
+def _run_record(
+    plan: RunPlan, state: Path, infra: Infra, database: RunDatabase, symbols: str, seed: int
+) -> dict[str, Any]:
+    """run.json's description of the run itself (name, status, database, servers, where its files are)."""
+    return {
+        "name": plan.name,
+        "status": "running",
+        "state_dir": str(state),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "resumed": plan.resume,
+        "symbols": symbols,
+        "seed": seed,
+        "database_name": database.name,
+        "database_created": database.created,
+        "infra": _infra_record(infra),
+        "sim_state_file": str(plan.sim_state_file),
+        "summary_file": str(state / SUMMARY_FILE),
+    }
+
+
+def _infra_record(infra: Infra) -> dict[str, Any]:
+    """What `btcbot verify`/`report` need to bring a stopped run's embedded servers back (runs.py, revive)."""
+    return {
+        dep.name.lower(): {"embedded": dep.embedded, "url": dep.url}
+        for dep in (infra.nats, infra.redis, infra.postgres)
+    }
+
+
+def _mark_run(run_file: Path, status: str, only_if: str | None = None) -> None:
+    """Record in run.json that the run ended (its `up` is gone; `btcbot status` shows it down)."""
+    if not run_file.exists():
+        return
+    data = json.loads(run_file.read_text())
+    if only_if is not None and data.get("status") != only_if:
+        return
+    data.update({"status": status, "ended": datetime.now(UTC).isoformat(timespec="seconds")})
+    write_private(run_file, json.dumps(data, indent=2))
 
 
 PROMETHEUS_TARGETS = "prometheus-targets.json"

@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("SIM_ADMIN_TOKEN"),
         help="token the /sim/* admin endpoints require (env SIM_ADMIN_TOKEN); unset: they answer 401",
     )
+    p.add_argument(
+        "--state-file",
+        type=Path,
+        help="restore the exchange (wallets, orders, trades, ids, prices) from here if it exists; save on exit",
+    )
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -132,9 +137,11 @@ def _write_port_file(path: Path, port: int) -> None:
     tmp.replace(path)
 
 
-async def serve(config: SimConfig, host: str, port: int, port_file: Path | None) -> None:
-    """Run the simulator until SIGTERM or SIGINT."""
-    runner = web.AppRunner(create_app(config), access_log=None)
+async def serve(
+    config: SimConfig, host: str, port: int, port_file: Path | None, state_file: Path | None = None
+) -> None:
+    """Run the simulator until SIGTERM or SIGINT (then save to `state_file`, if given)."""
+    runner = web.AppRunner(create_app(config, state_file=state_file), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -177,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return 2
-    asyncio.run(serve(config, args.host, args.port, args.port_file))
+    try:
+        asyncio.run(serve(config, args.host, args.port, args.port_file, args.state_file))
+    except ValueError as exc:  # a state file that is not a saved state
+        log.error("%s", exc)
+        return 2
     return 0
 
 

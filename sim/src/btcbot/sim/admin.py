@@ -12,17 +12,21 @@ import binascii
 import hmac
 import json
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from btcbot.sim import snapshot
 from btcbot.sim.config import Account
 from btcbot.sim.responses import HUB, STATE, raw
 from btcbot.sim.views import plain
 
 ADMIN_HEADER = "X-Sim-Admin-Token"
 OPEN_PATHS = frozenset({"/sim/health"})
+# Where the exchange saves its state (`--state-file`); absent: nothing to save to.
+STATE_FILE: web.AppKey[Path] = web.AppKey("sim_state_file", Path)
 
 
 def presented_token(headers: Any) -> str:
@@ -115,6 +119,23 @@ async def account_state(request: web.Request) -> web.Response:
         for asset in wallet.assets()
     }
     return raw({"apiKey": key, "orders": orders, "trades": trades, "balances": balances})
+
+
+def save(app: web.Application) -> Path | None:
+    """Write the exchange's state to the state file, if the app has one; returns where it wrote."""
+    path = app.get(STATE_FILE)
+    if path is None:
+        return None
+    snapshot.write_atomically(path, app[STATE].saved())
+    return path
+
+
+async def save_state(request: web.Request) -> web.Response:
+    """POST /sim/save: write the state file now (what a shutdown does too); 409 without --state-file."""
+    path = save(request.app)
+    if path is None:
+        return raw({"error": "no --state-file configured"}, 409)
+    return raw({"saved": str(path)})
 
 
 async def get_faults(request: web.Request) -> web.Response:
@@ -226,6 +247,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/sim/health", health)
     app.router.add_get("/sim/state", account_state)
     app.router.add_get("/sim/faults", get_faults)
+    app.router.add_post("/sim/save", save_state)
     app.router.add_post("/sim/faults", set_faults)
     app.router.add_post("/sim/accounts", add_account)
     app.router.add_post("/sim/market", move_market)

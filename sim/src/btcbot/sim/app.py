@@ -7,10 +7,11 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
-from btcbot.sim import admin, graph, rest
+from btcbot.sim import admin, graph, rest, snapshot
 from btcbot.sim.config import SimConfig
 from btcbot.sim.gateway import gateway
 from btcbot.sim.responses import HUB, STATE
@@ -35,10 +36,20 @@ async def _drive_market(state: SimState, interval: float) -> None:
             log.exception("market tick failed")
 
 
-def create_app(config: SimConfig, *, clock: Clock = wall_clock_ms) -> web.Application:
-    """The simulator as an aiohttp app; the market runs while the app runs if `config.run_market`."""
+def create_app(config: SimConfig, *, clock: Clock = wall_clock_ms, state_file: Path | None = None) -> web.Application:
+    """The simulator as an aiohttp app; the market runs while the app runs if `config.run_market`.
+
+    `state_file`: restore the exchange from it if it exists (ValueError if it is not a saved state), save to it
+    on shutdown and on POST /sim/save.
+    """
     app = web.Application(middlewares=[admin.require_admin, gateway])
     state = SimState(config, clock)
+    if state_file is not None:
+        saved = snapshot.read(state_file)
+        if saved is not None:
+            state.restore(saved)
+            log.info("restored the exchange from %s", state_file)
+        app[admin.STATE_FILE] = state_file
     app[STATE] = state
     hub = WsHub(state, book_interval=config.ws_book_interval, snapshot_interval=config.ws_snapshot_interval)
     app[HUB] = hub
@@ -62,6 +73,12 @@ def create_app(config: SimConfig, *, clock: Clock = wall_clock_ms) -> web.Applic
     async def close_sockets(app: web.Application) -> None:
         await hub.close_all()
 
+    async def save_state(app: web.Application) -> None:
+        admin.save(app)
+
     app.cleanup_ctx.append(background)
+    if state_file is not None:
+        # on_cleanup runs the cleanup contexts first: the market has stopped, nothing changes after the save.
+        app.on_cleanup.append(save_state)
     app.on_shutdown.append(close_sockets)
     return app

@@ -8,7 +8,10 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
+from btcbot.sim import snapshot
 from btcbot.sim.config import KNOWN_CURRENCIES, Account, Currency, SimConfig, SymbolRules
 from btcbot.sim.engine import Event, MatchingEngine
 from btcbot.sim.funding import FundingLedger
@@ -110,6 +113,62 @@ class SimState:
         if events:
             for listener in list(self._listeners):
                 listener(events)
+
+    def saved(self) -> dict[str, Any]:
+        """The users' wallets, orders and trades, the id counters and the prices, for `--state-file`."""
+        engine = self.engine
+        accounts = {}
+        for key in self.accounts:
+            wallet = engine.wallet(key)
+            accounts[key] = {
+                "balances": {
+                    a: {"total": str(wallet.balance(a).total), "locked": str(wallet.balance(a).locked)}
+                    for a in wallet.assets()
+                },
+                "orders": [snapshot.order_to_json(o) for o in engine.orders_of(key)],
+                "trades": [snapshot.trade_to_json(t) for t in engine.trades_of(key)],
+            }
+        prices = {s.name: str(self.crowd.mid(s.name)) for s in self.config.symbols}
+        last = {s.name: str(p) for s in self.config.symbols if (p := engine.last_price(s.name)) is not None}
+        return {
+            "version": snapshot.VERSION,
+            "saved_ms": self.now_ms(),
+            # The engine's counters are private: a saved state is the one place that must carry them over.
+            "next_order_id": engine._next_order_id,
+            "next_trade_id": engine._next_trade_id,
+            "mids": prices,
+            "last_prices": last,
+            "accounts": accounts,
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Continue from a saved state: the saved accounts replace the configured ones' records, open orders rest
+        in the book again, ids continue after the saved ones and the crowd trades around the saved prices."""
+        engine = self.engine
+        # Ids only grow: the later of the saved counter and this start's time-derived one.
+        engine._next_order_id = max(engine._next_order_id, int(data["next_order_id"]))
+        engine._next_trade_id = max(engine._next_trade_id, int(data["next_trade_id"]))
+        for pair, mid in data.get("mids", {}).items():
+            if self.config.symbol(pair) is not None:
+                self.crowd.set_mid(pair, Decimal(mid))
+        for key, saved in data.get("accounts", {}).items():
+            if key not in self.accounts:
+                continue  # an account this start does not configure (its secret is not saved)
+            wallet = engine.wallet(key)
+            for asset in wallet.assets():
+                wallet.balance(asset).total = Decimal(0)
+                wallet.balance(asset).locked = Decimal(0)
+            for asset, bal in saved["balances"].items():
+                wallet.balance(asset).total = Decimal(bal["total"])
+                wallet.balance(asset).locked = Decimal(bal["locked"])
+            orders = [snapshot.order_from_json(o) for o in saved["orders"]]
+            engine._account_orders[key] = orders
+            engine._account_trades[key] = [snapshot.trade_from_json(t) for t in saved["trades"]]
+            for order in orders:
+                engine._orders[order.order_id] = order
+                if order.is_open and order.method == "limit" and engine.books.get(order.pair) is not None:
+                    engine.books[order.pair].side(order.side).add(order)
+        engine.drain_events()
 
     def tick(self) -> None:
         """Play the recorded records now due, if any, then let the crowd trade once."""

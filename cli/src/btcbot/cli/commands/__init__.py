@@ -14,6 +14,7 @@ from btcbot.cli.commands import (
     control,
     dlq,
     doctor,
+    down,
     ledger,
     migrate,
     nats_config,
@@ -21,6 +22,7 @@ from btcbot.cli.commands import (
     report,
     service,
     sim,
+    status,
     up,
     verify,
 )
@@ -28,6 +30,8 @@ from btcbot.cli.commands import (
 # One table: command name -> its module, in the order `btcbot --help` lists them.
 COMMANDS: dict[str, ModuleType] = {
     "up": up,
+    "status": status,
+    "down": down,
     "sim": sim,
     "service": service,
     "doctor": doctor,

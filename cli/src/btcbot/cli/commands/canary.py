@@ -34,7 +34,10 @@ def run(args: argparse.Namespace) -> int:
     if args.ttl <= 0:
         print("btcbot canary: --ttl must be positive")
         return 2
-    env = env_from_run_file(os.environ, args.run_file)
+    from btcbot.cli.runs import prepare
+
+    prepare("canary", args.run_file, nats=True)
+    env = env_from_run_file(os.environ, None)
     register_env(env)
     copts = CanaryOptions(args.symbol.strip().upper(), notional, args.side, args.ttl)
     return asyncio.run(run_canary(env, copts))

@@ -10,6 +10,9 @@ HELP = "re-run strategy and risk over a recorded range and diff the decisions"
 
 def add_arguments(replay: argparse.ArgumentParser) -> None:
     """Options of `btcbot replay`."""
+    replay.add_argument(
+        "--run-file", type=Path, help="a run's run.json (default: BTCBOT_RUN_FILE, else the current run)"
+    )
     replay.add_argument("--from-seq", type=int, default=1, help="first MARKET sequence (default: the first)")
     replay.add_argument("--to-seq", type=int, help="last MARKET sequence")
     replay.add_argument("--since", help="books received at or after this ISO time (UTC if no offset)")
@@ -28,5 +31,9 @@ def add_arguments(replay: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when the replay agrees with the recording."""
     from btcbot.cli.replay import run_from_args
+    from btcbot.cli.revive import reading
+    from btcbot.cli.runs import prepare
 
-    return run_from_args(args)
+    found = prepare("replay", args.run_file, nats=True)
+    with reading("replay", found):
+        return run_from_args(args)

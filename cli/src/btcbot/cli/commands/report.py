@@ -22,7 +22,11 @@ def add_arguments(report: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the report."""
     from btcbot.cli.report import ReportOptions, run_report
+    from btcbot.cli.revive import reading
+    from btcbot.cli.runs import prepare
 
-    quote = os.environ.get("LEDGER_QUOTE_ASSET", "TRY")
-    ropts = ReportOptions(args.json, args.csv, args.plot, args.exchange, args.run_file, quote)
-    return asyncio.run(run_report(ropts))
+    found = prepare("report", args.run_file, nats=False)
+    with reading("report", found) as run_file:
+        quote = os.environ.get("LEDGER_QUOTE_ASSET", "TRY")
+        ropts = ReportOptions(args.json, args.csv, args.plot, args.exchange, run_file, quote)
+        return asyncio.run(run_report(ropts))

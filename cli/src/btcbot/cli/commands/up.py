@@ -1,23 +1,29 @@
-"""`btcbot up`: the simulator and the five services on this machine."""
+"""`btcbot up`: the simulator and the five services on this machine, as a named run."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 from pathlib import Path
 
 from btcbot.cli.profiles import PROFILES
 
-HELP = "run the simulator and the five services on this machine"
+HELP = "run the simulator and the five services on this machine (a named run under the state root)"
 
 
 def add_arguments(up: argparse.ArgumentParser) -> None:
     """Options of `btcbot up`."""
     up.add_argument("--duration", type=float, help="stop by itself after this many seconds")
-    up.add_argument("--state-dir", type=Path, default=Path(".state/up"), help="logs, traces and embedded servers")
+    up.add_argument("--name", help="the run's name (default: generated from the start time, sortable)")
+    up.add_argument("--resume", metavar="NAME", help="continue a stopped run: its database, keys, NATS, exchange")
+    up.add_argument("--state-root", type=Path, help="where runs live (default BTCBOT_STATE_DIR, else .state)")
+    up.add_argument("--state-dir", type=Path, help="this run's directory, outside the state root (tests)")
+    up.add_argument("--detach", action="store_true", help="run in the background; return once services are ready")
     up.add_argument("--symbols", default="BTCTRY,ETHTRY", help="comma-separated pair symbols")
     up.add_argument("--seed", type=int, default=7, help="the simulated market's random seed")
-    up.add_argument("--keep-state", action="store_true", help="keep embedded servers' data and the ledger")
+    up.add_argument("--keep-state", action="store_true", help="with --state-dir: keep what an earlier run left there")
     up.add_argument(
         "--universe",
         choices=("static", "dynamic"),
@@ -31,18 +37,43 @@ def add_arguments(up: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the system until --duration or Ctrl-C; the last line printed is the JSON summary."""
-    from btcbot.cli.up import UpOptions, run_up
+    """Run the system until --duration or Ctrl-C (or `btcbot down`); the last line printed is the JSON summary."""
+    from datetime import UTC, datetime
+
+    from btcbot.cli.runplan import plan_run
+    from btcbot.cli.runs import RunError
 
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
     if args.duration is not None and args.duration <= 0:
         raise SystemExit("btcbot up: --duration must be positive")
+    try:
+        plan = plan_run(
+            name=args.name,
+            resume=args.resume,
+            state_dir=args.state_dir,
+            root_option=args.state_root,
+            env=os.environ,
+            now=datetime.now(UTC),
+        )
+    except RunError as exc:
+        print(f"btcbot up: {exc}", file=sys.stderr)
+        return 2
+    if args.detach:
+        from btcbot.cli.detach import detach
+
+        return detach(plan, args)
+    from btcbot.cli.up import UpOptions, run_up
+
+    seed = int(plan.previous.get("seed", args.seed)) if plan.resume else args.seed
+    if plan.resume and plan.previous.get("symbols"):
+        symbols = tuple(str(plan.previous["symbols"]).split(","))
     opts = UpOptions(
         args.duration,
-        args.state_dir,
+        plan.directory,
         symbols,
-        args.seed,
+        seed,
         args.keep_state,
+        plan=plan,
         universe=args.universe,
         quiet=args.quiet,
         profile=args.profile,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "compare the simulator's record with execution's and the ledger's"
 
 
 def add_arguments(verify: argparse.ArgumentParser) -> None:
     """Options of `btcbot verify`."""
-    verify.add_argument("--run-file", help="run.json written by `btcbot up` (e.g. .state/up/run.json)")
+    verify.add_argument("--run-file", help="a run's run.json (default: BTCBOT_RUN_FILE, else the current run)")
     for flag in ("sim-url", "api-key", "nats-url", "database-url", "redis-url", "key-prefix", "account"):
         verify.add_argument(f"--{flag}", help="overrides the run file and the environment")
     verify.add_argument("--since-ms", type=int, help="ignore stream messages older than this (epoch ms)")
@@ -17,6 +18,11 @@ def add_arguments(verify: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when everything agrees."""
+    from btcbot.cli.revive import reading
+    from btcbot.cli.runs import prepare
     from btcbot.cli.verify import run_from_args
 
-    return run_from_args(args)
+    found = prepare("verify", Path(args.run_file) if args.run_file else None, nats=True)
+    with reading("verify", found) as run_file:
+        args.run_file = str(run_file) if run_file is not None else None
+        return run_from_args(args)

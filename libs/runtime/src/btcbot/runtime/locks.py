@@ -16,10 +16,15 @@ from redis.exceptions import RedisError
 
 from btcbot.runtime.errors import DependencyUnavailable, StaleToken
 
+# How long a token counter outlives its last acquisition. Far beyond any lease, so no holder can still carry
+# a token when the counter starts again from 1; without it every run's prefix would leave its counters forever.
+TOKEN_RETENTION_MS = 7 * 24 * 3600 * 1000
+
 # KEYS: lock key, token counter. ARGV: owner, ttl ms. Returns the new token, or 0 if held by someone else.
-_ACQUIRE = """
+_ACQUIRE = f"""
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local token = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], {TOKEN_RETENTION_MS})
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
 return token
 """

@@ -463,7 +463,17 @@ class ReservationModel:
         return summarize(self.held, self.hwm, self.cool)
 
 
-_COMMON = """
+# How long a reservation key outlives its last write (refreshed on every write, so an active run never loses one;
+# an order resting untouched for longer is canceled as stale long before). Without it, every run's prefix would
+# leave its keys in Redis forever.
+KEY_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+_COMMON = (
+    f"""
+local RETAIN_MS = {KEY_RETENTION_MS}
+local function keep(...) for _, k in ipairs({{...}}) do redis.call('PEXPIRE', k, RETAIN_MS) end end
+"""
+    + """
 local p = KEYS[1]
 local function s(n) return string.format('%d', n) end
 local FIELDS = {'symbol', 'side', 'qty', 'notional', 'state', 'fqty', 'fnotional', 'cfilled', 'done_seq'}
@@ -478,6 +488,7 @@ local function drop(coid)
   redis.call('SREM', p .. ':ids', coid)
 end
 """
+)
 
 # ARGV: coid symbol side qty notional now_ms snap_seq position symbol_value exposure cash
 #       max_open_symbol max_open_total cooldown_ms cash_reserve symbol_cap budget deny_unknown denial_ttl_ms
@@ -498,6 +509,7 @@ if remembered[1] then return {'denied', remembered[1], remembered[2], remembered
 local hwm = tonumber(redis.call('GET', p .. ':hwm') or '0')
 if snap < hwm then return {'stale', '', s(snap), s(hwm)} end
 redis.call('SET', p .. ':hwm', ARGV[7])
+keep(p .. ':hwm', p .. ':ids', p .. ':last', p .. ':cool')
 local open_sym, open_total, unknown_sym, sells_sym, buys_sym, buys_total = 0, 0, 0, 0, 0, 0
 for _, id in ipairs(redis.call('SMEMBERS', p .. ':ids')) do
   local o = load(id)
@@ -560,6 +572,7 @@ redis.call('HSET', p .. ':o:' .. coid, 'symbol', symbol, 'side', side, 'qty', AR
   'state', 'unknown', 'fqty', '0', 'fnotional', '0', 'cfilled', '0', 'done_seq', '0', 'approved_ms', ARGV[6])
 redis.call('SADD', p .. ':ids', coid)
 redis.call('HSET', p .. ':last', key, ARGV[6])
+keep(p .. ':o:' .. coid, p .. ':ids', p .. ':last')
 return {'approved', '', '0', '0'}
 """
 )
@@ -572,6 +585,7 @@ _EVENT = (
 local kind, coid = ARGV[1], ARGV[2]
 local key = p .. ':o:' .. coid
 local o = load(coid)
+keep(key, p .. ':f:' .. coid, p .. ':ids')
 if kind == 'release' or kind == 'rejected' then
   if not o then return 0 end
   drop(coid)
@@ -598,9 +612,11 @@ if not o then
   redis.call('HSET', key, 'symbol', ARGV[3], 'side', ARGV[4], 'qty', '0', 'notional', '0', 'state', 'done',
     'fqty', '0', 'fnotional', '0', 'cfilled', '0', 'done_seq', '0')
   redis.call('SADD', p .. ':ids', coid)
+  keep(key, p .. ':ids')
   o = load(coid)
 end
 if redis.call('HSETNX', p .. ':f:' .. coid, ARGV[5], ARGV[6]) == 1 then
+  keep(p .. ':f:' .. coid)
   o.fqty = tonumber(redis.call('HINCRBY', key, 'fqty', ARGV[6]))
   redis.call('HINCRBY', key, 'fnotional', ARGV[7])
 end
@@ -616,7 +632,11 @@ return 1
 )
 
 # KEYS[1] prefix. ARGV: symbol event_id ts_ms window_ms count cooldown_ms. Returns the cooldown's end (0: none).
-_MIN_TOTAL = """
+_MIN_TOTAL = (
+    f"""
+local RETAIN_MS = {KEY_RETENTION_MS}
+"""
+    + """
 local p = KEYS[1]
 local symbol, id = ARGV[1], ARGV[2]
 local ts, window, count, cool = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -628,9 +648,11 @@ local current = tonumber(redis.call('HGET', p .. ':cool', symbol) or '0')
 if recent >= count and ts + cool > current then
   current = ts + cool
   redis.call('HSET', p .. ':cool', symbol, string.format('%d', current))
+  redis.call('PEXPIRE', p .. ':cool', RETAIN_MS)
 end
 return string.format('%d', current)
 """
+)
 
 
 class RedisReservations:
