@@ -99,11 +99,23 @@ async def connect(
     With `auth`, as that identity (docs/security.md); without, anonymously (a dev server without authorization).
     """
 
+    # Failed attempts of the first connect are not news: its outcome is (DependencyUnavailable, one message).
+    connected = False
+
     async def on_error(exc: Exception) -> None:
-        log.warning("nats.error", error=repr(exc))
+        if connected:
+            log.warning("nats.error", error=repr(exc))
+        else:
+            log.debug("nats.connect_attempt_failed", error=repr(exc))
+
+    nc = NatsClient()
 
     async def on_disconnected() -> None:
-        log.warning("nats.disconnected")
+        # nats-py calls this on our own close() too (status already CLOSED then): only a lost connection warns.
+        if nc.is_closed:
+            log.debug("nats.disconnected", closed=True)
+        else:
+            log.warning("nats.disconnected")
 
     async def on_reconnected() -> None:
         log.info("nats.reconnected")
@@ -112,8 +124,8 @@ async def connect(
         log.info("nats.closed")
 
     try:
-        return await asyncio.wait_for(
-            nats.connect(
+        await asyncio.wait_for(
+            nc.connect(
                 url,
                 name=name,
                 connect_timeout=min(2.0, timeout),
@@ -130,6 +142,8 @@ async def connect(
         )
     except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
         raise DependencyUnavailable(f"NATS at {url} did not answer within {timeout:.0f}s: {exc!r}") from exc
+    connected = True
+    return nc
 
 
 def stream_config(spec: StreamSpec) -> StreamConfig:
