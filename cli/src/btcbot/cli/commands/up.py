@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from pathlib import Path
 
 HELP = "run the simulator and the five services on this machine"
@@ -20,10 +21,10 @@ def add_arguments(up: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the system until --duration or Ctrl-C; the last line printed is the JSON summary."""
+    from btcbot.cli.preflight import check_up
     from btcbot.cli.up import UpOptions, run_up
 
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
-    if args.duration is not None and args.duration <= 0:
-        raise SystemExit("btcbot up: --duration must be positive")
+    check_up(args.duration, symbols, os.environ)  # before anything starts or connects (UserError: exit 2)
     opts = UpOptions(args.duration, args.state_dir, symbols, args.seed, args.keep_state)
     return asyncio.run(run_up(opts))

@@ -141,7 +141,8 @@ async def connect(
             timeout,
         )
     except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
-        raise DependencyUnavailable(f"NATS at {url} did not answer within {timeout:.0f}s: {exc!r}") from exc
+        why = f"no answer within {timeout:.0f}s" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
+        raise DependencyUnavailable(f"NATS at {url} did not answer: {why}") from exc
     connected = True
     return nc
 

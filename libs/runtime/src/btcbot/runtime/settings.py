@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -201,7 +202,26 @@ def load_settings(cls: type[S]) -> S:
     try:
         settings = cls()
     except ValidationError as exc:
-        problems = [f"{_error_name(cls, error['loc'])}: {error['msg']}" for error in exc.errors()]
+        problems = [f"{name}: {msg}" for name, _kind, msg in _problems(cls, exc)]
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
     register_secrets_of(settings)
     return settings
+
+
+def bad_settings(cls: type[BaseSettings], provided: Collection[str] = ()) -> list[str]:
+    """What is wrong with the environment for `cls`, as "VARIABLE: why", without building anything.
+
+    For a launcher that will set some variables itself (`btcbot up`): a missing variable is not reported,
+    nor one named in `provided` (the launcher's value replaces the user's).
+    """
+    try:
+        cls()
+    except ValidationError as exc:
+        return [
+            f"{name}: {msg}" for name, kind, msg in _problems(cls, exc) if kind != "missing" and name not in provided
+        ]
+    return []
+
+
+def _problems(cls: type[BaseSettings], exc: ValidationError) -> list[tuple[str, str, str]]:
+    return [(_error_name(cls, error["loc"]), error["type"], error["msg"]) for error in exc.errors()]
