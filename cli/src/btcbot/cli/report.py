@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from btcbot.cli.endpoints import redact_url
+from btcbot.cli.errors import UserError
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/btcbot"
 ZERO = Decimal(0)
@@ -88,7 +89,7 @@ def resolve_sources(opts: ReportOptions, env: Mapping[str, str]) -> tuple[str, E
             env.get("BTCTURK_BASE_URL", "https://api.btcturk.com"), env["BTCTURK_API_KEY"], env["BTCTURK_API_SECRET"]
         )
     if opts.exchange and exchange is None:
-        raise SystemExit("btcbot report: --exchange needs BTCTURK_API_KEY/BTCTURK_API_SECRET or --run-file")
+        raise UserError("--exchange needs BTCTURK_API_KEY and BTCTURK_API_SECRET, or --run-file")
     return database, exchange
 
 
