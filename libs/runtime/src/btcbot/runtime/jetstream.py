@@ -123,23 +123,21 @@ async def connect(
     async def on_closed() -> None:
         log.info("nats.closed")
 
+    # nats-py annotates the timeouts as int but takes seconds as float (as nats.connect passes them on).
+    options: dict[str, Any] = {
+        "name": name,
+        "connect_timeout": min(2.0, timeout),
+        "reconnect_time_wait": 1.0,
+        "max_reconnect_attempts": -1 if reconnect_forever else 2,
+        "error_cb": on_error,
+        "disconnected_cb": on_disconnected,
+        "reconnected_cb": on_reconnected,
+        "closed_cb": on_closed,
+        "drain_timeout": 5,
+        **(auth.options() if auth is not None else {}),
+    }
     try:
-        await asyncio.wait_for(
-            nc.connect(
-                url,
-                name=name,
-                connect_timeout=min(2.0, timeout),
-                reconnect_time_wait=1.0,
-                max_reconnect_attempts=-1 if reconnect_forever else 2,
-                error_cb=on_error,
-                disconnected_cb=on_disconnected,
-                reconnected_cb=on_reconnected,
-                closed_cb=on_closed,
-                drain_timeout=5,
-                **(auth.options() if auth is not None else {}),
-            ),
-            timeout,
-        )
+        await asyncio.wait_for(nc.connect(url, **options), timeout)
     except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
         why = f"no answer within {timeout:.0f}s" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
         raise DependencyUnavailable(f"NATS at {url} did not answer: {why}") from exc
