@@ -159,6 +159,9 @@ def no_server_cases(down: tuple[str, str, str, int], state: Path) -> dict[str, C
             forbidden=("LEDGER_BTCBOT",),
             prefix="ledger:",
         ),
+        "risk without its signing key": Case(
+            ("service", "risk"), {"NATS_URL": nats, **keys}, ("BTCBOT_SIGNING_KEY_ID",), prefix="risk:"
+        ),
         # NATS is down: had the arming check waited for NATS, this would be a NATS error (exit 3), not this line.
         "execution armed without the acknowledgement": Case(
             ("service", "execution"),
