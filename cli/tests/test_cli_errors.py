@@ -7,12 +7,14 @@ database is a fresh empty one created for the test and dropped after it.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -29,6 +31,7 @@ BTCBOT = [sys.executable, "-m", "btcbot.cli"]
 _OURS = ("BTCBOT_", "BTCTURK_", "NATS_", "REDIS_", "DATABASE_", "SIM_", "LEDGER_", "EXECUTION_", "RISK_")
 _OURS += ("STRATEGY_", "MARKETDATA_", "CANARY_", "TEST_")
 # Real BTCTurk pairs, in case the simulator comes to offer some of them: the test takes the first it does not.
+SIM_ADMIN_TOKEN = secrets.token_urlsafe(16)
 REAL_PAIRS = ("XRPTRY", "DOGETRY", "AVAXTRY", "SHIBTRY", "ADATRY", "SOLTRY", "LINKTRY", "TRXTRY", "NEARTRY")
 
 
@@ -98,6 +101,43 @@ async def empty_database(pg_admin_url: str) -> AsyncIterator[str]:
 
     name = f"btcbot_t_empty_{secrets.token_hex(4)}"
     url = await ensure_database(pg_admin_url, name)
+    yield url
+    await drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="module")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A simulator of its own (verify reads it first), stopped after the module."""
+    base = tmp_path_factory.mktemp("sim")
+    port_file = base / "sim.port"
+    secret = base64.b64encode(secrets.token_bytes(32)).decode()
+    argv = ["--port", "0", "--port-file", str(port_file), "--symbols", "BTCTRY", "--fund", "TRY=1000"]
+    argv += ["--api-key", "k", "--api-secret", secret, "--admin-token", SIM_ADMIN_TOKEN, "--no-rate-limits"]
+    with (base / "sim.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "btcbot.sim", *argv], stdout=log, stderr=subprocess.STDOUT, env=clean_env({})
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert process.poll() is None, (base / "sim.log").read_text()
+            assert time.monotonic() < deadline, "the simulator did not report its port"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port_file.read_text().strip()}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def migrated_database(pg_admin_url: str) -> AsyncIterator[str]:
+    """A database with the ledger's tables and no rows, dropped after the test."""
+    from btcbot.cli.infra import drop_database, ensure_database
+    from btcbot.ledger.migrations import migrate
+
+    name = f"btcbot_t_ledger_{secrets.token_hex(4)}"
+    url = await ensure_database(pg_admin_url, name)
+    await migrate(url)
     yield url
     await drop_database(pg_admin_url, name)
 
@@ -189,6 +229,32 @@ async def test_an_unknown_database_is_named(pg_admin_url: str, tmp_path: Path) -
 
 async def test_an_unmigrated_database_says_to_migrate(empty_database: str, tmp_path: Path) -> None:
     case = Case(("report",), {"DATABASE_URL": empty_database}, ("btcbot migrate", "DATABASE_URL"))
+    assert_one_line_error(case, run_btcbot(case.argv, case.env, tmp_path))
+
+
+def verify_argv(sim: str, nats: str, database: str, *more: str) -> tuple[str, ...]:
+    return ("verify", "--sim-url", sim, "--api-key", "k", "--nats-url", nats, "--database-url", database, *more)
+
+
+def test_verify_with_nats_down(simulator: str, down: tuple[str, str, str, int], tmp_path: Path) -> None:
+    nats = down[0]
+    case = Case(verify_argv(simulator, nats, down[2]), {"SIM_ADMIN_TOKEN": SIM_ADMIN_TOKEN}, (nats, "NATS_URL"))
+    assert_one_line_error(case, run_btcbot(case.argv, case.env, tmp_path))
+
+
+async def test_verify_on_an_unmigrated_database(
+    simulator: str, nats_url: str, empty_database: str, tmp_path: Path
+) -> None:
+    argv = verify_argv(simulator, nats_url, empty_database)
+    case = Case(argv, {"SIM_ADMIN_TOKEN": SIM_ADMIN_TOKEN}, ("btcbot migrate", "DATABASE_URL"))
+    assert_one_line_error(case, run_btcbot(case.argv, case.env, tmp_path))
+
+
+async def test_verify_with_redis_down(
+    simulator: str, nats_url: str, migrated_database: str, down: tuple[str, str, str, int], tmp_path: Path
+) -> None:
+    argv = verify_argv(simulator, nats_url, migrated_database, "--redis-url", down[1])
+    case = Case(argv, {"SIM_ADMIN_TOKEN": SIM_ADMIN_TOKEN}, ("Redis", "REDIS_URL", str(down[3])))
     assert_one_line_error(case, run_btcbot(case.argv, case.env, tmp_path))
 
 

@@ -501,12 +501,14 @@ async def _claims(redis_url: str, key_prefix: str, account: str) -> dict[str, di
 
     from btcbot.execution.journal_reader import JournalReader
     from btcbot.runtime.errors import DependencyUnavailable
+    from btcbot.runtime.redact import redact
 
     client = Redis.from_url(redis_url, socket_timeout=5, decode_responses=True)
     try:
         return await JournalReader(client, key_prefix, account).claims()
     except DependencyUnavailable as exc:
-        raise VerifyError(f"cannot read execution's claims from Redis at REDIS_URL: {exc}") from exc
+        where = redact(redis_url)
+        raise VerifyError(f"cannot read execution's claims from Redis at {where} (REDIS_URL): {exc}") from exc
     finally:
         await client.aclose()
 

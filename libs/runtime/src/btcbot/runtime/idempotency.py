@@ -103,7 +103,7 @@ class IdempotencyStore:
         try:
             found = [_text(k)[skip:] async for k in self._redis.scan_iter(match=pattern, count=1000)]
         except RedisError as exc:
-            raise DependencyUnavailable(f"redis: list {start}*: {exc!r}") from exc
+            raise DependencyUnavailable(f"redis: list {start}*: {type(exc).__name__}: {exc}") from exc
         return sorted(found)
 
 
