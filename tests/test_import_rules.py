@@ -39,6 +39,7 @@ SHELL_MODULES = {
     "polling",
     "tasks",
     "journal",
+    "journal_reader",  # execution's journal, read-only, for the CLI (it knows the Redis key layout)
     "edge",
     "client",
     "gateway",

@@ -61,6 +61,11 @@ def test_market_profile_options() -> None:
     assert {c.symbol for c in every.currencies} >= {"TRY", "USDT", "AVAX", "DOGE"}
 
 
+def test_the_documented_port_is_the_default() -> None:
+    assert build_parser().parse_args([]).port == 8800
+    assert build_parser().parse_args(["--port", "0"]).port == 0  # `btcbot up` and the tests ask for a free one
+
+
 def test_process_writes_port_file_and_stops_on_sigterm(tmp_path: Path) -> None:
     port_file = tmp_path / "port"
     env = {**os.environ, "SIM_API_KEY": "env-key", "SIM_API_SECRET": SECRET, "SIM_ADMIN_TOKEN": "cli-admin-token"}

@@ -7,8 +7,9 @@ import io
 import os
 import sys
 from collections.abc import Mapping
-from typing import TextIO
+from typing import NoReturn, TextIO
 
+from btcbot.cli.errors import EXIT_USER_ERROR, UserError, explain
 from btcbot.runtime.redact import redact, register_env
 
 
@@ -16,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their options, from the command table."""
     from btcbot.cli.commands import COMMANDS
 
-    parser = argparse.ArgumentParser(prog="btcbot", description="BTCTurk trading system")
+    parser = OneLineErrorParser(prog="btcbot", description="BTCTurk trading system")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any failure, and debug logs")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         command = sub.add_parser(name, help=module.HELP, add_help=getattr(module, "ADD_HELP", True))
@@ -24,14 +26,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_logs() -> None:
+class OneLineErrorParser(argparse.ArgumentParser):
+    """A usage mistake is one line naming the command and what is wrong, exit 2 (argparse's own code)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `btcbot <command>: <message> (see --help)` and exit 2."""
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _quiet_logs(debug: bool = False) -> None:
     """The kit logs through structlog; in the CLI only warnings matter, and stdout belongs to results."""
     import logging
 
     import structlog
 
     structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if debug else logging.WARNING),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
     )
 
@@ -74,14 +84,44 @@ def redact_output(environ: Mapping[str, str]) -> None:
         sys.stderr = RedactingStream(sys.stderr)
 
 
+def run_command(args: argparse.Namespace) -> int:
+    """Run the chosen command; a failure the user can fix is one line on stderr and exit 2 (errors.py)."""
+    from btcbot.cli.commands import COMMANDS
+
+    try:
+        code: int = COMMANDS[args.command].run(args)
+    except Exception as exc:
+        message = None if args.debug else explain(exc)
+        if message is None:
+            raise
+        print(f"btcbot {args.command}: {message}", file=sys.stderr, flush=True)
+        return exc.exit_code if isinstance(exc, UserError) else EXIT_USER_ERROR
+    return code
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse `btcbot [--debug] <command> ...`; a command with FORWARDS_ARGUMENTS gets the rest as `forwarded`."""
+    from btcbot.cli.commands import COMMANDS
+
+    head, rest = argv, list[str]()
+    for index, token in enumerate(argv):
+        module = COMMANDS.get(token)
+        if module is not None and getattr(module, "FORWARDS_ARGUMENTS", False):
+            head, rest = argv[: index + 1], argv[index + 1 :]
+            break
+        if not token.startswith("-"):
+            break
+    args = build_parser().parse_args(head)
+    args.forwarded = rest
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     redact_output(os.environ)
-    args = build_parser().parse_args(argv)
-    _quiet_logs()
-    from btcbot.cli.commands import COMMANDS
-
-    raise SystemExit(COMMANDS[args.command].run(args))
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    _quiet_logs(args.debug)
+    raise SystemExit(run_command(args))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Adopt only a fill the exchange's own record confirms: the ledger releases those 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -27,7 +28,7 @@ async def run_quarantine(env: Mapping[str, str], adopt: int | None, operator: st
     try:
         store = await Store.open(env.get("DATABASE_URL", DEFAULT_DATABASE_URL), max_size=1)
     except StoreUnavailable as exc:
-        print(f"btcbot ledger quarantine: {exc}", flush=True)
+        print(f"btcbot ledger quarantine: {exc} (check DATABASE_URL)", file=sys.stderr, flush=True)
         return 2
     try:
         if adopt is not None:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 import time
 import typing
 from collections.abc import Awaitable, Callable, Sequence
@@ -393,12 +394,12 @@ async def run_replay(options: ReplayOptions, nats_url: str) -> int:
         else:
             rules, source = permissive_rules(symbols), "skipped"
     except (ReplayError, SettingsError) as exc:
-        print(f"btcbot replay: {exc}")
+        print(f"btcbot replay: {exc}", file=sys.stderr)
         return 2
     try:
         nc = await connect(nats_url, "btcbot-replay", 10, reconnect_forever=False, auth=cli_auth(os.environ, "reader"))
     except DependencyUnavailable as exc:
-        print(f"btcbot replay: {exc}")
+        print(f"btcbot replay: {exc} (check NATS_URL)", file=sys.stderr)
         return 2
     try:
         js = nc.jetstream()

@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from btcbot.cli.errors import UserError
 from btcbot.devstack.endpoints import redact_url
 from btcbot.ledger.botpnl import at_scale, count_trades, position_pnl, totals
 from btcbot.ledger.queries import Reconciliation, read_ledger
@@ -95,7 +96,7 @@ def resolve_sources(opts: ReportOptions, env: Mapping[str, str]) -> tuple[str, E
             env.get("BTCTURK_BASE_URL", "https://api.btcturk.com"), env["BTCTURK_API_KEY"], env["BTCTURK_API_SECRET"]
         )
     if opts.exchange and exchange is None:
-        raise SystemExit("btcbot report: --exchange needs BTCTURK_API_KEY/BTCTURK_API_SECRET or --run-file")
+        raise UserError("--exchange needs BTCTURK_API_KEY and BTCTURK_API_SECRET, or --run-file")
     return database, exchange
 
 

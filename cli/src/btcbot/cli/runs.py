@@ -234,6 +234,10 @@ def describe(found: Found, env: Mapping[str, str]) -> str:
     return ", ".join(parts)
 
 
+# Starts the line that says what a command talks to, so it reads apart from the command's result or error.
+USING = "using "
+
+
 def use_run(command: str, explicit: Path | None, environ: MutableMapping[str, str] | None = None) -> Found | None:
     """Find the run, merge it into the environment (os.environ by default), say on stderr what is used.
 
@@ -245,12 +249,12 @@ def use_run(command: str, explicit: Path | None, environ: MutableMapping[str, st
     found = find_run(explicit, environ)
     if found is None:
         where = ", ".join(f"{k.split('_')[0]} from {k}" for k in SERVER_VARIABLES if environ.get(k)) or "local defaults"
-        print(f"btcbot {command}: no run; servers: {where}", file=sys.stderr, flush=True)
+        print(f"btcbot {command}: {USING}no run; servers: {where}", file=sys.stderr, flush=True)
         return None
     merged = run_env(found.run)
     environ.update(merged)
     register_env(merged)
-    print(f"btcbot {command}: {describe(found, environ)}", file=sys.stderr, flush=True)
+    print(f"btcbot {command}: {USING}{describe(found, environ)}", file=sys.stderr, flush=True)
     return found
 
 
@@ -277,9 +281,10 @@ def nats_too_old(env: Mapping[str, str], role: str = "reader") -> str | None:
     return None if too_old is None else f"{too_old} (at {redact_url(url)}); refusing, as `btcbot up` does"
 
 
-def prepare(command: str, explicit: Path | None, *, nats: bool) -> Found | None:
+def prepare(command: str, explicit: Path | None, *, nats: bool, nats_url: str | None = None) -> Found | None:
     """What each command runs first: find and merge the run, and refuse an old NATS when the command uses NATS.
 
+    `nats_url`: the server a command's own option names (`--nats-url`), which wins over the environment.
     A refusal is one line on stderr and exit code 2 (SystemExit).
     """
     try:
@@ -287,7 +292,8 @@ def prepare(command: str, explicit: Path | None, *, nats: bool) -> Found | None:
     except RunError as exc:
         print(f"btcbot {command}: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
-    if nats and (found is None or found.run.live) and (reason := nats_too_old(os.environ)) is not None:
+    env = {**os.environ, "NATS_URL": nats_url} if nats_url else os.environ
+    if nats and (found is None or found.run.live) and (reason := nats_too_old(env)) is not None:
         print(f"btcbot {command}: {reason}", file=sys.stderr, flush=True)
         raise SystemExit(2)
     return found

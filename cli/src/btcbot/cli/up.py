@@ -29,6 +29,7 @@ import httpx
 import msgspec
 
 from btcbot.btcturk.rest import BtcTurkClient
+from btcbot.cli.preflight import settings_class
 from btcbot.cli.profiles import Applied, apply_profile
 from btcbot.cli.progress import Progress
 from btcbot.cli.rundb import RunDatabase, prepare_database
@@ -46,6 +47,7 @@ from btcbot.devstack.supervisor import Supervisor
 from btcbot.ledger.queries import fill_count
 from btcbot.runtime.inspect import last_sequence, read_stream
 from btcbot.runtime.jetstream import NatsAuth, NatsPublisher, connect, nats_auth_from_env, provision
+from btcbot.runtime.settings import CommonSettings, ExchangeSettings, env_name
 from btcbot.runtime.signing import RunKeys
 
 SERVICES_IN_START_ORDER = ("ledger", "execution", "risk", "strategy", "marketdata")
@@ -184,12 +186,13 @@ async def _run(
         "BTCBOT_SYMBOLS": symbols,
         "MARKETDATA_UNIVERSE": opts.universe,
         "BTCBOT_TRACE_FILE": str(trace_file),
-        "BTCTURK_BASE_URL": base_url,
-        "BTCTURK_WS_URL": f"ws://127.0.0.1:{sim_port}/ws",
-        "BTCTURK_API_KEY": api_key,
-        "BTCTURK_API_SECRET": api_secret,
-        "LEDGER_OPENING_BALANCES": funds,
-        "BTCBOT_SHUTDOWN_GRACE": "5",
+        # Names from the settings classes (env_name), so a renamed setting cannot be set under its old name.
+        env_name(ExchangeSettings, "btcturk_base_url"): base_url,
+        env_name(ExchangeSettings, "btcturk_ws_url"): f"ws://127.0.0.1:{sim_port}/ws",
+        env_name(ExchangeSettings, "btcturk_api_key"): api_key,
+        env_name(ExchangeSettings, "btcturk_api_secret"): api_secret,
+        env_name(settings_class("ledger"), "opening_balances"): funds,
+        env_name(CommonSettings, "shutdown_grace"): "5",
         # BTCTurk allows 120 user-trade reads a minute per IP, shared by every process here: polling two
         # symbols every 1.5 s leaves room for the ledger's reconciliation.
         "EXECUTION_FILL_POLL_INTERVAL": os.environ.get("EXECUTION_FILL_POLL_INTERVAL", "1.5"),

@@ -350,7 +350,7 @@ async def gather(sources: Sources) -> Evidence:
     evidence.halted, evidence.quarantined = await _ledger_holds(sources.database_url)
     if sources.redis_url:
         prefix = f"{sources.key_prefix}:{sources.account}"
-        evidence.claims = await _claims(sources.redis_url, prefix)
+        evidence.claims = await _claims(sources.redis_url, sources.key_prefix, sources.account)
         evidence.reservations = await _reservation_summary(sources.redis_url, prefix)
     return evidence
 
@@ -495,20 +495,20 @@ async def _ledger(database_url: str) -> tuple[list[LedgerFill], dict[str, Decima
     return fills, {r["asset"]: r["total"] for r in balances}
 
 
-async def _claims(redis_url: str, prefix: str) -> dict[str, dict[str, str]]:
+async def _claims(redis_url: str, key_prefix: str, account: str) -> dict[str, dict[str, str]]:
+    """Execution's order claims, through its read module (the key layout is execution's)."""
     from redis.asyncio import Redis
-    from redis.exceptions import RedisError
+
+    from btcbot.execution.journal_reader import JournalReader
+    from btcbot.runtime.errors import DependencyUnavailable
+    from btcbot.runtime.redact import redact
 
     client = Redis.from_url(redis_url, socket_timeout=5, decode_responses=True)
-    marker = f"{prefix}:idem:exec:order:"
     try:
-        claims: dict[str, dict[str, str]] = {}
-        async for key in client.scan_iter(match=f"{marker}*", count=1000):
-            fields = await client.hgetall(key)
-            claims[str(key)[len(marker) :]] = {str(k): str(v) for k, v in fields.items()}
-        return claims
-    except RedisError as exc:
-        raise VerifyError(f"cannot read execution's claims from Redis: {exc}") from exc
+        return await JournalReader(client, key_prefix, account).claims()
+    except DependencyUnavailable as exc:
+        where = redact(redis_url)
+        raise VerifyError(f"cannot read execution's claims from Redis at {where} (REDIS_URL): {exc}") from exc
     finally:
         await client.aclose()
 

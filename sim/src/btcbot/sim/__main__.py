@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI options."""
     p = argparse.ArgumentParser(prog="btcturk-sim", description="BTCTurk-compatible exchange simulator")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0, help="0 binds a free port (see --port-file)")
+    p.add_argument(
+        "--port", type=int, default=8800, help="port to listen on (default 8800; 0: a free one, see --port-file)"
+    )
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(

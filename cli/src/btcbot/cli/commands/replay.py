@@ -34,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
     from btcbot.cli.revive import reading
     from btcbot.cli.runs import prepare
 
-    found = prepare("replay", args.run_file, nats=True)
+    found = prepare("replay", args.run_file, nats=True, nats_url=args.nats_url)
     with reading("replay", found):
         return run_from_args(args)

@@ -40,12 +40,12 @@ def run(args: argparse.Namespace) -> int:
     """Run the system until --duration or Ctrl-C (or `btcbot down`); the last line printed is the JSON summary."""
     from datetime import UTC, datetime
 
+    from btcbot.cli.preflight import check_up
     from btcbot.cli.runplan import plan_run
     from btcbot.cli.runs import RunError
 
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
-    if args.duration is not None and args.duration <= 0:
-        raise SystemExit("btcbot up: --duration must be positive")
+    check_up(args.duration, symbols, os.environ)  # before anything starts or connects (UserError: exit 2)
     try:
         plan = plan_run(
             name=args.name,

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from btcbot.cli.runs import prepare
     from btcbot.cli.verify import run_from_args
 
-    found = prepare("verify", Path(args.run_file) if args.run_file else None, nats=True)
+    found = prepare("verify", Path(args.run_file) if args.run_file else None, nats=True, nats_url=args.nats_url)
     with reading("verify", found) as run_file:
         args.run_file = str(run_file) if run_file is not None else None
         return run_from_args(args)

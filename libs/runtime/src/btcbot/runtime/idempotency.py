@@ -96,6 +96,16 @@ class IdempotencyStore:
         except RedisError as exc:
             raise DependencyUnavailable(f"redis: record {key}: {exc!r}") from exc
 
+    async def keys(self, start: str) -> list[str]:
+        """Every claimed key that begins with `start` (as passed to `claim`), for read-only tools; sorted."""
+        pattern = "".join(f"\\{c}" if c in "\\*?[]" else c for c in self._key(start)) + "*"
+        skip = len(self._key(""))
+        try:
+            found = [_text(k)[skip:] async for k in self._redis.scan_iter(match=pattern, count=1000)]
+        except RedisError as exc:
+            raise DependencyUnavailable(f"redis: list {start}*: {type(exc).__name__}: {exc}") from exc
+        return sorted(found)
+
 
 class MemoryIdempotencyStore:
     """The same contract in memory, for pure unit tests."""

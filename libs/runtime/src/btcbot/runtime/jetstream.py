@@ -99,11 +99,23 @@ async def connect(
     With `auth`, as that identity (docs/security.md); without, anonymously (a dev server without authorization).
     """
 
+    # Failed attempts of the first connect are not news: its outcome is (DependencyUnavailable, one message).
+    connected = False
+
     async def on_error(exc: Exception) -> None:
-        log.warning("nats.error", error=repr(exc))
+        if connected:
+            log.warning("nats.error", error=repr(exc))
+        else:
+            log.debug("nats.connect_attempt_failed", error=repr(exc))
+
+    nc = NatsClient()
 
     async def on_disconnected() -> None:
-        log.warning("nats.disconnected")
+        # nats-py calls this on our own close() too (status already CLOSED then): only a lost connection warns.
+        if nc.is_closed:
+            log.debug("nats.disconnected", closed=True)
+        else:
+            log.warning("nats.disconnected")
 
     async def on_reconnected() -> None:
         log.info("nats.reconnected")
@@ -111,25 +123,26 @@ async def connect(
     async def on_closed() -> None:
         log.info("nats.closed")
 
+    # nats-py annotates the timeouts as int but takes seconds as float (as nats.connect passes them on).
+    options: dict[str, Any] = {
+        "name": name,
+        "connect_timeout": min(2.0, timeout),
+        "reconnect_time_wait": 1.0,
+        "max_reconnect_attempts": -1 if reconnect_forever else 2,
+        "error_cb": on_error,
+        "disconnected_cb": on_disconnected,
+        "reconnected_cb": on_reconnected,
+        "closed_cb": on_closed,
+        "drain_timeout": 5,
+        **(auth.options() if auth is not None else {}),
+    }
     try:
-        return await asyncio.wait_for(
-            nats.connect(
-                url,
-                name=name,
-                connect_timeout=min(2.0, timeout),
-                reconnect_time_wait=1.0,
-                max_reconnect_attempts=-1 if reconnect_forever else 2,
-                error_cb=on_error,
-                disconnected_cb=on_disconnected,
-                reconnected_cb=on_reconnected,
-                closed_cb=on_closed,
-                drain_timeout=5,
-                **(auth.options() if auth is not None else {}),
-            ),
-            timeout,
-        )
+        await asyncio.wait_for(nc.connect(url, **options), timeout)
     except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
-        raise DependencyUnavailable(f"NATS at {url} did not answer within {timeout:.0f}s: {exc!r}") from exc
+        why = f"no answer within {timeout:.0f}s" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
+        raise DependencyUnavailable(f"NATS at {url} did not answer: {why}") from exc
+    connected = True
+    return nc
 
 
 def stream_config(spec: StreamSpec) -> StreamConfig:

@@ -303,11 +303,22 @@ async def _main(name: str, settings: S, setup: Setup[S], consumers: tuple[Consum
 
 
 def run_service(
-    name: str, settings_cls: type[S], setup: Setup[S], consumers: tuple[ConsumerSpec, ...] | None = None
+    name: str,
+    settings_cls: type[S],
+    setup: Setup[S],
+    consumers: tuple[ConsumerSpec, ...] | None = None,
+    *,
+    preflight: Callable[[S], object] | None = None,
 ) -> int:
-    """Run a service process to completion and return its exit code (2 = bad settings, 3 = NATS unreachable)."""
+    """Run a service process to completion and return its exit code (2 = bad settings, 3 = NATS unreachable).
+
+    `preflight` checks the settings as a whole (execution's live arming) before anything connects: a
+    SettingsError from it stops the process with one line, like a bad variable.
+    """
     try:
         settings = load_settings(settings_cls)
+        if preflight is not None:
+            preflight(settings)
     except SettingsError as exc:
         print(f"{name}: {exc}", file=sys.stderr)  # noqa: T201  (logging is not configured yet)
         return 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -141,14 +142,38 @@ class ExchangeSettings(BaseSettings):
     btcturk_timeout: float = Field(5.0, gt=0, validation_alias=_alias("BTCTURK_TIMEOUT"))
 
 
-def _env_name(model: type[BaseSettings], field_name: str) -> str:
-    field = model.model_fields.get(field_name)
-    if field is not None and isinstance(field.validation_alias, AliasChoices):
-        first = field.validation_alias.choices[0]
-        if isinstance(first, str):
-            return first
-    prefix = str(model.model_config.get("env_prefix", ""))
-    return f"{prefix}{field_name}".upper()
+def env_name(model: type[BaseSettings], field_name: str) -> str:
+    """The environment variable a user sets for one settings field: its alias, else the model's prefix + name.
+
+    `field_name` may be the field's name or one of its aliases (pydantic reports errors by alias), so
+    `env_name(ExecutionSettings, "BTCTURK_API_KEY")` is `BTCTURK_API_KEY`, never `EXECUTION_BTCTURK_API_KEY`.
+    """
+    for name, field in model.model_fields.items():
+        aliases = _aliases(field.validation_alias)
+        if field_name == name or field_name in aliases:
+            if aliases:
+                return aliases[0]
+            prefix = str(model.model_config.get("env_prefix", ""))
+            return f"{prefix}{name}".upper()
+    raise KeyError(f"{model.__name__} has no setting {field_name!r}")
+
+
+def _aliases(alias: object) -> list[str]:
+    if isinstance(alias, str):
+        return [alias]
+    if isinstance(alias, AliasChoices):
+        return [choice for choice in alias.choices if isinstance(choice, str)]
+    return []
+
+
+def _error_name(model: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
+    """The variable a validation error is about (a model-level error has no field: the model's name)."""
+    if not loc:
+        return model.__name__
+    try:
+        return env_name(model, str(loc[0]))
+    except KeyError:
+        return str(loc[0])
 
 
 def register_secrets_of(value: object) -> None:
@@ -177,10 +202,26 @@ def load_settings(cls: type[S]) -> S:
     try:
         settings = cls()
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
-            problems.append(f"{_env_name(cls, field)}: {error['msg']}")
-        raise SettingsError(f"invalid settings for {cls.__name__}: " + "; ".join(problems)) from None
+        problems = [f"{name}: {msg}" for name, _kind, msg in _problems(cls, exc)]
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
     register_secrets_of(settings)
     return settings
+
+
+def bad_settings(cls: type[BaseSettings], provided: Collection[str] = ()) -> list[str]:
+    """What is wrong with the environment for `cls`, as "VARIABLE: why", without building anything.
+
+    For a launcher that will set some variables itself (`btcbot up`): a missing variable is not reported,
+    nor one named in `provided` (the launcher's value replaces the user's).
+    """
+    try:
+        cls()
+    except ValidationError as exc:
+        return [
+            f"{name}: {msg}" for name, kind, msg in _problems(cls, exc) if kind != "missing" and name not in provided
+        ]
+    return []
+
+
+def _problems(cls: type[BaseSettings], exc: ValidationError) -> list[tuple[str, str, str]]:
+    return [(_error_name(cls, error["loc"]), error["type"], error["msg"]) for error in exc.errors()]

@@ -15,7 +15,7 @@ from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import CancelOrder, SubmitOrder
 from btcbot.execution.exchange import BtcTurkExchange
 from btcbot.execution.handlers import Execution, Policy
-from btcbot.execution.journal import Journal, RedisActiveOrders
+from btcbot.execution.journal import Journal, RedisActiveOrders, account_prefix
 from btcbot.execution.poller import FillPoller
 from btcbot.execution.rules import ExchangeRules
 from btcbot.execution.settings import ExecutionSettings, arming, order_keys
@@ -62,7 +62,7 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
     svc.task("rules", lambda stop: keep_rules(stop, client, rules, svc, settings.rules_refresh))
     # Not ready (and nothing is sent: submits wait) until exchangeinfo was read once.
     svc.readiness("rules", lambda: rules.current is not None)
-    prefix = f"{settings.key_prefix}:{settings.account}"
+    prefix = account_prefix(settings.key_prefix, settings.account)
     execution = Execution(
         bus=svc.bus,
         journal=Journal(

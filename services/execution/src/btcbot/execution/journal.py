@@ -174,8 +174,16 @@ class Journal:
         await self._store.claim(_trade_key(symbol, trade_id, exchange_order_id), self._owner, self._ttl_s)
 
 
+def account_prefix(key_prefix: str, account: str) -> str:
+    """The prefix of every Redis key execution keeps for one account (claims, active set, locks)."""
+    return f"{key_prefix}:{account}"
+
+
+ORDER_KEY = "exec:order:"  # + client order id: the claim and record of one order
+
+
 def _order_key(client_order_id: str) -> str:
-    return f"exec:order:{client_order_id}"
+    return f"{ORDER_KEY}{client_order_id}"
 
 
 def _exchange_key(symbol: str, exchange_order_id: str) -> str:

@@ -137,3 +137,11 @@ def arming(settings: ExecutionSettings) -> str:
             f"EXECUTION_LIVE=true needs BTCTURK_BASE_URL=https://{LIVE_HOST}, not {settings.btcturk_base_url}"
         )
     return "live"
+
+
+def preflight(settings: ExecutionSettings) -> None:
+    """Every check of the settings as a whole, run before anything connects (SettingsError naming the variable):
+    the live arming, the WebSocket key pair, and the keys orders must be signed with."""
+    arming(settings)
+    settings.ws_credentials()
+    order_keys(settings)

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from btcbot.risk.limits import RiskLimits
 from btcbot.risk.modes import BudgetLimits
+from btcbot.runtime.errors import SettingsError
 from btcbot.runtime.reservations import QUOTE_SCALE, ReserveLimits, to_units
 from btcbot.runtime.settings import CommonSettings, ExchangeSettings, service_config
 
@@ -105,3 +106,9 @@ class RiskSettings(CommonSettings, ExchangeSettings):
             min_total_window_ms=int(self.min_total_window * 1000),
             min_total_cooldown_ms=int(self.min_total_cooldown * 1000),
         )
+
+
+def preflight(settings: RiskSettings) -> None:
+    """Checks of the settings as a whole, before anything connects: risk signs every order, so it needs a key."""
+    if settings.signer() is None:
+        raise SettingsError("risk signs every order: BTCBOT_SIGNING_KEY_ID and BTCBOT_SIGNING_KEY are required")
