@@ -398,11 +398,13 @@ class Engine:
         """Quote `slot` may spend: its weight's share of the account's free quote (less buys in flight and
         buys the snapshot does not reflect yet), within its capital less what it holds at cost."""
         snapshot = self.book.snapshot
-        if snapshot is None:
-            # Only reachable with require_portfolio off: the operator chose to trade without the ledger.
+        if snapshot is None or not snapshot.quote_asset:
+            # No snapshot: only reachable with require_portfolio off (the operator chose to trade without the
+            # ledger). No quote asset: a snapshot that states no cash at all (replay's --assume-flat start).
+            # Either way the strategy's own limits and risk's balance checks bound the order.
             free = _UNBOUNDED
         else:
-            quote = snapshot.quote_asset or "TRY"
+            quote = snapshot.quote_asset
             balance = next((b for b in snapshot.balances if b.asset.upper() == quote.upper()), None)
             free = _ZERO if balance is None else balance.total - balance.locked
             for symbol in self.symbols:
