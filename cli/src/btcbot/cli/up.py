@@ -77,6 +77,7 @@ class UpOptions:
     seed: int
     keep_state: bool
     funds: str = DEFAULT_FUNDS
+    strategies: str | None = None  # STRATEGY_STRATEGIES for the strategy service (None: its default)
 
 
 def say(text: str) -> None:
@@ -179,6 +180,7 @@ async def _run(opts: UpOptions, state: Path, infra: Infra, sup: Supervisor, stop
         # BTCTurk allows 120 user-trade reads a minute per IP, shared by every process here: polling two
         # symbols every 1.5 s leaves room for the ledger's reconciliation.
         "EXECUTION_FILL_POLL_INTERVAL": os.environ.get("EXECUTION_FILL_POLL_INTERVAL", "1.5"),
+        **({"STRATEGY_STRATEGIES": opts.strategies} if opts.strategies else {}),
     }
     keys = RunKeys.generate()
     for name in SERVICES_IN_START_ORDER:
