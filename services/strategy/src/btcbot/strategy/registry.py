@@ -20,8 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from btcbot.runtime.errors import SettingsError
 from btcbot.strategy.api import ENTRY_POINT_GROUP, Params, Plugin, Strategy
 
-_ALLOCATION = ("ENABLED", "WEIGHT", "CAPITAL")
-
 
 class Allocation(BaseModel):
     """How much of the account one strategy may use."""
@@ -94,6 +92,16 @@ def configure_one(plugin: Plugin, environ: Mapping[str, str], symbols: tuple[str
             listed = ", ".join(sorted(known)) or "none"
             raise SettingsError(f"{variable}: strategy {plugin.name} has no such parameter (known: {listed})")
     return Configured(plugin.name, plugin, params, plugin.build(params, symbols), allocation)
+
+
+def variables(plugins: Mapping[str, Plugin] | None = None) -> list[str]:
+    """Every environment variable the installed strategies read (parameters and allocation)."""
+    out: list[str] = []
+    for plugin in (discover() if plugins is None else plugins).values():
+        own = f"STRATEGY_{plugin.name.upper()}__"
+        out += [f"{plugin.prefix()}{field.upper()}" for field in plugin.params.model_fields]
+        out += [f"{own}{field.upper()}" for field in Allocation.model_fields]
+    return out
 
 
 def configure(
