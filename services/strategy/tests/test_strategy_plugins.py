@@ -93,6 +93,12 @@ def test_a_bad_parameter_stops_start_up_naming_the_parameter_and_its_variable(va
     assert "\n" not in str(caught.value)
 
 
+def test_rebalance_weights_must_name_traded_symbols():
+    env = {"STRATEGY_REBALANCE__WEIGHTS": "XRPTRY:0.5,CASH:0.5"}
+    with pytest.raises(SettingsError, match="XRPTRY, not among BTCBOT_SYMBOLS"):
+        configure(["rebalance"], env, ("BTCTRY",))
+
+
 def test_unknown_or_all_disabled_strategies_are_refused():
     with pytest.raises(SettingsError, match="STRATEGY_STRATEGIES: unknown strategy 'nope'"):
         configure(["nope"], {}, ("BTCTRY",))

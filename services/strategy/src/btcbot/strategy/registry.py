@@ -91,7 +91,11 @@ def configure_one(plugin: Plugin, environ: Mapping[str, str], symbols: tuple[str
         if variable.startswith(own) and variable not in known:
             listed = ", ".join(sorted(known)) or "none"
             raise SettingsError(f"{variable}: strategy {plugin.name} has no such parameter (known: {listed})")
-    return Configured(plugin.name, plugin, params, plugin.build(params, symbols), allocation)
+    try:
+        strategy = plugin.build(params, symbols)
+    except ValueError as exc:  # parameters that are valid alone but do not fit the service (e.g. its symbols)
+        raise SettingsError(f"{plugin.prefix()}*: {exc} (strategy {plugin.name})") from None
+    return Configured(plugin.name, plugin, params, strategy, allocation)
 
 
 def variables(plugins: Mapping[str, Plugin] | None = None) -> list[str]:

@@ -161,6 +161,10 @@ class Rebalance(Quiet):
 
 def _build(params: Params, symbols: tuple[str, ...]) -> Strategy:
     assert isinstance(params, RebalanceParams)
+    untraded = sorted(set(params.weights) - {CASH} - set(symbols))
+    if untraded:
+        # A weight on a pair the service has no books of could never be reached: no round would ever plan.
+        raise ValueError(f"weights name {', '.join(untraded)}, not among BTCBOT_SYMBOLS ({','.join(symbols)})")
     return Rebalance(params, symbols)
 
 
