@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from btcbot.runtime.settings import CommonSettings, service_config
@@ -55,6 +55,14 @@ class StrategySettings(CommonSettings):
             if len(set(value)) != len(value):
                 raise ValueError(f"a strategy is listed twice: {','.join(value)}")
         return value
+
+    @model_validator(mode="after")
+    def _check_strategies(self) -> StrategySettings:
+        # Read with the settings, so a bad strategy parameter stops start-up (exit 2, one line naming the variable)
+        # before anything connects. SettingsError is no ValueError: pydantic lets it through as it is.
+        self.configured()
+        self.params()
+        return self
 
     def configured(self, environ: Mapping[str, str] | None = None) -> list[Configured]:
         """The enabled strategies, their parameters validated (SettingsError naming the variable)."""
