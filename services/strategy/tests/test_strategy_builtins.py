@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from btcbot.btcturk.rulebook import SymbolRules
 from btcbot.contracts import ids
-from btcbot.contracts.messages import BookSnapshot, Level
+from btcbot.contracts.messages import BookSnapshot, Level, OrderFilled
 from btcbot.strategy.api import BookContext, Holding
 from btcbot.strategy.strategies.mean_reversion import MeanReversion, MeanReversionParams, RollingMean, buy_limit
 from btcbot.strategy.strategies.momentum import Momentum, MomentumParams, allocate
@@ -119,6 +119,26 @@ def test_mean_reversion_bootstraps_when_flat_then_buys_low_and_sells_high():
     [boot] = s.on_book(ctx("9999", "10001"))
     assert boot.side == "buy"
     assert boot.reason.startswith("bootstrap")
+    # Denied or expired, the bootstrap is proposed again while flat; once a buy of ours filled, never again.
+    [again] = s.on_book(ctx("9999", "10001", at=T0 + S // 2))
+    assert again.reason.startswith("bootstrap")
+    s.on_fill(
+        OrderFilled(
+            id="f",
+            ts_ns=T0,
+            client_order_id="c",
+            exchange_order_id="1",
+            strategy="mean_reversion",
+            symbol="BTCTRY",
+            side="buy",
+            trade_id="t",
+            price=D(10001),
+            quantity=D("0.01"),
+            fee=D(0),
+            fee_asset="TRY",
+        ),
+        T0,
+    )
     for i in range(1, 3):
         s.on_book(ctx("9999", "10001", at=T0 + i * S, seq=i + 1, holding=Holding(D("0.01"), D(10001))))
     # The anchor is ~10000 (the book's own mid counts in it); an ask ~70 bps under it buys, a bid over it sells.

@@ -1,9 +1,11 @@
 """mean_reversion: buy when the price is `threshold_bps` (50) below a rolling mean, sell the same above it.
 
 The original's anchor silently fell back to the mark, so only its bootstrap buy ever fired. Here the anchor
-is the mean of the mids seen over the last `window` seconds (at least `min_samples` of them); until it is
-ready, one bootstrap buy may fire while flat (`bootstrap`). Once ready, a buy is priced at the ask and only
-when the ask is at or under anchor x (1 - threshold); a sell at the bid at or over anchor x (1 + threshold).
+is the mean of the mids seen over the last `window` seconds (at least `min_samples` of them). The bootstrap
+(`bootstrap`): while flat, and until a buy of its own has filled in the symbol, one buy at the ask whatever
+the anchor (it may be denied or expire: it is proposed again until one fills). After that a buy is priced at
+the ask and only when the ask is at or under anchor x (1 - threshold); a sell at the bid at or over
+anchor x (1 + threshold).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from decimal import Decimal
 
 from pydantic import Field
 
+from btcbot.contracts.messages import OrderFilled
 from btcbot.strategy.api import BookContext, Params, Plugin, Proposal, Quiet, Strategy
 from btcbot.strategy.strategies.profit_v1 import entry_quantity, exit_quantity
 
@@ -88,13 +91,12 @@ class MeanReversion(Quiet):
         mean = self._anchors.setdefault(symbol, RollingMean(int(p.window * _NS)))
         mean.add(ctx.now_ns, ctx.mid)
         held = ctx.holding.quantity
+        if p.bootstrap and held <= 0 and symbol not in self._bootstrapped:
+            quantity = entry_quantity(ctx.cash, p.order_notional, ctx.ask, ctx.rules)
+            if quantity > 0:
+                return (Proposal(symbol, "buy", ctx.ask, quantity, "bootstrap: flat, no buy of ours filled yet"),)
         anchor = self.anchor(symbol)
         if anchor is None:
-            if p.bootstrap and held <= 0 and symbol not in self._bootstrapped:
-                quantity = entry_quantity(ctx.cash, p.order_notional, ctx.ask, ctx.rules)
-                if quantity > 0:
-                    self._bootstrapped.add(symbol)
-                    return (Proposal(symbol, "buy", ctx.ask, quantity, "bootstrap: flat, anchor not ready"),)
             return ()
         if held > 0 and ctx.bid >= sell_floor(anchor, p.threshold_bps):
             quantity = exit_quantity(ctx.holding, Decimal(1), ctx.bid, p.order_notional, ctx.rules)
@@ -107,6 +109,12 @@ class MeanReversion(Quiet):
             if quantity > 0:
                 why = f"reversion: ask {ctx.ask} <= anchor {anchor:.8f} - {p.threshold_bps}bps"
                 return (Proposal(symbol, "buy", ctx.ask, quantity, why),)
+        return ()
+
+    def on_fill(self, fill: OrderFilled, now_ns: int) -> Sequence[Proposal]:
+        """A buy of ours filled: the symbol is bootstrapped."""
+        if fill.side == "buy":
+            self._bootstrapped.add(fill.symbol)
         return ()
 
 
