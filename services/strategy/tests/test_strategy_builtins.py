@@ -239,3 +239,34 @@ def test_rebalance_sends_each_planned_trade_on_its_symbol_s_book():
     assert buy.side == "buy"
     assert buy.quantity == D("1.99800199")
     assert s.on_book(ctx("999", "1001", cash=D(8_000), marks=marks, at=T0 + S, seq=2)) == ()  # one round an hour
+
+
+# -- the engine's fitting of any proposal --------------------------------------------------------------------
+
+
+@given(
+    side=st.sampled_from(["buy", "sell"]),
+    price=prices,
+    quantity=st.decimals(min_value=D("0.000001"), max_value=D(1000), places=6),
+    held=st.decimals(min_value=D(0), max_value=D(10), places=8),
+    cash=money,
+    rules=rule_sets,
+)
+def test_a_fitted_proposal_is_on_the_pair_s_steps_and_within_holding_and_cash(side, price, quantity, held, cash, rules):
+    from btcbot.strategy.api import Proposal
+    from btcbot.strategy.sizing import fit
+
+    c = ctx("1", "2", holding=Holding(held, D(1)), cash=cash, rules=rules)
+    sized = fit(c, Proposal(rules.symbol, side, price, quantity, "any"))
+    if isinstance(sized, str):
+        return
+    assert sized.quantity == rules.round_quantity(sized.quantity)
+    assert sized.quantity > 0
+    assert sized.price == rules.round_price(sized.price, up=False)
+    assert sized.quantity * sized.price >= rules.min_notional
+    if side == "sell":
+        assert sized.quantity <= held
+        assert sized.price >= price
+    else:
+        assert sized.quantity * sized.price <= cash
+        assert sized.price <= price

@@ -33,6 +33,7 @@ from btcbot.strategy.api import BookContext, Holding, Proposal, Strategy
 from btcbot.strategy.attribution import Attribution
 from btcbot.strategy.orders import InFlight
 from btcbot.strategy.positions import Known, PositionBook, Unknown
+from btcbot.strategy.sizing import Sized, fit, free_quote, share
 from btcbot.strategy.strategies.profit_v1 import NAME as PROFIT_V1
 from btcbot.strategy.strategies.profit_v1 import ProfitV1 as ProfitV1Rules
 from btcbot.strategy.strategies.profit_v1 import ProfitV1Params
@@ -40,7 +41,6 @@ from btcbot.strategy.strategies.profit_v1 import ProfitV1Params
 STRATEGY = PROFIT_V1
 _BPS = Decimal(10_000)
 _ZERO = Decimal(0)
-_UNBOUNDED = Decimal("1E+18")
 # Used only when no rule source is given at all (a replay without exchangeinfo): 8 decimals, no minimum.
 _LENIENT = SymbolRules(symbol="*", trading=True, price_scale=8, quantity_scale=8)
 
@@ -395,32 +395,17 @@ class Engine:
         )
 
     def cash(self, slot: Slot, holdings: dict[str, Holding]) -> Decimal:
-        """Quote `slot` may spend: its weight's share of the account's free quote (less buys in flight and
-        buys the snapshot does not reflect yet), within its capital less what it holds at cost."""
-        snapshot = self.book.snapshot
-        if snapshot is None or not snapshot.quote_asset:
-            # No snapshot: only reachable with require_portfolio off (the operator chose to trade without the
-            # ledger). No quote asset: a snapshot that states no cash at all (replay's --assume-flat start).
-            # Either way the strategy's own limits and risk's balance checks bound the order.
-            free = _UNBOUNDED
-        else:
-            quote = snapshot.quote_asset
-            balance = next((b for b in snapshot.balances if b.asset.upper() == quote.upper()), None)
-            free = _ZERO if balance is None else balance.total - balance.locked
-            for symbol in self.symbols:
-                for fill in self.book.pending(symbol):
-                    if fill.side == "buy":
-                        free -= fill.price * fill.quantity + fill.quote_charge
-            for state in self._states.values():
-                inflight = state.inflight
-                if inflight is not None and inflight.side == "buy" and inflight.price is not None:
-                    free -= (inflight.quantity - inflight.filled) * inflight.price
+        """Quote `slot` may spend now (sizing.py)."""
+        committed: list[Decimal] = []
+        for symbol in self.symbols:
+            committed += [f.price * f.quantity + f.quote_charge for f in self.book.pending(symbol) if f.side == "buy"]
+        for state in self._states.values():
+            inflight = state.inflight
+            if inflight is not None and inflight.side == "buy" and inflight.price is not None:
+                committed.append((inflight.quantity - inflight.filled) * inflight.price)
+        free = free_quote(self.book.snapshot, committed)
         total_weight = sum((s.weight for s in self.slots), _ZERO)
-        share = free * slot.weight / total_weight
-        if slot.capital is not None:
-            deployed = sum((h.quantity * h.avg_cost for h in holdings.values()), _ZERO)
-            share = min(share, slot.capital - deployed)
-        return max(share, _ZERO)
+        return share(free, slot.weight, total_weight, slot.capital, holdings)
 
     def _first_sendable(self, slot: Slot, state: SymbolState, ctx: BookContext, proposals: list[Proposal]) -> Decision:
         if not proposals:
@@ -430,27 +415,12 @@ class Engine:
             if proposal.symbol != ctx.book.symbol:
                 self._queue(slot, (proposal,))
                 continue
-            decision = self._normalized(slot, ctx, proposal)
-            if isinstance(decision, Hold):
-                reasons.append(decision.reason)
+            sized = fit(ctx, proposal)
+            if isinstance(sized, str):
+                reasons.append(f"{slot.name}: {sized}")
                 continue
-            side, price, quantity = decision
-            return self._intent(slot, ctx.book, state, side, price, quantity, proposal.reason, ctx.now_ns)
+            return self._intent(slot, ctx.book, state, sized, proposal.reason, ctx.now_ns)
         return Hold("; ".join(reasons) or f"{slot.name}: proposals for other symbols queued")
-
-    def _normalized(self, slot: Slot, ctx: BookContext, proposal: Proposal) -> Hold | tuple[str, Decimal, Decimal]:
-        """The proposal on the symbol's steps, within what the strategy holds (sells) or may spend (buys)."""
-        rules = ctx.rules
-        if not (proposal.price.is_finite() and proposal.quantity.is_finite()) or proposal.price <= 0:
-            return Hold(f"{slot.name}: proposal without a usable price or quantity")
-        price = rules.round_price(proposal.price, up=proposal.side == "sell")
-        limit = ctx.holding.quantity if proposal.side == "sell" else ctx.cash / price
-        quantity = rules.round_quantity(min(proposal.quantity, limit))
-        if quantity <= 0:
-            return Hold(f"{slot.name}: {proposal.side} rounds to nothing at {rules.quantity_scale} decimals")
-        if rules.min_notional is not None and quantity * price < rules.min_notional:
-            return Hold(f"{slot.name}: {proposal.side} {quantity * price} is under the minimum {rules.min_notional}")
-        return proposal.side, price, quantity
 
     def _queue(self, slot: Slot, proposals: Iterable[Proposal]) -> None:
         for proposal in proposals:
@@ -503,18 +473,17 @@ class Engine:
         slot: Slot,
         book: BookSnapshot,
         state: SymbolState,
-        side: str,
-        price: Decimal,
-        quantity: Decimal,
+        sized: Sized,
         reason: str,
         now_ns: int,
     ) -> OrderIntent:
+        side, price, quantity = sized.side, sized.price, sized.quantity
         intent = OrderIntent(
             id=ids.intent_id(slot.name, book.symbol, book.id),
             ts_ns=now_ns,
             strategy=slot.name,
             symbol=book.symbol,
-            side="buy" if side == "buy" else "sell",
+            side=side,
             order_type="limit",
             price=price,
             quantity=quantity,
