@@ -65,3 +65,7 @@ async def test_two_strategies_trade_side_by_side(system: Any) -> None:
         assert intent.quantity * intent.price >= Decimal("99.91")
     summary = await system.stop()
     assert summary["fills"] == summary["ledger_fills"]
+    # The summary counts intents per strategy (both at least the ones read above).
+    by_strategy = summary["intents_by_strategy"]
+    assert set(by_strategy) == {"profit_v1", "mean_reversion"}
+    assert sum(by_strategy.values()) == summary["intents"]

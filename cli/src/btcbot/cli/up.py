@@ -37,7 +37,7 @@ from btcbot.cli.summary import check_trace_file
 from btcbot.cli.supervisor import Supervisor
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import decode
-from btcbot.contracts.messages import CancelOrder
+from btcbot.contracts.messages import CancelOrder, OrderIntent
 from btcbot.contracts.streams import ALL_STREAMS, EXECUTION_ORDERS, LEDGER_EXECUTION, RISK_INTENTS
 from btcbot.runtime.inspect import last_sequence, read_stream
 from btcbot.runtime.jetstream import NatsAuth, NatsPublisher, connect, nats_auth_from_env, provision
@@ -417,19 +417,25 @@ async def _settle_fills(js: Any, sim: tuple[str, str], api_key: str, exec_start:
 
 async def _summarize(js: Any, start_seqs: dict[str, int], database_url: str, trace_file: Path) -> dict[str, Any]:
     counts: Counter[str] = Counter()
+    by_strategy: Counter[str] = Counter()
     for stream, start in start_seqs.items():
         async for stored in read_stream(js, stream, start + 1):
             counts[f"stream:{stream}"] += 1
             try:
-                counts[type(decode(stored.data)).__name__] += 1
+                message = decode(stored.data)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 counts["undecodable"] += 1
+                continue
+            counts[type(message).__name__] += 1
+            if isinstance(message, OrderIntent):
+                by_strategy[message.strategy] += 1
     ledger_fills = await _ledger_fills(database_url)
     traces = check_trace_file(trace_file)
     return {
         "books": counts["BookSnapshot"],
         "trades": counts["TradeTick"],
         "intents": counts["OrderIntent"],
+        "intents_by_strategy": dict(sorted(by_strategy.items())),
         "orders": counts["SubmitOrder"],
         "denied": counts["OrderDenied"],
         "accepted": counts["OrderAccepted"],
