@@ -182,3 +182,23 @@ def test_a_plugin_given_directly_is_configured_like_a_discovered_one():
     plugin = Plugin("x", ProfitV1Params, lambda p, s: ProfitV1(p))  # type: ignore[arg-type]
     [configured] = configure(["x"], {}, ("BTCTRY",), plugins={"x": plugin})
     assert configured.plugin is plugin
+
+
+def test_proposals_from_a_fill_or_a_snapshot_wait_for_their_symbol_s_next_book():
+    class Reactive:
+        def on_book(self, ctx):
+            return ()
+
+        def on_fill(self, fill, now_ns):
+            return ()
+
+        def on_portfolio(self, snapshot, now_ns):
+            return (Proposal("BTCTRY", "buy", D(1000100), D("0.0002"), "after a snapshot"),)
+
+    e = Engine(("BTCTRY",), ProfitParams(cooldown_ns=0), slots=(Slot("r", Reactive()),), rules=RULES.get)
+    e.on_portfolio(snapshot())
+    intent = e.on_book(book(), T0)
+    assert isinstance(intent, OrderIntent)
+    assert (intent.strategy, intent.reason, intent.quantity) == ("r", "after a snapshot", D("0.0002"))
+    e.forget(intent)  # not published: the symbol is free again, and the queue was drained by the first book
+    assert isinstance(e.on_book(book(seq=2), T0), Hold)
