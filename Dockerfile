@@ -40,6 +40,7 @@ COPY services/execution/pyproject.toml services/execution/
 COPY services/ledger/pyproject.toml services/ledger/
 COPY sim/pyproject.toml sim/
 COPY cli/pyproject.toml cli/
+COPY examples/btcbot-example-strategy/pyproject.toml examples/btcbot-example-strategy/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace --package "btcbot-${SERVICE}"
 
@@ -49,6 +50,7 @@ COPY libs libs
 COPY services services
 COPY sim sim
 COPY cli cli
+COPY examples examples
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --package "btcbot-${SERVICE}" \
     && /app/.venv/bin/python -c "import importlib; importlib.import_module('btcbot.${SERVICE}.__main__')"

@@ -25,7 +25,7 @@ test-unit: setup  ## only the tests that need no server
 lint: setup  ## ruff and mypy (strict)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy libs/*/src services/*/src sim/src cli/src
+	.venv/bin/mypy libs/*/src services/*/src sim/src cli/src examples/*/src
 
 fmt: setup
 	.venv/bin/ruff format .

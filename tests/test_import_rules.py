@@ -24,6 +24,7 @@ PURE_FORBIDDEN = {
     "btcbot.runtime",
 }
 SHELL_MODULES = {
+    "registry",  # reads installed packages' entry points and the environment (strategy plug-ins)
     "__init__",
     "__main__",
     "app",

@@ -34,6 +34,7 @@ from btcbot.cli.replay import (
 )
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.messages import (
+    Balance,
     BookSnapshot,
     Level,
     OrderAccepted,
@@ -77,7 +78,8 @@ def _portfolio(account: str, ts_ns: int, positions: tuple[Position, ...] = ()) -
         ts_ns=ts_ns,
         account=account,
         quote_asset="TRY",
-        balances=(),
+        # The strategy spends only free quote (profit_v1 enters with min(free TRY, order notional)).
+        balances=(Balance(asset="TRY", total=D(1_000_000)),),
         positions=positions,
         exposure=zero,
         realized_pnl=zero,
@@ -248,6 +250,8 @@ _EXCHANGE_INFO = {
 def replay_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[str, Path]:
     for name in ("STRATEGY_TAKE_PROFIT_BPS", "STRATEGY_ORDER_NOTIONAL", "RISK_MAX_ORDER_NOTIONAL"):
         monkeypatch.delenv(name, raising=False)
+    # The recorded quotes rise 26 bps: take profit below that (profit_v1's default is the original's 30 bps).
+    monkeypatch.setenv("STRATEGY_TAKE_PROFIT_BPS", "25")
     account = f"rpl{secrets.token_hex(4)}"
     monkeypatch.setenv("BTCBOT_ACCOUNT", account)
     monkeypatch.setenv("BTCBOT_SYMBOLS", "BTCTRY")

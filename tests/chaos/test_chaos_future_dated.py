@@ -194,7 +194,8 @@ async def rig(pg_admin_url: str) -> AsyncIterator[Rig]:
         strategy = {"BTCBOT_ACCOUNT": r.strategy_account, "STRATEGY_COOLDOWN": "0.5", "STRATEGY_MAX_BOOK_AGE": "5"}
         r.sup.add("ledger", "btcbot.ledger", {**common, **ledger, **r.keys.service_env("ledger")})
         r.sup.add("risk", "btcbot.risk", {**common, **exchange, **risk, **r.keys.service_env("risk")})
-        r.sup.add("strategy", "btcbot.strategy", {**common, **strategy})
+        # The strategy reads the simulator's exchangeinfo for its symbols' scales (public: no credentials).
+        r.sup.add("strategy", "btcbot.strategy", {**common, **strategy, "BTCTURK_BASE_URL": sim_url})
         for name in ("ledger", "risk", "strategy"):
             await r.sup.start(name)
         for name in ("ledger", "risk", "strategy"):

@@ -116,10 +116,13 @@ class Rig:
         self.sup.add("execution", "btcbot.execution", {**common, "EXECUTION_FILL_POLL_INTERVAL": "0.5",
                                                         **keys.service_env("execution")})  # fmt: skip
         self.sup.add("risk", "btcbot.risk", {**common, **keys.service_env("risk")})
-        # Round trips every few seconds: a tight take-profit and stop-loss, a short order life and cooldown.
+        # Round trips every few seconds: a tight take-profit and stop-loss, a short order life and cooldown. The whole
+        # position goes in one sell (the incident's shape; a quarter at a time would wait out risk's 60 s cooldown
+        # per symbol and side between slices, and the outage would see no sell fill).
         self.sup.add("strategy", "btcbot.strategy", {
             **common, "STRATEGY_TAKE_PROFIT_BPS": "2", "STRATEGY_STOP_LOSS_BPS": "2", "STRATEGY_COOLDOWN": "0.5",
             "STRATEGY_ORDER_TTL": "4", "STRATEGY_MAX_SPREAD_BPS": "500", "STRATEGY_ORDER_NOTIONAL": "2000",
+            "STRATEGY_SELL_FRACTION": "1",
         })  # fmt: skip
         self.sup.add("marketdata", "btcbot.marketdata", common)
         names = ("ledger", "execution", "risk", "strategy", "marketdata")

@@ -6,6 +6,7 @@ import structlog
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import Codec, encode
 from btcbot.contracts.messages import (
+    Balance,
     BookSnapshot,
     CancelOrder,
     Level,
@@ -72,7 +73,7 @@ def portfolio(qty, cost, at, account="main"):
         ts_ns=at,
         account=account,
         quote_asset="TRY",
-        balances=(),
+        balances=(Balance(asset="TRY", total=D("1000000")),),
         positions=positions,
         exposure=D(0),
         realized_pnl=D(0),
@@ -136,10 +137,13 @@ async def test_round_trip_buy_then_take_profit(rig):
     assert engine.state("BTCTRY").inflight is None
     await bus.deliver(h.on_portfolio, portfolio(str(buy.quantity), "1000100", T0 + S))
     clock.now = T0 + 2 * S
-    await bus.deliver(h.on_book, book(2, "1000700", "1000800", T0 + 2 * S))
+    # 30 bps over the average cost of 1000100 is 1003100.3.
+    await bus.deliver(h.on_book, book(2, "1003200", "1003300", T0 + 2 * S))
     buy_again, sell = bus.of_type(OrderIntent)
     assert buy_again == buy
-    assert (sell.side, sell.price, sell.quantity) == ("sell", D("1000700"), buy.quantity)
+    # profit_v1 sells a quarter, rounded down to the quantity scale.
+    assert (sell.side, sell.price) == ("sell", D("1003200"))
+    assert sell.quantity == (buy.quantity / 4).quantize(D("1E-8"), rounding="ROUND_DOWN")
     assert sell.id == ids.intent_id(STRATEGY, "BTCTRY", ids.book_id("BTCTRY", T0 + 2 * S, 2))
 
 
@@ -188,7 +192,8 @@ def test_settings_build_params(monkeypatch):
     assert p.order_notional == D("250.5")
     assert p.cooldown_ns == S // 2
     assert p.stop_loss_bps == D(40)
-    assert p.take_profit_bps == D(25)
+    assert p.take_profit_bps == D(30)  # the original's MIN_PROFIT_BPS
+    assert p.sell_fraction == D("0.25")
 
 
 class Owner:
@@ -294,6 +299,6 @@ async def test_fills_of_every_symbol_count_by_stream_sequence_even_when_not_owne
     await h.on_execution(fill, Delivery(subject="exec.filled.BTCTRY", stream="EXECUTION", sequence=11))
     owned.add("BTCTRY")
     # The ledger's snapshot (up to 10) knows nothing of it; the replica does: it sells, it does not buy again.
-    await h.on_book(book(1, "1001000", "1001100", T0), Delivery(subject="md.book.BTCTRY"))
+    await h.on_book(book(1, "1004000", "1004100", T0), Delivery(subject="md.book.BTCTRY"))
     [intent] = bus.of_type(OrderIntent)
-    assert (intent.side, intent.quantity) == ("sell", D("0.002"))
+    assert (intent.side, intent.quantity) == ("sell", D("0.0005"))  # a quarter of 0.002

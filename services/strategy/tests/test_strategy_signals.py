@@ -4,6 +4,7 @@ import msgspec
 
 from btcbot.contracts import ids
 from btcbot.contracts.messages import (
+    Balance,
     BookSnapshot,
     CancelOrder,
     Level,
@@ -58,7 +59,7 @@ def portfolio(qty="0", cost="0", *, at=T0, symbol="BTCTRY", exec_seq=0, above=()
         ts_ns=at,
         account="main",
         quote_asset="TRY",
-        balances=(),
+        balances=(Balance(asset="TRY", total=D("1000000")),),
         positions=positions,
         exposure=D(0),
         realized_pnl=D(0),
@@ -138,8 +139,9 @@ def test_entry_when_flat_and_spread_tight():
     assert isinstance(d, OrderIntent)
     assert d.id == ids.intent_id(STRATEGY, "BTCTRY", b.id)
     assert (d.side, d.order_type, d.price) == ("buy", "limit", D("1000100"))
-    assert d.quantity == round_down(D(1000) / D("1000100"), 8)
-    assert d.quantity * d.price <= D(1000)
+    # The original's entry: min(free TRY, 100 TRY) at the ask.
+    assert d.quantity == round_down(D(100) / D("1000100"), 8)
+    assert d.quantity * d.price <= D(100)
     assert d.book_id == b.id
     assert d.reason.startswith("entry")
     assert d.ts_ns == T0
@@ -201,12 +203,12 @@ def test_a_fill_counts_at_once_then_takes_profit_without_waiting_for_the_ledger(
     # The ledger has not booked the fill yet (its snapshot reflects up to 10): the fill counts anyway.
     held = e.on_book(book("1000200", "1000300", seq=3, at=T0 + 4), T0 + 4)
     assert isinstance(held, Hold)
-    assert held.reason.startswith("holding")
-    # Take profit at avg cost * 1.0005 = 1000600.05: a bid of 1000600 is not enough, 1000610 is.
-    assert isinstance(e.on_book(book("1000600", "1000700", seq=4, at=T0 + 5), T0 + 5), Hold)
-    sell = e.on_book(book("1000610", "1000700", seq=5, at=T0 + 6), T0 + 6)
+    # Take profit at avg cost * 1.003 = 1003100.3: a bid of 1003100 is not enough, 1003110 is.
+    assert isinstance(e.on_book(book("1003100", "1003200", seq=4, at=T0 + 5), T0 + 5), Hold)
+    sell = e.on_book(book("1003110", "1003200", seq=5, at=T0 + 6), T0 + 6)
     assert isinstance(sell, OrderIntent)
-    assert (sell.side, sell.price, sell.quantity) == ("sell", D("1000610"), buy.quantity)
+    # A quarter of the position, rounded down to 8 decimals.
+    assert (sell.side, sell.price, sell.quantity) == ("sell", D("1003110"), round_down(buy.quantity / 4, 8))
     assert sell.reduce_only
     # The ledger's snapshot catches up (reflects 11): the fill is not counted twice.
     e.on_portfolio(portfolio(str(buy.quantity), "1000100", exec_seq=11))
@@ -215,11 +217,12 @@ def test_a_fill_counts_at_once_then_takes_profit_without_waiting_for_the_ledger(
 
 def test_a_stale_snapshot_never_sells_the_same_position_twice():
     """The incident: the ledger stops publishing (Postgres down) after a sell filled; no second sell, ever."""
-    e = live(cooldown_ns=0)
+    e = live(cooldown_ns=0, sell_fraction=D(1))  # the whole position in one sell, as in the incident
     e.on_portfolio(portfolio("0.002", "1000000", exec_seq=20))
-    sell = e.on_book(book("1001000", "1001100", seq=1), T0)
+    sell = e.on_book(book("1004000", "1004100", seq=1), T0)
     assert isinstance(sell, OrderIntent)
     assert sell.side == "sell"
+    assert sell.quantity == D("0.002")
     # Deliveries 11..20 came before; 21 is the sell's fill.
     for seq in range(11, 21):
         e.on_execution_seen(seq)
@@ -395,13 +398,13 @@ def test_symbols_are_independent():
 
 
 def test_a_large_position_is_sold_in_slices_within_the_order_limit():
-    e = engine(cooldown_ns=0, max_order_notional=D(5000))
-    e.on_portfolio(portfolio("0.01", "1000000", at=T0 + 1))  # worth ~10000 TRY
-    d = e.on_book(book("1001000", "1001100"), T0)
+    e = engine(cooldown_ns=0, max_order_notional=D(2000))
+    e.on_portfolio(portfolio("0.01", "1000000", at=T0 + 1))  # worth ~10000 TRY: a quarter is ~2500
+    d = e.on_book(book("1004000", "1004100"), T0)
     assert isinstance(d, OrderIntent)
     assert d.side == "sell"
-    assert d.quantity == round_down(D(5000) / D("1001000"), 8)
-    assert d.quantity * d.price <= D(5000)
+    assert d.quantity == round_down(D(2000) / D("1004000"), 8)
+    assert d.quantity * d.price <= D(2000)
 
 
 def test_resting_order_is_canceled_when_the_mid_drifts_away_then_replaced_after_confirmation():

@@ -36,6 +36,8 @@ def child_argv(plan: RunPlan, args: argparse.Namespace) -> list[str]:
         argv += ["--universe", args.universe]
     if getattr(args, "profile", None):
         argv += ["--profile", args.profile]
+    if getattr(args, "strategies", None):
+        argv += ["--strategies", args.strategies]
     if getattr(args, "quiet", False):
         argv.append("--quiet")
     return argv

@@ -88,6 +88,7 @@ class UpOptions:
     quiet: bool = False  # no progress lines on stderr (progress.json is still written)
     profile: str | None = None  # a named set of settings (cli/profiles.py)
     plan: RunPlan | None = None  # None: a run in state_dir with a generated name (what tests build)
+    strategies: str | None = None  # STRATEGY_STRATEGIES for the strategy service (None: its default)
 
 
 def say(text: str) -> None:
@@ -196,6 +197,7 @@ async def _run(
         # BTCTurk allows 120 user-trade reads a minute per IP, shared by every process here: polling two
         # symbols every 1.5 s leaves room for the ledger's reconciliation.
         "EXECUTION_FILL_POLL_INTERVAL": os.environ.get("EXECUTION_FILL_POLL_INTERVAL", "1.5"),
+        **({"STRATEGY_STRATEGIES": opts.strategies} if opts.strategies else {}),
         **profile.service_env,
     }
     keys = RunKeys.generate()

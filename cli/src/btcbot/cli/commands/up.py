@@ -34,6 +34,10 @@ def add_arguments(up: argparse.ArgumentParser) -> None:
     up.add_argument(
         "--profile", choices=sorted(PROFILES), help="a named set of settings (demo: trades visibly; cli/profiles.py)"
     )
+    up.add_argument(
+        "--strategies",
+        help="strategies to run, comma-separated (STRATEGY_STRATEGIES; default profit_v1): profit_v1,mean_reversion",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
     check_up(args.duration, symbols, os.environ)  # before anything starts or connects (UserError: exit 2)
+    strategies = _strategies(args.strategies)
     try:
         plan = plan_run(
             name=args.name,
@@ -77,5 +82,22 @@ def run(args: argparse.Namespace) -> int:
         universe=args.universe,
         quiet=args.quiet,
         profile=args.profile,
+        strategies=strategies,
     )
     return asyncio.run(run_up(opts))
+
+
+def _strategies(given: str | None) -> str | None:
+    """The --strategies names, checked against the installed plug-ins (UserError naming the unknown ones)."""
+    if given is None:
+        return None
+    from btcbot.cli.errors import UserError
+    from btcbot.strategy.registry import discover
+
+    names = [n.strip().lower() for n in given.split(",") if n.strip()]
+    installed = discover()
+    unknown = [n for n in names if n not in installed]
+    if not names or unknown:
+        listed = ", ".join(sorted(installed))
+        raise UserError(f"--strategies: unknown strategy {','.join(unknown) or '(none given)'} (installed: {listed})")
+    return ",".join(names)

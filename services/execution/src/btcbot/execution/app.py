@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import random
-
 from btcbot.btcturk.breaker import BreakerState
 from btcbot.btcturk.errors import BtcTurkError
+from btcbot.btcturk.models import SymbolInfo
 from btcbot.btcturk.rest import BtcTurkClient
 from btcbot.btcturk.ws import BtcTurkWebSocket
 from btcbot.contracts import streams
@@ -23,9 +20,9 @@ from btcbot.execution.tasks import AlarmPublisher, Sweeper
 from btcbot.execution.userfeed import UserFeed
 from btcbot.execution.watch import ExchangeWatch, WatchedExchange
 from btcbot.runtime.alarms import recall
-from btcbot.runtime.backoff import Backoff
 from btcbot.runtime.idempotency import IdempotencyStore
 from btcbot.runtime.locks import FencedLock
+from btcbot.runtime.rulefeed import keep_rules
 from btcbot.runtime.service import Service
 
 
@@ -59,7 +56,16 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
     svc.on_close(client.aclose)
     redis = await svc.redis()
     rules = ExchangeRules()
-    svc.task("rules", lambda stop: keep_rules(stop, client, rules, svc, settings.rules_refresh))
+
+    async def fetch_rules() -> tuple[SymbolInfo, ...]:
+        return (await client.exchange_info()).symbols
+
+    svc.task(
+        "rules",
+        lambda stop: keep_rules(
+            stop, fetch_rules, rules, svc.log, service="execution", every=settings.rules_refresh, errors=(BtcTurkError,)
+        ),
+    )
     # Not ready (and nothing is sent: submits wait) until exchangeinfo was read once.
     svc.readiness("rules", lambda: rules.current is not None)
     prefix = account_prefix(settings.key_prefix, settings.account)
@@ -127,23 +133,3 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
     svc.task("sweeper", sweeper.run)
     # Not ready until the start-up reconciliation with the exchange is done.
     svc.readiness("reconciled", lambda: sweeper.started)
-
-
-async def keep_rules(
-    stop: asyncio.Event, client: BtcTurkClient, rules: ExchangeRules, svc: Service, every: float
-) -> None:
-    """Load exchangeinfo now and every `every` seconds; on failure back off with jitter and keep the old rules."""
-    backoff = Backoff(1.0, 60.0, random.Random())
-    while not stop.is_set():
-        try:
-            count = rules.load((await client.exchange_info()).symbols)
-        except BtcTurkError as exc:
-            delay = backoff.failure()
-            svc.log.warning("execution.rules_failed", error=str(exc), failures=backoff.failures,
-                            retry_in=round(delay, 3), loaded=rules.current is not None)  # fmt: skip
-        else:
-            backoff.success()
-            delay = every
-            svc.log.info("execution.rules_loaded", symbols=count)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)

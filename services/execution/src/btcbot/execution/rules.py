@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 
 from btcbot.btcturk.models import OrderMethod, SymbolInfo
 from btcbot.btcturk.models import Side as BtcTurkSide
+from btcbot.btcturk.rulebook import RulesHolder, symbol_key
 from btcbot.btcturk.rules import check_order
 from btcbot.execution.orders import Order
 
@@ -42,7 +43,7 @@ class Refusal:
 
 def rules_by_symbol(symbols: Iterable[SymbolInfo]) -> dict[str, SymbolInfo]:
     """exchangeinfo's symbols keyed as our contracts spell them (BTCTRY)."""
-    return {info.name.replace("_", "").upper(): info for info in symbols}
+    return {symbol_key(info.name): info for info in symbols}
 
 
 def _bad_number(value: Decimal | None) -> bool:
@@ -69,13 +70,5 @@ def refusal(order: Order, rules: Mapping[str, SymbolInfo]) -> Refusal | None:
     return Refusal(code, f"{order.side} {order.quantity} {order.symbol} @ {order.price} breaks the exchange rules")
 
 
-class ExchangeRules:
-    """The rules execution holds: None until exchangeinfo was read once (then nothing is sent: fail closed)."""
-
-    def __init__(self, symbols: Iterable[SymbolInfo] | None = None) -> None:
-        self.current: dict[str, SymbolInfo] | None = None if symbols is None else rules_by_symbol(symbols)
-
-    def load(self, symbols: Iterable[SymbolInfo]) -> int:
-        """Replace the rules with a fresh exchangeinfo's; returns how many symbols it lists."""
-        self.current = rules_by_symbol(symbols)
-        return len(self.current)
+class ExchangeRules(RulesHolder[SymbolInfo]):
+    """The rules execution holds (the kit's holder): None until exchangeinfo was read once (then nothing is sent)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import msgspec
@@ -37,11 +38,11 @@ from btcbot.risk.handlers import ExecutionEvent, OpenOrders, RawControlCodec, Ri
 from btcbot.risk.metrics import report_control
 from btcbot.risk.rules import ExchangeSymbol, rules_from_exchange
 from btcbot.risk.settings import RiskSettings
-from btcbot.runtime.backoff import Backoff
 from btcbot.runtime.errors import SettingsError
 from btcbot.runtime.idempotency import IdempotencyStore, IdempotencyStoreProtocol
 from btcbot.runtime.latest import LastMessage, last_per_subject
 from btcbot.runtime.reservations import RedisReservations, ReservationsProtocol
+from btcbot.runtime.rulefeed import keep_rules
 from btcbot.runtime.service import Service
 
 _NS = 1_000_000_000
@@ -73,6 +74,25 @@ async def load_rules(client: RulesClient, state: RiskState, now_ns: int) -> int:
     return len(rules)
 
 
+class StateRules:
+    """Risk's state as the kit's rule feed fills it (the rules carry the time they were loaded)."""
+
+    def __init__(self, state: RiskState, clock: Callable[[], int]) -> None:
+        self._state = state
+        self._clock = clock
+
+    @property
+    def loaded(self) -> bool:
+        """True once rules were loaded."""
+        return self._state.rules is not None
+
+    def load(self, symbols: Iterable[ExchangeSymbol]) -> int:
+        """Replace the state's rules with a fresh exchangeinfo's."""
+        rules = rules_from_exchange(symbols)
+        self._state.set_rules(rules, self._clock())
+        return len(rules)
+
+
 async def refresh_rules(
     stop: asyncio.Event,
     client: RulesClient,
@@ -84,29 +104,21 @@ async def refresh_rules(
     rng: random.Random,
 ) -> None:
     """Keep the rules fresh: reload every `every` seconds (at once if none are loaded); back off on failure."""
-    backoff = Backoff(1.0, max(1.0, retry_max), rng)
-    if state.rules is not None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
-    while not stop.is_set():
-        try:
-            count = await load_rules(client, state, svc.now_ns())
-        except BtcTurkError as exc:
-            delay = backoff.failure()
-            svc.log.warning(
-                "risk.rules_failed",
-                error_class=type(exc).__name__,
-                error=str(exc),
-                failures=backoff.failures,
-                retry_in=round(delay, 3),
-                loaded=state.rules is not None,
-            )
-        else:
-            backoff.success()
-            delay = every
-            svc.log.info("risk.rules_loaded", symbols=count)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+
+    async def fetch() -> tuple[ExchangeSymbol, ...]:
+        return (await client.exchange_info()).symbols
+
+    await keep_rules(
+        stop,
+        fetch,
+        StateRules(state, svc.now_ns),
+        svc.log,
+        service="risk",
+        every=every,
+        retry_max=retry_max,
+        errors=(BtcTurkError,),
+        rng=rng,
+    )
 
 
 async def first_load(client: RulesClient, state: RiskState, svc: Service, timeout: float) -> None:

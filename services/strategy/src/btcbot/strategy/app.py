@@ -1,4 +1,5 @@
-"""Wiring: one profit_v1 engine fed by books, execution events and portfolio snapshots; symbols owned by lease."""
+"""Wiring: the engine running the configured strategies, fed by books, execution events, portfolio snapshots and
+the exchange's rules; symbols owned by lease."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from typing import Any, cast
 
 import msgspec
 
+from btcbot.btcturk.errors import BtcTurkError
+from btcbot.btcturk.models import SymbolInfo
+from btcbot.btcturk.rest import BtcTurkClient
+from btcbot.btcturk.rulebook import RulesHolder
 from btcbot.contracts import subjects
 from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import (
@@ -33,10 +38,12 @@ from btcbot.contracts.streams import (
 )
 from btcbot.runtime.inspect import StoredMessage, last_message, last_sequence, read_stream
 from btcbot.runtime.leases import partition_leases
+from btcbot.runtime.rulefeed import keep_rules
 from btcbot.runtime.service import Service
 from btcbot.strategy.handlers import ExecutionEvent, History, StrategyHandlers
+from btcbot.strategy.registry import Configured
 from btcbot.strategy.settings import StrategySettings
-from btcbot.strategy.signals import STRATEGY, OrderEvent, ProfitV1
+from btcbot.strategy.signals import Engine, OrderEvent
 
 # How far back in each stream to look (messages of all symbols); recent orders of a symbol are well inside it.
 WINDOW = 20_000
@@ -109,9 +116,36 @@ async def recent_history(js: Any, symbol: str, since_ns: int) -> History:
     return History(intents, events, raw_exec.first, raw_exec.upto, fills)
 
 
+def _described(configured: Configured) -> dict[str, Any]:
+    allocation = configured.allocation
+    return {
+        "weight": str(allocation.weight),
+        "capital": None if allocation.capital is None else str(allocation.capital),
+        "params": configured.params.model_dump(mode="json"),
+    }
+
+
 async def setup(svc: Service, settings: StrategySettings) -> None:
     """Build the engine, take part in the symbol leases and register the consumers."""
-    engine = ProfitV1(settings.symbols, settings.params(), track_fills=True)
+    configured = settings.configured()  # SettingsError (exit 2) naming the variable of a bad parameter
+    rules: RulesHolder[SymbolInfo] = RulesHolder()
+    engine = Engine(
+        settings.symbols, settings.params(), track_fills=True, slots=settings.slots(configured), rules=rules.get
+    )
+    client = BtcTurkClient(settings.btcturk_base_url, timeout=settings.btcturk_timeout)
+    svc.on_close(client.aclose)
+
+    async def fetch_rules() -> tuple[SymbolInfo, ...]:
+        return (await client.exchange_info()).symbols
+
+    svc.task(
+        "rules",
+        lambda stop: keep_rules(
+            stop, fetch_rules, rules, svc.log, service="strategy", every=settings.rules_refresh, errors=(BtcTurkError,)
+        ),
+    )
+    # Not ready until exchangeinfo was read once (until then every book is held: no rules, no intent).
+    svc.readiness("rules", lambda: rules.loaded)
     p = engine.params
     # Older than this, an intent has expired unheard or its order has been canceled for age (order_ttl).
     horizon_ns = 2 * (p.intent_timeout_ns + p.order_ttl_ns)
@@ -152,7 +186,7 @@ async def setup(svc: Service, settings: StrategySettings) -> None:
     svc.consume(STRATEGY_BOOKS, Codec(BookSnapshot), handlers.on_book)
     svc.log.info(
         "strategy.configured",
-        strategy=STRATEGY,
+        strategies={c.name: _described(c) for c in configured},
         symbols=list(settings.symbols),
         params=repr(engine.params),
         partition_leases=settings.partition_leases,

@@ -20,7 +20,7 @@ from btcbot.contracts.messages import (
 )
 from btcbot.runtime.bus import Delivery, Publisher
 from btcbot.runtime.metrics import BOOK_TO_INTENT, observe_stage
-from btcbot.strategy.signals import Hold, OrderEvent, ProfitV1
+from btcbot.strategy.signals import Decision, Engine, Hold, OrderEvent
 
 ExecutionEvent = OrderAccepted | OrderRejected | OrderCanceled | OrderFilled
 
@@ -53,7 +53,7 @@ class StrategyHandlers:
 
     def __init__(
         self,
-        engine: ProfitV1,
+        engine: Engine,
         bus: Publisher,
         clock: Callable[[], int],
         account: str,
@@ -107,7 +107,11 @@ class StrategyHandlers:
         if not self._owns(book.symbol):
             return
         now_ns = self._clock()
-        decision = self._engine.on_book(book, now_ns)
+        for decision in self._engine.decide(book, now_ns):
+            await self._act(book, decision, now_ns)
+
+    async def _act(self, book: BookSnapshot, decision: Decision, now_ns: int) -> None:
+        """Publish one strategy's intent or cancel; log why it holds."""
         if isinstance(decision, Hold):
             if decision.reason.startswith("position unknown"):
                 # Why we do not trade: worth an info line, once per change of reason and symbol.
@@ -131,6 +135,7 @@ class StrategyHandlers:
             self._log.info(
                 "strategy.intent",
                 intent_id=decision.id,
+                strategy=decision.strategy,
                 symbol=decision.symbol,
                 side=decision.side,
                 price=str(decision.price),

@@ -1,0 +1,1 @@
+"""The original bot's strategies, each a plug-in of the `btcbot.strategies` entry-point group."""
