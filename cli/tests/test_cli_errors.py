@@ -182,7 +182,7 @@ def no_server_cases(down: tuple[str, str, str, int], state: Path) -> dict[str, C
         "up, bad common setting": Case(
             ("up",), {"BTCBOT_LOG_LEVEL": "LOUD"}, ("BTCBOT_LOG_LEVEL",), forbidden=("STRATEGY_BTCBOT", "LEDGER_BTCBOT")
         ),
-        "up, bad service setting": Case(("up",), {"STRATEGY_QUANTITY_SCALE": "x"}, ("STRATEGY_QUANTITY_SCALE",)),
+        "up, bad service setting": Case(("up",), {"STRATEGY_COOLDOWN": "x"}, ("STRATEGY_COOLDOWN",)),
         "report --exchange without credentials": Case(
             ("report", "--exchange"), {"DATABASE_URL": postgres}, ("--exchange", "BTCTURK_API_KEY")
         ),
