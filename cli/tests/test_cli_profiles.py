@@ -29,9 +29,10 @@ def test_no_profile_changes_nothing_and_an_unknown_one_is_named() -> None:
 
 def test_every_profile_setting_is_a_real_setting() -> None:
     from btcbot.risk.settings import RiskSettings
+    from btcbot.strategy.registry import variables
     from btcbot.strategy.settings import StrategySettings
 
-    fields = {f"STRATEGY_{n.upper()}" for n in StrategySettings.model_fields}
+    fields = {f"STRATEGY_{n.upper()}" for n in StrategySettings.model_fields} | set(variables())
     fields |= {f"RISK_{n.upper()}" for n in RiskSettings.model_fields}
     for name, settings in PROFILES.items():
         for key in settings:

@@ -88,7 +88,10 @@ class Rig:
         sim_env = {"SIM_API_KEY": self.api_key, "SIM_API_SECRET": secret, "SIM_ADMIN_TOKEN": SIM_ADMIN_TOKEN}
         self.sup.add("sim", "btcbot.sim", sim_env,
                      ["--port", "0", "--port-file", str(port_file), "--seed", "5", "--symbols", SYMBOL,
-                      "--fund", FUNDS, "--no-rate-limits", "--tick-interval", "0.1"], health=False)  # fmt: skip
+                      "--fund", FUNDS, "--no-rate-limits", "--tick-interval", "0.1",
+                      # A market about as lively as the simulator's was before its pairs got their own calmer
+                      # volatility (~70 bps a minute): the strategy must trade through the 20 s outage.
+                      "--volatility-scale", "10"], health=False)  # fmt: skip
         await self.sup.start("sim")
         deadline = time.monotonic() + 30
         while not (port_file.exists() and port_file.read_text().strip()):

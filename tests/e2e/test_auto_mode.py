@@ -36,6 +36,8 @@ ENV = {
     "RISK_MAX_DAILY_LOSS": "0",
     "RISK_MAX_GROSS_EXPOSURE": "0",
     "RISK_MAX_POSITION_SHARE": "0",
+    # One ~1000 TRY entry (profit_v1's default is the original bot's 100 TRY).
+    "STRATEGY_ORDER_NOTIONAL": "1000",
 }
 
 
