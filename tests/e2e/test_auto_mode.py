@@ -127,8 +127,9 @@ async def test_an_8_percent_drop_stops_trading_and_the_cooldown_lets_it_resume(a
         assert changed.source == "auto"
         assert changed.id.startswith(f"auto-mode:OBSERVE_ONLY:{trigger.id}:"), (changed.id, trigger.id)
 
-        # The price comes back; once the drawdown clears and the cooldown has passed, the mode is NORMAL again.
-        await set_mid(auto_system, mid)
+        # The price comes back (1 % above where it was: the drawdown clears, and profit_v1's take profit at +30 bps
+        # gives it something to sell); once the cooldown has passed, the mode is NORMAL again.
+        await set_mid(auto_system, (mid * Decimal("1.01")).quantize(Decimal(1)))
 
         def normal_again() -> ModeChanged | None:
             return next((m for m in recorder.auto if m.mode == "NORMAL" and m.ts_ns > changed.ts_ns), None)
