@@ -147,6 +147,21 @@ def test_prod_runs_nats_as_a_three_node_statefulset_cluster_with_r3_streams() ->
     assert container["lifecycle"]["preStop"]["exec"]["command"][-1] == "ldm=/var/run/nats/nats.pid"
 
 
+def test_prod_lag_scalers_reach_each_nats_node_by_its_pod_name() -> None:
+    # KEDA's nats-jetstream scaler, clustered and without advertised client URLs, queries the consumer leader at
+    # `<server_name>.<natsServerMonitoringEndpoint>`: that must be the pod's DNS name under the headless Service.
+    objects = render("prod")
+    sts = of_kind(objects, "StatefulSet")["nats"]
+    assert "no_advertise: true" in nats_conf(objects)
+    namespace = sts["metadata"]["namespace"]
+    expected = f"{sts['spec']['serviceName']}.{namespace}.svc.cluster.local:8222"
+    scalers = of_kind(objects, "ScaledObject")
+    assert set(scalers) == {"risk", "execution", "ledger"}
+    for name, scaler in scalers.items():
+        (trigger,) = scaler["spec"]["triggers"]
+        assert trigger["metadata"]["natsServerMonitoringEndpoint"] == expected, name
+
+
 def test_dev_keeps_one_nats_server_and_r1_streams() -> None:
     objects = render("dev")
     assert of_kind(objects, "Deployment")["nats"]["spec"]["replicas"] == 1
