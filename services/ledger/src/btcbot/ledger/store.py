@@ -72,6 +72,8 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.exceptions.TransactionRollbackError,  # serialization failure, deadlock
+    # A failover: DATABASE_URL still leads to the demoted server, now a read-only standby, until the name moves.
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 
 OrderEvent = OrderAccepted | OrderRejected | OrderCanceled
@@ -225,6 +227,10 @@ class Store:
             if isinstance(exc, ValueError):  # asyncpg's client-side DataError: a bad argument, not an outage
                 raise
             self.healthy = False
+            if isinstance(exc, asyncpg.exceptions.ReadOnlySQLTransactionError):
+                # Every pooled session is on the read-only server: reconnect them all, so the next transaction
+                # reaches whatever DATABASE_URL names by then (the promoted primary).
+                await self._pool.expire_connections()
             raise StoreUnavailable(f"postgres: {type(exc).__name__}: {exc}") from exc
         self.healthy = True
 

@@ -1,0 +1,79 @@
+"""docker-compose.yml's Redis, replica and Sentinel, run as real processes from their compose commands: the master
+is SIGKILLed, the one Sentinel (quorum 1) promotes redis-replica with the acknowledged write, and the old master,
+restarted as compose would, is turned into a replica of the new one.
+
+The driver (compose_redis_driver.py) runs in private mount, network and PID namespaces made with `unshare` (root),
+as tests/integration/test_k8s_redis_sentinel.py does for the Kubernetes scripts. Bounded: 150 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+DRIVER = Path(__file__).with_name("compose_redis_driver.py")
+
+
+def missing_tools() -> str | None:
+    for tool in ("unshare", "ip", "mount", "redis-server"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if os.geteuid() != 0:
+        return "unshare of mount and network namespaces needs root"
+    probe = subprocess.run(["unshare", "--mount", "--net", "true"], capture_output=True, timeout=10, check=False)
+    if probe.returncode != 0:
+        return f"unshare refused here: {probe.stderr.decode().strip()}"
+    return None
+
+
+@pytest.mark.timeout(180)
+def test_the_compose_sentinel_promotes_the_replica_and_demotes_the_returning_master(tmp_path: Path) -> None:
+    reason = missing_tools()
+    if reason:
+        pytest.skip(reason)
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    commands = {
+        name: [str(c) for c in services[name]["command"]] for name in ("redis", "redis-replica", "redis-sentinel")
+    }
+    source = tmp_path / "commands.json"
+    source.write_text(json.dumps(commands))
+    run = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--net",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            sys.executable,
+            str(DRIVER),
+            str(tmp_path),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "error" not in result, json.dumps(result, indent=1)
+    print(
+        f"compose Redis Sentinel failover: redis-replica promoted {result['failover_s']} s after redis was SIGKILLed; "
+        f"the restarted redis followed it after {result['rejoined_s']} s"
+    )
+    assert result["acked_by_replica"] == 1
+    assert result["master_before"] == "redis"
+    assert result["claim_after_failover"] == "placed-once"
+    assert 4 < result["failover_s"] < 30
+    assert result["old_master_role"] == "slave"
