@@ -30,7 +30,7 @@ class ReplicaAck:
     """How many replicas must acknowledge a write, and how long to wait for them."""
 
     replicas: int = 0
-    timeout_ms: int = 500
+    timeout_ms: int = 1000
 
     @property
     def required(self) -> bool:

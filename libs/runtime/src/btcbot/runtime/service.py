@@ -125,6 +125,12 @@ class Service:
                 master=self.settings.redis_sentinel_master,
             )
             self._redis = client
+            self.log.info(
+                "redis.client",
+                sentinels=[f"{host}:{port}" for host, port in self.settings.redis_sentinels],
+                master=self.settings.redis_sentinel_master or None,
+                replicas_to_ack=self.redis_ack.replicas,
+            )
             state = {"ok": True}
 
             async def ping_loop(stop: asyncio.Event) -> None:

@@ -60,7 +60,7 @@ class CommonSettings(BaseSettings):
     # Replicas that must acknowledge each claim and fencing token before an order is placed (WAIT). Unset: 1
     # with Sentinel, 0 on a single server (dev). The wait is bounded by REDIS_REPLICA_ACK_TIMEOUT seconds.
     redis_min_replicas_ack: int | None = Field(None, ge=0, le=10, validation_alias=_alias("REDIS_MIN_REPLICAS_ACK"))
-    redis_replica_ack_timeout: float = Field(0.5, ge=0.01, le=1.5, validation_alias=_alias("REDIS_REPLICA_ACK_TIMEOUT"))
+    redis_replica_ack_timeout: float = Field(1.0, ge=0.01, le=1.5, validation_alias=_alias("REDIS_REPLICA_ACK_TIMEOUT"))
     key_prefix: str = Field("btcbot", validation_alias=_alias("BTCBOT_KEY_PREFIX"), min_length=1)
     account: str = Field("main", validation_alias=_alias("BTCBOT_ACCOUNT"), pattern=r"^[A-Za-z0-9_-]+$")
     symbols: Annotated[tuple[str, ...], NoDecode] = Field(
