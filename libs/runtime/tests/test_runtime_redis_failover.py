@@ -12,6 +12,7 @@ import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from btcbot.runtime.errors import DependencyUnavailable, SettingsError
 from btcbot.runtime.idempotency import IdempotencyStore
 from btcbot.runtime.locks import FencedLock
 from btcbot.runtime.redisconn import NO_ACK, ReplicaAck, connect
+from btcbot.runtime.reservations import RedisReservations, ReserveLimits, ReserveRequest
 from btcbot.runtime.settings import CommonSettings, load_settings, parse_sentinels
 
 ACK = ReplicaAck(1, 300)
@@ -167,6 +169,60 @@ async def test_a_paused_replica_fails_claims_and_tokens_closed_and_leaves_no_loc
             assert time.monotonic() < deadline, "the replica did not catch up after SIGCONT"
             await asyncio.sleep(0.2)
     assert await locks.acquire("BTCTRY", "b", 5) is not None
+
+
+@pytest.mark.integration
+async def test_a_paused_replica_holds_back_approvals_and_a_retry_after_it_returns_is_approved_once(
+    group: RedisGroup, client: aioredis.Redis
+) -> None:
+    reservations = RedisReservations(client, prefix(), ack=ACK)
+    req = ReserveRequest(coid="c1", symbol="BTCTRY", side="buy", quantity=1, notional=100, now_ms=1, snap_seq=0,
+                         position=0, symbol_value=0, exposure=0, cash=1_000_000)  # fmt: skip
+    limits = ReserveLimits(max_open_per_symbol=1)
+    replica = group.data[1].process
+    os.kill(replica.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(DependencyUnavailable, match="acknowledged by 0 of 1"):
+            await reservations.reserve(req, limits)
+    finally:
+        os.kill(replica.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            answer = await reservations.reserve(req, limits)
+            break
+        except DependencyUnavailable:
+            assert time.monotonic() < deadline, "the replica did not catch up after SIGCONT"
+            await asyncio.sleep(0.2)
+    # The redelivered intent gets the approval the master kept, and it still counts against the limit.
+    assert answer.outcome == "approved"
+    other = await reservations.reserve(replace(req, coid="c2"), limits)
+    assert other.outcome == "denied"
+
+
+@pytest.mark.integration
+async def test_without_wait_a_promotion_loses_a_claim_the_master_answered(tmp_path: Path) -> None:
+    """The hazard WAIT closes: the replica is cut off and promoted (a partition, as Sentinel sees it) while the
+    old master still answers clients; what it answered then is not on the promoted node."""
+    group = RedisGroup(tmp_path / "redis", sentinels=0).start()
+    master, replica = group.data
+    old = aioredis.from_url(master.url)
+    new = aioredis.from_url(replica.url)
+    try:
+        await new.replicaof("NO", "ONE")
+        p = prefix()
+        assert await IdempotencyStore(old, p, ack=NO_ACK).claim("order-1", "a")  # answered: "you have the claim"
+        with pytest.raises(DependencyUnavailable, match="acknowledged by 0 of 1"):
+            await IdempotencyStore(old, p, ack=ACK).claim("order-2", "a")  # with WAIT: never acted on
+        store = IdempotencyStore(new, p)
+        # Without WAIT, the promoted node hands the same claim out again: the order would be placed twice.
+        assert await store.claim("order-1", "b")
+        # With WAIT, the caller did nothing with order-2; its retry claims it here and places it, once.
+        assert await store.claim("order-2", "b")
+    finally:
+        await old.aclose()
+        await new.aclose()
+        group.stop()
 
 
 @pytest.mark.integration
