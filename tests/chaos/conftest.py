@@ -276,8 +276,11 @@ class Chaos:
     def sources(self) -> Any:
         from btcbot.cli.verify import Sources
 
+        # A RedisGroup is read through its Sentinels, as an operator's `btcbot verify` would.
+        sentinel = {"redis_sentinels": tuple(self.redis.sentinel_addresses), "redis_sentinel_master":
+                    self.redis.master_name} if hasattr(self.redis, "sentinel_addresses") else {}  # fmt: skip
         return Sources(self.sim_url, self.api_key, self.nats.url, self.database_url, self.redis.url, self.key_prefix,
-                       sim_admin_token=SIM_ADMIN_TOKEN)  # fmt: skip
+                       sim_admin_token=SIM_ADMIN_TOKEN, **sentinel)  # fmt: skip
 
     async def verdict(self) -> dict[str, Any]:
         from btcbot.cli.verify import compare, gather

@@ -56,8 +56,10 @@ def connect(
     master: str = "",
     timeout_s: float = 2.0,
     health_check_interval: int = 5,
+    **extra: Any,
 ) -> aioredis.Redis:
-    """A client of the server at `url`, or, with `sentinels`, of whichever server they name master `master`.
+    """A client of the server at `url`, or, with `sentinels`, of whichever server they name master `master`;
+    `extra` are further client options (e.g. decode_responses).
 
     The Sentinel client asks the sentinels again whenever a connection fails or lands on a replica (after a
     failover), so callers keep one client for the life of the process.
@@ -66,6 +68,7 @@ def connect(
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,
         "health_check_interval": health_check_interval,
+        **extra,
     }
     if not sentinels:
         return aioredis.from_url(url, **options)
