@@ -104,7 +104,7 @@ async def test_a_redis_failover_mid_run_places_no_order_twice_and_loses_no_fill(
         # The failover happened: the Sentinels name the promoted node, and the services followed them there.
         assert observed["new_port"] != observed["old_port"], observed
         assert chaos.redis.master().port == observed["new_port"]
-        assert observed["placed_before"] >= KILL_AT * 0.5, observed
+        assert observed["placed_before"] >= KILL_AT * 0.2, observed  # orders flowed before the kill
         # Without a replica to acknowledge claims, nothing was placed (fail closed) ...
         assert observed["counts_without_replica"], observed
         assert set(observed["counts_without_replica"]) == {observed["baseline"]}, observed
