@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(24
 INTENTS = 300
 RATE = 10.0  # intents per second
 KILL_AT = 100  # the master dies after this many intents
-NO_REPLICA_S = 5.0  # how long the promoted master runs without a replica
+NO_REPLICA_S = 3.0  # how long the promoted master runs without a replica (kept short: risk dead-letters an
+# intent after about 22 s of retries, see docs/operations.md "Redis failover")
 SETTLE_TIMEOUT = 110.0
 
 
@@ -108,8 +109,11 @@ async def test_a_redis_failover_mid_run_places_no_order_twice_and_loses_no_fill(
         # Without a replica to acknowledge claims, nothing was placed (fail closed) ...
         assert observed["counts_without_replica"], observed
         assert set(observed["counts_without_replica"]) == {observed["baseline"]}, observed
-        logged = [e for name in ("execution-a", "execution-b") for e in chaos.log_events(name, "message.retry")]
-        assert any("replica" in str(e) for e in logged), "no claim was refused for want of a replica ack"
+        # Risk's approvals and execution's claims both wait for the replica; whichever came first refused.
+        retried = [
+            e for name in ("risk", "execution-a", "execution-b") for e in chaos.log_events(name, "message.retry")
+        ]
+        assert any("replica(s) within" in str(e.get("reason")) for e in retried), "nothing waited for a replica ack"
         # ... and afterwards everything was: each client order id once, every fill booked once, verify clean.
         counts = Counter(str(o["clientId"]) for o in (await chaos.state())["orders"])
         assert not {coid: n for coid, n in counts.items() if n > 1}, "client order ids placed twice"
