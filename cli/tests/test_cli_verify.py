@@ -138,6 +138,18 @@ def test_sources_come_from_flags_then_run_file_then_env(tmp_path: Path) -> None:
         sources_from({"run_file": str(tmp_path / "missing.json")}, {})
 
 
+def test_sources_follow_sentinel_when_the_services_do() -> None:
+    flags = {"sim_url": "http://sim", "api_key": "k", "nats_url": "nats://n", "database_url": "postgresql://db"}
+    env = {"REDIS_SENTINELS": "s0:26379,s1:26380", "REDIS_SENTINEL_MASTER": "btcbot"}
+    sources = sources_from(flags, env)
+    assert sources.redis_sentinels == (("s0", 26379), ("s1", 26380))
+    assert sources.redis_sentinel_master == "btcbot"
+    with pytest.raises(VerifyError, match="REDIS_SENTINELS: not host:port"):
+        sources_from(flags, {**env, "REDIS_SENTINELS": "s0"})
+    with pytest.raises(VerifyError, match="set together"):
+        sources_from(flags, {"REDIS_SENTINELS": "s0:26379"})
+
+
 def test_each_side_of_a_self_match_is_checked_on_its_own() -> None:
     # Our sell (order 2) rested; our buy (order 1) crossed it: one trade id, two orders, two fills.
     evidence = healthy()

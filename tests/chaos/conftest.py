@@ -108,7 +108,7 @@ class Chaos:
     base: Path
     sup: Any
     nats: Any
-    redis: PrivateRedis
+    redis: Any  # PrivateRedis, or a RedisGroup (master, replica, Sentinels) with `redis_ha=True`
     database_url: str
     sim_url: str = ""
     api_key: str = "chaos"
@@ -120,6 +120,8 @@ class Chaos:
     risk_env: dict[str, str] = field(default_factory=lambda: dict(RISK_UNLIMITED))
     # This run's signing keys: risk signs orders, execution checks them; control events need the operator's key.
     keys: RunKeys = field(default_factory=RunKeys.generate)
+    # Extra variables for every service (e.g. REDIS_SENTINELS ... of a RedisGroup).
+    redis_env: dict[str, str] = field(default_factory=dict)
 
     # ---- processes ------------------------------------------------------------------------------
 
@@ -151,6 +153,7 @@ class Chaos:
             "BTCBOT_SYMBOLS": SYMBOL,
             "BTCBOT_SHUTDOWN_GRACE": "3",
             "BTCBOT_LOG_LEVEL": "INFO",
+            **self.redis_env,
         }
         exchange = {"BTCTURK_BASE_URL": self.sim_url, "BTCTURK_API_KEY": self.api_key, "BTCTURK_API_SECRET": secret}
         # The ledger gets no exchange credentials: its own reconciliation must not paper over a lost fill.
@@ -273,8 +276,11 @@ class Chaos:
     def sources(self) -> Any:
         from btcbot.cli.verify import Sources
 
+        # A RedisGroup is read through its Sentinels, as an operator's `btcbot verify` would.
+        sentinel = {"redis_sentinels": tuple(self.redis.sentinel_addresses), "redis_sentinel_master":
+                    self.redis.master_name} if hasattr(self.redis, "sentinel_addresses") else {}  # fmt: skip
         return Sources(self.sim_url, self.api_key, self.nats.url, self.database_url, self.redis.url, self.key_prefix,
-                       sim_admin_token=SIM_ADMIN_TOKEN)  # fmt: skip
+                       sim_admin_token=SIM_ADMIN_TOKEN, **sentinel)  # fmt: skip
 
     async def verdict(self) -> dict[str, Any]:
         from btcbot.cli.verify import compare, gather
@@ -332,7 +338,11 @@ def chaos_rig(pg_admin_url: str) -> Callable[..., contextlib.AbstractAsyncContex
 
 @contextlib.asynccontextmanager
 async def running_rig(pg_admin_url: str, **options: Any) -> AsyncIterator[Chaos]:
-    """A started rig (`options` are Chaos fields, e.g. risk_replicas, risk_env), torn down on exit."""
+    """A started rig (`options` are Chaos fields, e.g. risk_replicas, risk_env), torn down on exit.
+
+    `redis_ha=True`: Redis is a master, a replica and three Sentinels (btcbot.devstack.redisha), which every
+    service follows (REDIS_SENTINELS), with claims and tokens acknowledged by the replica.
+    """
     from btcbot.devstack.infra import drop_database, ensure_database, start_nats
     from btcbot.devstack.restarts import RestartPolicy
     from btcbot.devstack.supervisor import Supervisor
@@ -340,8 +350,15 @@ async def running_rig(pg_admin_url: str, **options: Any) -> AsyncIterator[Chaos]
     base = Path(tempfile.mkdtemp(prefix="btcbot-chaos-"))
     base.chmod(0o711)
     nats = start_nats(base / "nats")
-    redis = PrivateRedis(base)
-    redis.start()
+    redis: Any
+    if options.pop("redis_ha", False):
+        from btcbot.devstack.redisha import RedisGroup
+
+        redis = RedisGroup(base / "redis").start()
+        options["redis_env"] = redis.env(min_replicas_ack=1)
+    else:
+        redis = PrivateRedis(base)
+        redis.start()
     db_name = f"btcbot_chaos_{secrets.token_hex(4)}"
     database_url = await ensure_database(pg_admin_url, db_name)
     # No restarts: the test restarts what it kills, when it chooses to.

@@ -113,6 +113,17 @@ class Sources:
     # The simulator's admin token (/sim/state needs it): run.json's sim_admin_token or SIM_ADMIN_TOKEN.
     sim_admin_token: str = ""
     nats_auth: NatsAuth | None = None  # the reader identity (environment, else the run file)
+    # Redis behind Sentinel (REDIS_SENTINELS, REDIS_SENTINEL_MASTER): the master is asked for, as the services do.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = ""
+
+    def redis(self, **options: Any) -> Any:
+        """A client of this deployment's Redis (its master, with Sentinel)."""
+        from btcbot.runtime.redisconn import connect
+
+        return connect(
+            self.redis_url, sentinels=self.redis_sentinels, master=self.redis_sentinel_master, timeout_s=5, **options
+        )
 
 
 @dataclass(frozen=True)
@@ -337,7 +348,21 @@ def sources_from(options: Mapping[str, str | None], env: Mapping[str, str]) -> S
         since_ns=int(since_ms) * 1_000_000 if since_ms else 0,
         sim_admin_token=pick("sim_admin_token", "sim_admin_token", "SIM_ADMIN_TOKEN", ""),
         nats_auth=nats_auth_from_env(env) or run_file_auth(run, "reader"),
+        redis_sentinels=_sentinels(env),
+        redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", ""),
     )
+
+
+def _sentinels(env: Mapping[str, str]) -> tuple[tuple[str, int], ...]:
+    from btcbot.runtime.settings import parse_sentinels
+
+    try:
+        found = parse_sentinels(env.get("REDIS_SENTINELS", ""))
+    except ValueError as exc:
+        raise VerifyError(f"REDIS_SENTINELS: {exc}") from None
+    if bool(found) != bool(env.get("REDIS_SENTINEL_MASTER")):
+        raise VerifyError("REDIS_SENTINELS and REDIS_SENTINEL_MASTER must be set together")
+    return found
 
 
 async def gather(sources: Sources) -> Evidence:
@@ -350,8 +375,8 @@ async def gather(sources: Sources) -> Evidence:
     evidence.halted, evidence.quarantined = await _ledger_holds(sources.database_url)
     if sources.redis_url:
         prefix = f"{sources.key_prefix}:{sources.account}"
-        evidence.claims = await _claims(sources.redis_url, sources.key_prefix, sources.account)
-        evidence.reservations = await _reservation_summary(sources.redis_url, prefix)
+        evidence.claims = await _claims(sources, sources.key_prefix, sources.account)
+        evidence.reservations = await _reservation_summary(sources, prefix)
     return evidence
 
 
@@ -428,13 +453,11 @@ async def _nats_records(
         await nc.close()
 
 
-async def _reservation_summary(redis_url: str, prefix: str) -> dict[str, Any]:
-    from redis.asyncio import Redis
-
+async def _reservation_summary(sources: Sources, prefix: str) -> dict[str, Any]:
     from btcbot.runtime.errors import DependencyUnavailable
     from btcbot.runtime.reservations import RedisReservations
 
-    client = Redis.from_url(redis_url, socket_timeout=5)
+    client = sources.redis()
     try:
         return dict(await RedisReservations(client, prefix).summary())
     except DependencyUnavailable as exc:
@@ -495,15 +518,14 @@ async def _ledger(database_url: str) -> tuple[list[LedgerFill], dict[str, Decima
     return fills, {r["asset"]: r["total"] for r in balances}
 
 
-async def _claims(redis_url: str, key_prefix: str, account: str) -> dict[str, dict[str, str]]:
+async def _claims(sources: Sources, key_prefix: str, account: str) -> dict[str, dict[str, str]]:
     """Execution's order claims, through its read module (the key layout is execution's)."""
-    from redis.asyncio import Redis
-
     from btcbot.execution.journal_reader import JournalReader
     from btcbot.runtime.errors import DependencyUnavailable
     from btcbot.runtime.redact import redact
 
-    client = Redis.from_url(redis_url, socket_timeout=5, decode_responses=True)
+    redis_url = sources.redis_url
+    client = sources.redis(decode_responses=True)
     try:
         return await JournalReader(client, key_prefix, account).claims()
     except DependencyUnavailable as exc:

@@ -1,6 +1,8 @@
 """A global idempotency store: claim a key once across replicas and restarts, and record what happened to it.
 
 Redis errors become DependencyUnavailable: the caller does nothing and the message is retried later (fail closed).
+With `ack` (REDIS_MIN_REPLICAS_ACK), a claim or record counts only once that many replicas hold it, so a promoted
+replica never forgets a claim that was acted on (btcbot.runtime.redisconn).
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from collections.abc import Mapping
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from btcbot.runtime.errors import DependencyUnavailable
+from btcbot.runtime.redisconn import NO_ACK, ReplicaAck, acked_write
 
 # Claims outlive any redelivery horizon; a week also covers restarts and reconciliation after incidents.
 DEFAULT_TTL_S = 7 * 24 * 3600.0
@@ -51,9 +55,10 @@ class IdempotencyStoreProtocol(Protocol):
 class IdempotencyStore:
     """Redis-backed claims: one hash per key under the service's prefix."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str, ack: ReplicaAck = NO_ACK) -> None:
         self._redis = client
         self._prefix = prefix
+        self._ack = ack
         self._claim = client.register_script(_CLAIM)
 
     def _key(self, key: str) -> str:
@@ -70,10 +75,13 @@ class IdempotencyStore:
         """Claim key for owner (with `fields`, in the same step); False when anyone (including an earlier life of
         this owner) claimed it."""
         extra = [item for pair in (fields or {}).items() for item in pair]
+        args: list[EncodableT] = [owner, int(ttl_s * 1000), now_ms, *extra]
         try:
-            made = await self._claim(keys=[self._key(key)], args=[owner, int(ttl_s * 1000), now_ms, *extra])
-        except RedisError as exc:
-            raise DependencyUnavailable(f"redis: claim {key}: {exc!r}") from exc
+            (made,) = await acked_write(
+                self._redis, self._ack, lambda pipe: self._claim(keys=[self._key(key)], args=args, client=pipe)
+            )
+        except DependencyUnavailable as exc:
+            raise DependencyUnavailable(f"claim {key}: {exc}") from exc
         return bool(made)
 
     async def get(self, key: str) -> dict[str, str] | None:
@@ -90,11 +98,15 @@ class IdempotencyStore:
         """Update fields of a claim (state, exchange order id ...)."""
         if not fields:
             return
+        mapping: dict[FieldT, EncodableT] = dict(fields.items())
+
+        async def write(pipe: Pipeline) -> object:
+            return pipe.hset(self._key(key), mapping=mapping)
+
         try:
-            mapping: dict[FieldT, EncodableT] = dict(fields.items())
-            await self._redis.hset(self._key(key), mapping=mapping)
-        except RedisError as exc:
-            raise DependencyUnavailable(f"redis: record {key}: {exc!r}") from exc
+            await acked_write(self._redis, self._ack, write)
+        except DependencyUnavailable as exc:
+            raise DependencyUnavailable(f"record {key}: {exc}") from exc
 
     async def keys(self, start: str) -> list[str]:
         """Every claimed key that begins with `start` (as passed to `claim`), for read-only tools; sorted."""

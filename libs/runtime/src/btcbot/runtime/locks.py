@@ -3,11 +3,15 @@
 Each acquisition gets a token from a per-lock counter that only grows. The point of effect calls `validate`
 right before acting: if a newer token was issued (our lease expired and someone else took the lock), the stale
 holder is refused, however late it wakes up.
+
+With `ack` (REDIS_MIN_REPLICAS_ACK) a token is handed out only once that many replicas hold the counter, so a
+promoted replica continues the sequence instead of issuing a token again (btcbot.runtime.redisconn).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from dataclasses import dataclass
 
@@ -15,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from btcbot.runtime.errors import DependencyUnavailable, StaleToken
+from btcbot.runtime.redisconn import NO_ACK, NotReplicated, ReplicaAck, acked_write
 
 # How long a token counter outlives its last acquisition. Far beyond any lease, so no holder can still carry
 # a token when the counter starts again from 1; without it every run's prefix would leave its counters forever.
@@ -62,9 +67,12 @@ class Lease:
 class FencedLock:
     """Named locks with fencing tokens under a key prefix."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, rng: random.Random | None = None, ack: ReplicaAck = NO_ACK
+    ) -> None:
         self._redis = client
         self._prefix = prefix
+        self._ack = ack
         self._rng = rng or random.Random()
         self._acquire = client.register_script(_ACQUIRE)
         self._validate = client.register_script(_VALIDATE)
@@ -80,14 +88,27 @@ class FencedLock:
         deadline = loop.time() + wait_s
         while True:
             try:
-                token = int(await self._acquire(keys=self._keys(name), args=[owner, int(ttl_s * 1000)]))
-            except RedisError as exc:
-                raise DependencyUnavailable(f"redis: acquire lock {name}: {exc!r}") from exc
-            if token:
-                return Lease(name, owner, token)
+                (token,) = await acked_write(
+                    self._redis,
+                    self._ack,
+                    lambda pipe: self._acquire(keys=self._keys(name), args=[owner, int(ttl_s * 1000)], client=pipe),
+                )
+            except NotReplicated as exc:
+                if exc.results and int(exc.results[0]):
+                    await self._give_up(name, Lease(name, owner, int(exc.results[0])).value)
+                raise DependencyUnavailable(f"acquire lock {name}: {exc}") from exc
+            except DependencyUnavailable as exc:
+                raise DependencyUnavailable(f"acquire lock {name}: {exc}") from exc
+            if int(token):
+                return Lease(name, owner, int(token))
             if loop.time() >= deadline:
                 return None
             await asyncio.sleep(self._rng.uniform(0.005, 0.05))
+
+    async def _give_up(self, name: str, value: str) -> None:
+        """Best effort: free a lock whose token the replicas did not confirm (it was never used)."""
+        with contextlib.suppress(RedisError):  # else the lease lapses by itself
+            await self._release(keys=self._keys(name)[:1], args=[value])
 
     async def validate(self, lease: Lease) -> None:
         """Raise StaleToken unless the lease is still held and its token is the newest."""

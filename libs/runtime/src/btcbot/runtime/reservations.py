@@ -10,6 +10,8 @@ Amounts are integers (money in 1/100 of the quote asset, quantities in 1e-8), ro
 caller, because Lua numbers are doubles: every value stays below 2**53 so Lua and Python agree exactly.
 `ReservationModel` is the same decision in plain Python (the script's specification and its in-memory twin);
 tests run both on the same operations. Redis errors become DependencyUnavailable: nothing is approved.
+With `ack` (REDIS_MIN_REPLICAS_ACK) an approval counts only once that many replicas hold it, so a promoted
+replica never forgets exposure that an order was sent under (btcbot.runtime.redisconn).
 
 Keys (under `<prefix>`, one Redis, no cluster): `:ids` set of held client order ids, `:o:<coid>` a hash per
 order, `:f:<coid>` its fills by trade id, `:deny:<coid>` a remembered denial, `:last` last approval per
@@ -27,6 +29,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from btcbot.runtime.errors import DependencyUnavailable
+from btcbot.runtime.redisconn import NO_ACK, ReplicaAck, acked_write
 
 QUOTE_SCALE = 2
 QTY_SCALE = 8
@@ -658,8 +661,9 @@ return string.format('%d', current)
 class RedisReservations:
     """Reservations in Redis under `<key_prefix>:<account>:res`, shared by every risk replica."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str, ack: ReplicaAck = NO_ACK) -> None:
         self._redis = client
+        self._ack = ack
         self.prefix = f"{prefix}:res"
         self._reserve = client.register_script(_RESERVE)
         self._event = client.register_script(_EVENT)
@@ -673,9 +677,13 @@ class RedisReservations:
                 limits.cooldown_ms, limits.cash_reserve, limits.symbol_cap, limits.budget,
                 1 if limits.deny_unknown_outcome else 0, DENIAL_TTL_MS]  # fmt: skip
         try:
-            raw = await self._reserve(keys=[self.prefix], args=[str(a) for a in args])
-        except RedisError as exc:
-            raise DependencyUnavailable(f"redis: reserve {req.coid}: {exc!r}") from exc
+            (raw,) = await acked_write(
+                self._redis,
+                self._ack,
+                lambda pipe: self._reserve(keys=[self.prefix], args=[str(a) for a in args], client=pipe),
+            )
+        except DependencyUnavailable as exc:
+            raise DependencyUnavailable(f"reserve {req.coid}: {exc}") from exc
         outcome, reason, have, need = (_text(x) for x in raw)
         if outcome not in ("approved", "denied", "stale"):
             raise DependencyUnavailable(f"redis: reserve {req.coid}: unexpected answer {raw!r}")

@@ -21,6 +21,7 @@ from nats.aio.client import Client as NatsClient
 from btcbot.contracts.codec import Codec
 from btcbot.contracts.messages import Message
 from btcbot.contracts.streams import ALL_STREAMS, ConsumerSpec
+from btcbot.runtime import redisconn
 from btcbot.runtime.backoff import Backoff
 from btcbot.runtime.bus import Handler, Publisher
 from btcbot.runtime.consumer import Consumer
@@ -118,13 +119,18 @@ class Service:
     async def redis(self) -> aioredis.Redis:
         """The shared Redis client (created on first use; readiness then includes a Redis ping)."""
         if self._redis is None:
-            client = aioredis.from_url(
+            client = redisconn.connect(
                 self.settings.redis_url,
-                socket_timeout=2.0,
-                socket_connect_timeout=2.0,
-                health_check_interval=5,
+                sentinels=self.settings.redis_sentinels,
+                master=self.settings.redis_sentinel_master,
             )
             self._redis = client
+            self.log.info(
+                "redis.client",
+                sentinels=[f"{host}:{port}" for host, port in self.settings.redis_sentinels],
+                master=self.settings.redis_sentinel_master or None,
+                replicas_to_ack=self.redis_ack.replicas,
+            )
             state = {"ok": True}
 
             async def ping_loop(stop: asyncio.Event) -> None:
@@ -140,6 +146,13 @@ class Service:
             self._start_task("redis-ping", ping_loop)
             self.on_close(client.aclose)
         return self._redis
+
+    @property
+    def redis_ack(self) -> redisconn.ReplicaAck:
+        """What claim and fencing-token writes wait for (REDIS_MIN_REPLICAS_ACK, REDIS_REPLICA_ACK_TIMEOUT)."""
+        return redisconn.ReplicaAck(
+            self.settings.replicas_to_ack(), int(self.settings.redis_replica_ack_timeout * 1000)
+        )
 
     def _start_task(self, name: str, fn: TaskFn) -> None:
         async def guarded() -> None:

@@ -51,6 +51,16 @@ class CommonSettings(BaseSettings):
     # Unset: `_INBOX.<NATS_USER>` with a user, else nats-py's `_INBOX`.
     nats_inbox_prefix: str | None = Field(None, validation_alias=_alias("NATS_INBOX_PREFIX"), min_length=1)
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_alias("REDIS_URL"))
+    # Redis behind Sentinel (docs/operations.md "Redis failover"): "host:port,host:port" and the master's name,
+    # set together; then REDIS_URL gives only the database number and credentials, Sentinel gives the address.
+    redis_sentinels: Annotated[tuple[tuple[str, int], ...], NoDecode] = Field(
+        (), validation_alias=_alias("REDIS_SENTINELS")
+    )
+    redis_sentinel_master: str = Field("", validation_alias=_alias("REDIS_SENTINEL_MASTER"))
+    # Replicas that must acknowledge each claim and fencing token before an order is placed (WAIT). Unset: 1
+    # with Sentinel, 0 on a single server (dev). The wait is bounded by REDIS_REPLICA_ACK_TIMEOUT seconds.
+    redis_min_replicas_ack: int | None = Field(None, ge=0, le=10, validation_alias=_alias("REDIS_MIN_REPLICAS_ACK"))
+    redis_replica_ack_timeout: float = Field(1.0, ge=0.01, le=1.5, validation_alias=_alias("REDIS_REPLICA_ACK_TIMEOUT"))
     key_prefix: str = Field("btcbot", validation_alias=_alias("BTCBOT_KEY_PREFIX"), min_length=1)
     account: str = Field("main", validation_alias=_alias("BTCBOT_ACCOUNT"), pattern=r"^[A-Za-z0-9_-]+$")
     symbols: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -115,6 +125,25 @@ class CommonSettings(BaseSettings):
         signer = self.signer()
         return {**keys, **signer.keys()} if signer is not None else keys
 
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _split_sentinels(cls, value: object) -> object:
+        return parse_sentinels(value) if isinstance(value, str) else value
+
+    @field_validator("redis_sentinel_master")
+    @classmethod
+    def _check_sentinel_master(cls, value: str, info: ValidationInfo) -> str:
+        sentinels = info.data.get("redis_sentinels", ())
+        if bool(value) != bool(sentinels):
+            raise ValueError("REDIS_SENTINELS and REDIS_SENTINEL_MASTER must be set together")
+        return value
+
+    def replicas_to_ack(self) -> int:
+        """How many Redis replicas must acknowledge a claim or token write (REDIS_MIN_REPLICAS_ACK, or its default)."""
+        if self.redis_min_replicas_ack is not None:
+            return self.redis_min_replicas_ack
+        return 1 if self.redis_sentinels else 0
+
     @field_validator("symbols", mode="before")
     @classmethod
     def _split_symbols(cls, value: object) -> object:
@@ -140,6 +169,19 @@ class ExchangeSettings(BaseSettings):
     btcturk_api_key: str = Field(..., validation_alias=_alias("BTCTURK_API_KEY"), min_length=1)
     btcturk_api_secret: SecretStr = Field(..., validation_alias=_alias("BTCTURK_API_SECRET"))
     btcturk_timeout: float = Field(5.0, gt=0, validation_alias=_alias("BTCTURK_TIMEOUT"))
+
+
+def parse_sentinels(value: str) -> tuple[tuple[str, int], ...]:
+    """ "host:port,host:port" as (host, port) pairs; ValueError naming the bad entry."""
+    found = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        host, sep, port = entry.rpartition(":")
+        if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"not host:port: {entry!r} (expected e.g. sentinel-0:26379,sentinel-1:26379)")
+        found.append((host.strip("[]"), int(port)))
+    return tuple(found)
 
 
 def env_name(model: type[BaseSettings], field_name: str) -> str:

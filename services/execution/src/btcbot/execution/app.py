@@ -72,13 +72,13 @@ async def setup(svc: Service, settings: ExecutionSettings) -> None:
     execution = Execution(
         bus=svc.bus,
         journal=Journal(
-            IdempotencyStore(redis, prefix),
+            IdempotencyStore(redis, prefix, ack=svc.redis_ack),
             settings.instance,
             settings.claim_ttl,
             active=RedisActiveOrders(redis, prefix),
             clock=svc.now_ns,
         ),
-        locks=FencedLock(redis, prefix),
+        locks=FencedLock(redis, prefix, ack=svc.redis_ack),
         exchange=WatchedExchange(BtcTurkExchange(client), watch, svc.now_ns),
         account=settings.account,
         owner=settings.instance,

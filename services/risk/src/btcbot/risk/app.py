@@ -253,9 +253,9 @@ async def setup(svc: Service, settings: RiskSettings) -> None:
     verdicts = None
     redis = await svc.redis()
     if settings.shared_verdicts:
-        verdicts = IdempotencyStore(redis, f"{settings.key_prefix}:{settings.account}")
+        verdicts = IdempotencyStore(redis, f"{settings.key_prefix}:{settings.account}", ack=svc.redis_ack)
     # Always: no approval without a reservation (Redis down means intents wait).
-    reservations = RedisReservations(redis, f"{settings.key_prefix}:{settings.account}")
+    reservations = RedisReservations(redis, f"{settings.key_prefix}:{settings.account}", ack=svc.redis_ack)
     register(svc, settings, client, state, verdicts, reservations=reservations)
     svc.log.info(
         "risk.configured",
