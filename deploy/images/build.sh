@@ -146,12 +146,30 @@ if [[ -z $base ]]; then
 fi
 have_image "$UV_IMAGE" || try_pull "$UV_IMAGE" || make_local_uv
 
+inputs_hash() {
+  # What an image is made of: the build context's files (as .dockerignore keeps them: no tests), the Dockerfile,
+  # the base image and the service. Empty outside a git checkout (then every run builds, still from cache).
+  command -v git >/dev/null && git rev-parse --git-dir >/dev/null 2>&1 || return 0
+  {
+    git ls-files -co --exclude-standard -- Dockerfile uv.lock pyproject.toml libs services sim cli examples \
+      | grep -v -e '/tests/' -e '__pycache__' -e '\.py[cod]$' | sort | xargs -r sha256sum
+    "$ENGINE" image inspect --format '{{.Id}}' "$base" "$UV_IMAGE"
+    echo "$1"
+  } | sha256sum | cut -c1-16
+}
+
 services=("$@")
 [[ ${#services[@]} -gt 0 ]] || services=("${DEFAULT_SERVICES[@]}")
 say "engine $ENGINE, base $base, tag $TAG: ${services[*]}"
 for service in "${services[@]}"; do
   started=$SECONDS
-  build_cmd -q --build-arg SERVICE="$service" --build-arg PYTHON_IMAGE="$base" -t "btcbot/$service:$TAG" . >/dev/null \
+  inputs=$(inputs_hash "$service")
+  if [[ -n $inputs ]] && [[ $("$ENGINE" image inspect --format '{{index .Config.Labels "btcbot.inputs"}}' \
+    "btcbot/$service:$TAG" 2>/dev/null) == "$inputs" ]]; then
+    say "btcbot/$service:$TAG is up to date (inputs $inputs)"
+    continue
+  fi
+  build_cmd -q --label "btcbot.inputs=$inputs" --build-arg SERVICE="$service" --build-arg PYTHON_IMAGE="$base" -t "btcbot/$service:$TAG" . >/dev/null \
     || die "building btcbot/$service:$TAG failed (rerun: $ENGINE build --build-arg SERVICE=$service --build-arg PYTHON_IMAGE=$base .)"
   say "btcbot/$service:$TAG built in $((SECONDS - started))s"
 done

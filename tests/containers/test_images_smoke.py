@@ -247,7 +247,7 @@ async def test_images_run_the_pipeline_and_book_a_fill(
         code = engine_cmd(engine, "inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
         assert code == "0", f"{name} exited {code} on SIGTERM\n{logs_of(engine, [name])}"
     print(
-        f"\ncontainer smoke ({engine}): images built/updated in {built:.1f}s; ready after "
+        f"\ncontainer smoke ({engine}): images built/updated in {built:.1f}s; ready (s after start) "
         + ", ".join(f"{s} {t:.1f}s" for s, t in ready.items())
         + f"; first fill booked {fill_after:.1f}s after all were ready; stopped in "
         + ", ".join(f"{s} {t:.1f}s" for s, t in stops.items())
