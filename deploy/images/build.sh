@@ -51,8 +51,9 @@ find_engine() {
       why+=("$engine: '$engine info' fails")
     fi
   done
-  local IFS=';'
-  echo "no container engine answers (${why[*]})"
+  local joined
+  joined=$(printf '; %s' "${why[@]}")
+  echo "no container engine answers (${joined:2})"
   return 1
 }
 
