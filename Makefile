@@ -26,7 +26,7 @@ images:  ## build the five services' and the simulator's images with podman or d
 	deploy/images/build.sh
 
 test-containers: setup  ## the container smoke test: builds the images, runs them, sees a fill booked (skips without an engine)
-	.venv/bin/pytest -q -m container
+	.venv/bin/pytest -q -rP -m container
 
 lint: setup  ## ruff and mypy (strict)
 	.venv/bin/ruff check .
