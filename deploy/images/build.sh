@@ -8,11 +8,12 @@
 # Engine: BTCBOT_CONTAINER_ENGINE, else podman when `podman info` answers, else docker when `docker info` does.
 # Podman runs with deploy/images/containers.conf (runc, ulimits) unless CONTAINERS_CONF is already set.
 #
-# Base images: PYTHON_IMAGE when given; else python:3.11-slim when present or pullable; else (no registry
-# answers) a local stand-in, btcbot/python:3.11-bookworm, made once from a Debian bookworm rootfs (mmdebstrap,
-# from the mirror apt uses) with python3.11 at /usr/local/bin and this machine's extra CA certificates. Likewise
-# the uv stage (ghcr.io/astral-sh/uv:<the Dockerfile's version>) is stood in by this machine's uv binary of that
-# version. Both are kept: a second run only rebuilds the layers whose inputs changed.
+# Base images: PYTHON_IMAGE when given; else python:3.11-slim or the local stand-in when present; else
+# python:3.11-slim when a pull succeeds; else (no registry answers) the local stand-in btcbot/python:3.11-bookworm,
+# made once from a Debian bookworm rootfs (mmdebstrap, from the mirror apt uses) with python3.11 at /usr/local/bin
+# and this machine's extra CA certificates. Likewise the uv stage (ghcr.io/astral-sh/uv:<the Dockerfile's version>)
+# is stood in by this machine's uv binary of that version. Both are kept. Each image is labelled with a hash of its
+# inputs (btcbot.inputs): an image whose inputs did not change is not rebuilt; one that did reuses cached layers.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -138,10 +139,15 @@ build_cmd() {
 
 base=${PYTHON_IMAGE:-}
 if [[ -z $base ]]; then
-  if have_image python:3.11-slim || try_pull python:3.11-slim; then
+  # What is here already wins (no network on a second run); then a pull; then the local stand-in.
+  if have_image python:3.11-slim; then
+    base=python:3.11-slim
+  elif have_image "$LOCAL_BASE"; then
+    base=$LOCAL_BASE
+  elif try_pull python:3.11-slim; then
     base=python:3.11-slim
   else
-    have_image "$LOCAL_BASE" || make_local_base
+    make_local_base
     base=$LOCAL_BASE
   fi
 fi
