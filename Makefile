@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
 DURATION ?= 60
 
-.PHONY: setup demo up test test-unit lint fmt doctor bench clean
+.PHONY: setup demo up test test-unit test-containers images lint fmt doctor bench clean
 
 setup:  ## install uv (if missing) and the whole workspace into .venv
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
@@ -21,6 +21,12 @@ test: setup  ## every test: unit, integration (real NATS/Redis/Postgres) and end
 
 test-unit: setup  ## only the tests that need no server
 	.venv/bin/pytest -q -m "not integration and not e2e and not chaos"
+
+images:  ## build the five services' and the simulator's images with podman or docker (deploy/images/build.sh)
+	deploy/images/build.sh
+
+test-containers: setup  ## the container smoke test: builds the images, runs them, sees a fill booked (skips without an engine)
+	.venv/bin/pytest -q -rP -m container
 
 lint: setup  ## ruff and mypy (strict)
 	.venv/bin/ruff check .
