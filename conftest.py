@@ -7,7 +7,8 @@ inside the fixtures, so unit tests pay nothing.
 - `secured_nats`: a private nats-server started from the configuration `btcbot up` generates (one user per
   identity of btcbot.contracts.access), and those users' credentials.
 - `nats_cluster`: three clustered nats-server nodes (JetStream on each, the secured server's users), for one
-  test module; `.url` is the comma-separated list of their client URLs, `.kill(name)` / `.restart(name)` a node.
+  test module (`.ready_seconds`: its start-up time); `.url` is the comma-separated list of their client
+  URLs; `.kill(name)` / `.restart(name)` a node (n1, n2, n3).
 - `redis_url` / `redis_prefix`: TEST_REDIS_URL or REDIS_URL if usable, else 127.0.0.1:6379, else a
   testcontainers Redis when a Docker engine answers, else an embedded redis-server, else skip.
   Tests keep their keys under `redis_prefix` (`t-<hex>`); those keys are deleted at the end.
@@ -69,11 +70,10 @@ def secured_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emb
 
 @pytest.fixture(scope="module")
 def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    """A three-node NATS cluster for one test module (its start-up time printed), stopped at the end."""
+    """A three-node NATS cluster for one test module, stopped at the end."""
     from btcbot.devstack.natscluster import start_nats_cluster
 
     cluster = start_nats_cluster(tmp_path_factory.mktemp("nats-cluster"), 3)
-    print(f"nats cluster of 3 ready in {cluster.ready_seconds:.2f}s: {cluster.url}")
     yield cluster
     cluster.stop()
 

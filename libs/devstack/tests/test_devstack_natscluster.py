@@ -81,7 +81,7 @@ async def test_streams_become_r3_and_survive_their_leader_being_killed(nats_clus
             try:
                 await js.publish(subject, b"x", headers={"Nats-Msg-Id": "cluster-test-b-0"}, timeout=1)
                 break
-            except Exception:  # noqa: BLE001 (timeouts and no-responders while the group elects)
+            except Exception:  # timeouts and no-responders while the group elects
                 assert time.monotonic() - killed_at < 15, "no publish succeeded within 15 s of killing the leader"
                 await asyncio.sleep(0.1)
         failover = time.monotonic() - killed_at
@@ -91,7 +91,9 @@ async def test_streams_become_r3_and_survive_their_leader_being_killed(nats_clus
         assert info.cluster.leader not in (None, leader)
         assert info.state.messages == before + 100
         rejoin = nats_cluster.restart(leader)
-        print(f"cluster ready {nats_cluster.ready_seconds:.2f}s; publish failover {failover:.2f}s; rejoin {rejoin:.2f}s")
+        print(
+            f"cluster ready {nats_cluster.ready_seconds:.2f}s; publish failover {failover:.2f}s; rejoin {rejoin:.2f}s"
+        )
         assert failover < 10
     finally:
         await nc.close()

@@ -189,8 +189,7 @@ def stream_matches(found: StreamConfig, spec: StreamSpec, replicas: int = 1) -> 
     """Whether a stream's stored config already says what its definition says (the fields we set)."""
     return (
         (found.num_replicas or 1) == replicas
-        and
-sorted(found.subjects or []) == sorted(spec.subjects)
+        and sorted(found.subjects or []) == sorted(spec.subjects)
         and (found.description or "") == spec.description
         and abs((found.max_age or 0.0) - spec.max_age) < 1e-3
         and (found.max_msgs_per_subject if found.max_msgs_per_subject is not None else -1) == spec.max_msgs_per_subject
