@@ -42,7 +42,7 @@ RESTART_AFTER = 8.0  # seconds before a killed replica is started again (the sur
 def lease_key(prefix: str, service: str) -> str:
     """The Redis key holding the owner of SYMBOL for a service (btcbot.runtime.leases / locks)."""
     scope = "main:strategy" if service == "strategy" else "marketdata"
-    return f"{prefix}:{scope}:lock:{SYMBOL}"
+    return f"{prefix}:{scope}:lock:partition:{SYMBOL}"
 
 
 def unexplained_pauses(
@@ -122,7 +122,8 @@ async def test_cluster_survives_losing_a_nats_leader_partition_owners_and_replic
 
         async def take_partition_owner(service: str) -> None:
             victim = await owner(service)
-            assert victim is not None, f"nobody owns {SYMBOL} for {service}"
+            keys = sorted(k.decode() for k in await redis.keys(f"{rig.key_prefix}*lock*"))
+            assert victim is not None, f"nobody owns {SYMBOL} for {service}: lock keys {keys}"
             killed_wall, killed = time.time(), time.monotonic()
             await rig.kill(victim)
             while (now := await owner(service)) in (None, victim):

@@ -279,7 +279,14 @@ class NatsPublisher:
             headers = inject({"Nats-Msg-Id": message.id})
             try:
                 ack = await self._js.publish(subject, encode(message), timeout=self._timeout, headers=headers)
-            except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+            except (
+                TimeoutError,
+                nats.errors.TimeoutError,
+                nats.errors.NoRespondersError,
+                # In a cluster, while a stream's group elects a new leader (a node lost): transient too.
+                nats.js.errors.NoStreamResponseError,
+                nats.js.errors.ServiceUnavailableError,
+            ) as exc:
                 raise DependencyUnavailable(f"publish to {subject} not acknowledged: {exc!r}") from exc
             if ack.duplicate:
                 self.duplicates += 1
