@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -79,6 +80,8 @@ async def test_up_with_a_nats_cluster_and_two_replicas_of_every_service(redis_ur
         with contextlib.suppress(Exception):
             await drop_database(pg_admin_url, db_name)
     stderr = stderr_path.read_text(errors="replace")
+    logs = {name: (state / "logs" / f"{name}.log").stat().st_size for name in children}
+    shutil.rmtree(base, ignore_errors=True)
     assert code == 0, stderr[-4000:]
     summary = json.loads([line for line in out.decode().splitlines() if line.strip()][-1])
     assert "topology: NATS cluster of 3, streams R3, 2 replica(s) per service" in stderr
@@ -90,5 +93,4 @@ async def test_up_with_a_nats_cluster_and_two_replicas_of_every_service(redis_ur
     assert summary["ledger_fills"] == summary["fills"], summary
     assert summary["balances_match"] is True, summary["balance_mismatches"]
     # Each replica's log shows it ran; the drain stopped both of each (none is left running: up exited 0).
-    for name in children:
-        assert (state / "logs" / f"{name}.log").stat().st_size > 0, name
+    assert all(logs.values()), logs

@@ -207,15 +207,15 @@ async def _resolve(
 ) -> Dependency:
     if configured:
         return Dependency(spec.name, configured, embedded=False, reason=f"from {spec.variable}")
-    problem = await spec.probe(spec.default_url) if spec.use_local else "a cluster was asked for"
-    if problem is None:
+    problem = await spec.probe(spec.default_url) if spec.use_local else None
+    if problem is None and spec.use_local:
         reason = f"{spec.variable} unset; local server answers"
         return Dependency(spec.name, spec.default_url, embedded=False, reason=reason)
     server = await _start_in_thread(spec.start, state_dir)
     started.append(server)
     reason = f"{spec.variable} unset and the local default is not usable: {problem}"
     if isinstance(server, NatsCluster):
-        reason = f"{len(server.nodes)}-node cluster ready in {server.ready_seconds:.1f}s; {problem}"
+        reason = f"{len(server.nodes)}-node cluster ready in {server.ready_seconds:.1f}s"
     reason += f"; pid {server.pid}, log {server.log_path}"
     return Dependency(spec.name, server.url, embedded=True, reason=reason)
 
