@@ -22,6 +22,7 @@ def test_a_cluster_keeps_streams_on_three_nodes_and_names_each_replica() -> None
 def test_the_default_is_one_server_one_replica_and_plain_names() -> None:
     shape = plan_topology(0, 1, {})
     assert shape == Topology()
+    assert shape.stream_replicas is None  # existing streams keep theirs: `up` against a given cluster shrinks none
     assert shape.children("ledger") == ["ledger"]
 
 

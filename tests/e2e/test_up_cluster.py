@@ -69,6 +69,12 @@ async def test_up_with_a_nats_cluster_and_two_replicas_of_every_service(redis_ur
         assert process.stdout is not None
         out = await asyncio.wait_for(process.stdout.read(), 200)
         code = await asyncio.wait_for(process.wait(), 60)
+        # The run is down: `btcbot verify` starts its three nodes again from their stores and finds nothing wrong.
+        verify = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "btcbot.cli", "verify", "--run-file", str(run_file), env=env, cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        verified, verify_err = await asyncio.wait_for(verify.communicate(), 120)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGINT)
@@ -94,3 +100,5 @@ async def test_up_with_a_nats_cluster_and_two_replicas_of_every_service(redis_ur
     assert summary["balances_match"] is True, summary["balance_mismatches"]
     # Each replica's log shows it ran; the drain stopped both of each (none is left running: up exited 0).
     assert all(logs.values()), logs
+    assert verify.returncode == 0, (verified.decode()[-3000:], verify_err.decode()[-3000:])
+    assert "started from its saved state: nats-cluster" in verify_err.decode(), verify_err.decode()[-3000:]

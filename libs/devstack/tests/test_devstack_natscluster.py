@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from btcbot.devstack.natscluster import NatsCluster
 
 
-def test_stream_replicas_defaults_to_one_and_reads_the_variable() -> None:
-    assert stream_replicas({}) == 1
+def test_stream_replicas_is_unset_by_default_and_reads_the_variable() -> None:
+    assert stream_replicas({}) is None
     assert stream_replicas({"BTCBOT_STREAM_REPLICAS": " 3 "}) == 3
     assert stream_config(EXECUTION, 3).num_replicas == 3
 
@@ -51,15 +51,24 @@ def test_node_flags_route_to_every_other_node() -> None:
 
 
 @pytest.mark.integration
-async def test_streams_become_r3_and_survive_their_leader_being_killed(nats_cluster: NatsCluster) -> None:
-    """Provision R1, then R3 over it (an update in place); kill the leader of EXECUTION: publishing resumes on the
-    new leader within seconds, nothing acknowledged is lost, and the node comes back current."""
+async def test_streams_become_r3_and_survive_their_leader_being_killed(
+    nats_cluster: NatsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Provision R1, then R3 over it (an update in place); a provisioning without BTCBOT_STREAM_REPLICAS leaves R3
+    alone; kill the leader of EXECUTION: publishing resumes on the new leader within seconds, nothing
+    acknowledged is lost, and the node comes back current."""
     users = load_users(nats_cluster.config.parent / IDENTITIES_FILE)
     nc = await connect(nats_cluster.url, "cluster-test", 10, auth=user_auth(users["admin"]))
     try:
         js = nc.jetstream(timeout=2)
         await provision(js, ALL_STREAMS, replicas=1)
         await provision(js, ALL_STREAMS, replicas=3)
+        monkeypatch.delenv("BTCBOT_STREAM_REPLICAS", raising=False)
+        await provision(js, ALL_STREAMS)  # a tool without the variable: the cluster's R3 streams stay R3
+        monkeypatch.setenv("BTCBOT_STREAM_REPLICAS", "seven")
+        with pytest.raises(SettingsError, match="BTCBOT_STREAM_REPLICAS"):
+            await provision(js, ALL_STREAMS)
+        monkeypatch.delenv("BTCBOT_STREAM_REPLICAS")
         deadline = time.monotonic() + 20
         while True:
             info = await js.stream_info(EXECUTION.name)

@@ -35,10 +35,11 @@ def service_replicas(text: str) -> int:
 
 @dataclass(frozen=True)
 class Topology:
-    """NATS nodes (0: one server, ours or the environment's), stream replicas, processes per service."""
+    """NATS nodes (0: one server, ours or the environment's), stream replicas (None: existing streams keep
+    theirs, new ones get 1), processes per service."""
 
     nats_nodes: int = 0
-    stream_replicas: int = 1
+    stream_replicas: int | None = None
     service_replicas: int = 1
 
     def children(self, service: str) -> list[str]:
@@ -50,16 +51,17 @@ class Topology:
     def describe(self) -> str:
         """One startup line."""
         nats = f"NATS cluster of {self.nats_nodes}" if self.nats_nodes else "one NATS server"
-        return f"topology: {nats}, streams R{self.stream_replicas}, {self.service_replicas} replica(s) per service"
+        streams = f"R{self.stream_replicas}" if self.stream_replicas else "as found (new ones R1)"
+        return f"topology: {nats}, streams {streams}, {self.service_replicas} replica(s) per service"
 
 
 def plan_topology(nats_nodes: int, replicas: int, env: Mapping[str, str]) -> Topology:
     """The topology asked for; SettingsError (one line) if it cannot work."""
     if nats_nodes and (env.get("NATS_URL") or "").strip():
         raise SettingsError("--nats-cluster starts its own NATS nodes: unset NATS_URL, or drop --nats-cluster")
-    given = (env.get(STREAM_REPLICAS_VARIABLE) or "").strip()
-    streams = stream_replicas(env) if given else (min(nats_nodes, 3) if nats_nodes else 1)
-    if streams > max(nats_nodes, 1) and not (env.get("NATS_URL") or "").strip():
+    given = stream_replicas(env)
+    streams = given if given is not None else (min(nats_nodes, 3) if nats_nodes else None)
+    if streams is not None and streams > max(nats_nodes, 1) and not (env.get("NATS_URL") or "").strip():
         raise SettingsError(
             f"{STREAM_REPLICAS_VARIABLE}={streams} needs a NATS cluster of at least {streams} nodes (--nats-cluster)"
         )

@@ -218,7 +218,7 @@ async def _run(
         "EXECUTION_FILL_POLL_INTERVAL": os.environ.get("EXECUTION_FILL_POLL_INTERVAL", "1.5"),
         **({"STRATEGY_STRATEGIES": opts.strategies} if opts.strategies else {}),
         **profile.service_env,
-        STREAM_REPLICAS_VARIABLE: str(topology.stream_replicas),
+        **({STREAM_REPLICAS_VARIABLE: str(topology.stream_replicas)} if topology.stream_replicas else {}),
     }
     keys = RunKeys.generate()
     children = _add_services(sup, topology, common, keys, users)

@@ -80,11 +80,14 @@ STREAM_REPLICAS_VARIABLE = "BTCBOT_STREAM_REPLICAS"
 _MAX_REPLICAS = 5
 
 
-def stream_replicas(env: Mapping[str, str]) -> int:
-    """BTCBOT_STREAM_REPLICAS: how many servers keep each stream (1 on a single server, 3 in a cluster)."""
+def stream_replicas(env: Mapping[str, str]) -> int | None:
+    """BTCBOT_STREAM_REPLICAS: how many servers keep each stream (1 on a single server, 3 in a cluster).
+
+    None when unset: provisioning then leaves existing streams' replicas alone and creates new ones with 1.
+    """
     raw = (env.get(STREAM_REPLICAS_VARIABLE) or "").strip()
     if not raw:
-        return 1
+        return None
     if not raw.isdigit() or not 1 <= int(raw) <= _MAX_REPLICAS:
         raise SettingsError(f"{STREAM_REPLICAS_VARIABLE}={raw!r}: expected a whole number from 1 to {_MAX_REPLICAS}")
     return int(raw)
@@ -185,10 +188,11 @@ def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
     )
 
 
-def stream_matches(found: StreamConfig, spec: StreamSpec, replicas: int = 1) -> bool:
-    """Whether a stream's stored config already says what its definition says (the fields we set)."""
+def stream_matches(found: StreamConfig, spec: StreamSpec, replicas: int | None = 1) -> bool:
+    """Whether a stream's stored config already says what its definition says (the fields we set; replicas
+    only when given)."""
     return (
-        (found.num_replicas or 1) == replicas
+        (replicas is None or (found.num_replicas or 1) == replicas)
         and sorted(found.subjects or []) == sorted(spec.subjects)
         and (found.description or "") == spec.description
         and abs((found.max_age or 0.0) - spec.max_age) < 1e-3
@@ -233,11 +237,13 @@ async def provision(
     A stream already as defined is left alone, so an identity without stream rights (every service under
     authorization: the admin identity provisions streams) only reads its info; only a change needs the admin.
     An existing stream that differs (its replicas, subjects, limits) is updated in place.
-    `replicas`: servers that keep each stream; None reads BTCBOT_STREAM_REPLICAS (default 1).
+    `replicas`: servers that keep each stream; None reads BTCBOT_STREAM_REPLICAS, and if that is unset too an
+    existing stream keeps its replicas (a tool run without the variable never shrinks a cluster's R3 streams)
+    and a new one gets 1.
     """
     count = stream_replicas(os.environ) if replicas is None else replicas
     for spec in streams:
-        config = stream_config(spec, count)
+        config = stream_config(spec, count or 1)
         try:
             info = await js.stream_info(spec.name)
         except NotFoundError:
@@ -250,8 +256,10 @@ async def provision(
         else:
             if stream_matches(info.config, spec, count):
                 continue
+            if count is None:
+                config = stream_config(spec, info.config.num_replicas or 1)
         await js.update_stream(config)
-        log.info("stream.updated", stream=spec.name, replicas=count)
+        log.info("stream.updated", stream=spec.name, replicas=config.num_replicas)
     for consumer in consumers:
         await js.add_consumer(consumer.stream, consumer_config(consumer))
 

@@ -51,7 +51,8 @@ class CommonSettings(BaseSettings):
     # Unset: `_INBOX.<NATS_USER>` with a user, else nats-py's `_INBOX`.
     nats_inbox_prefix: str | None = Field(None, validation_alias=_alias("NATS_INBOX_PREFIX"), min_length=1)
     # Servers that keep each stream: 1 on a single NATS server, 3 in a three-node cluster (JetStream R3).
-    stream_replicas: int = Field(1, ge=1, le=5, validation_alias=_alias("BTCBOT_STREAM_REPLICAS"))
+    # Unset: existing streams keep theirs, new ones get 1 (so a process without it never shrinks a cluster's).
+    stream_replicas: int | None = Field(None, ge=1, le=5, validation_alias=_alias("BTCBOT_STREAM_REPLICAS"))
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_alias("REDIS_URL"))
     key_prefix: str = Field("btcbot", validation_alias=_alias("BTCBOT_KEY_PREFIX"), min_length=1)
     account: str = Field("main", validation_alias=_alias("BTCBOT_ACCOUNT"), pattern=r"^[A-Za-z0-9_-]+$")
