@@ -7,7 +7,8 @@ fixed at the first start, so a node killed and started again answers where its c
 were given) expect it.
 
 The cluster is ready when every node reports the same JetStream meta leader (the Raft group that places
-streams has elected one); a restarted node is ready when its /healthz says its JetStream state is current.
+streams has elected one) and its /healthz says its JetStream state is current (on stores that already hold
+streams, their groups have recovered); a restarted node is ready when its /healthz says so.
 """
 
 from __future__ import annotations
@@ -185,6 +186,10 @@ def start_nats_cluster(state_dir: Path, size: int = 3, timeout: float = 30.0, *,
         for node in nodes:
             node.server = _start_node(node, config, cluster_ports, timeout)
         _wait(lambda: _agreed_leader(cluster) is not None, timeout, "the NATS cluster elected no JetStream leader")
+        # On stores that hold streams (a restarted run): until every node has them current, requests time out.
+        _wait(
+            lambda: all(_healthy(n.server) for n in nodes), timeout, "the NATS nodes did not report JetStream current"
+        )
     except BaseException:
         cluster.stop()
         raise
