@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from btcbot.contracts.streams import ALL_STREAMS, EXECUTION
-from btcbot.devstack.natscluster import meta_leader, node_args, node_name
+from btcbot.devstack.natscluster import meta_leader, node_args, node_name, streams_and_leaders
 from btcbot.devstack.natsusers import IDENTITIES_FILE, load_users, user_auth
 from btcbot.runtime.errors import SettingsError
 from btcbot.runtime.jetstream import connect, provision, server_urls, stream_config, stream_replicas
@@ -48,6 +48,9 @@ def test_node_flags_route_to_every_other_node() -> None:
     assert meta_leader({"meta_cluster": {"leader": "n3"}}) == "n3"
     assert meta_leader({"meta_cluster": {}}) is None
     assert meta_leader({}) is None
+    jsz = {"account_details": [{"stream_detail": [{"name": "A", "cluster": {"leader": "n1"}}, {"name": "B"}]}]}
+    assert streams_and_leaders(jsz) == {"A": "n1", "B": None}
+    assert streams_and_leaders({}) == {}
 
 
 @pytest.mark.integration

@@ -7,8 +7,9 @@ fixed at the first start, so a node killed and started again answers where its c
 were given) expect it.
 
 The cluster is ready when every node reports the same JetStream meta leader (the Raft group that places
-streams has elected one) and its /healthz says its JetStream state is current (on stores that already hold
-streams, their groups have recovered); a restarted node is ready when its /healthz says so.
+streams has elected one), its /healthz says its JetStream state is current, and every stream has a leader
+(on stores that already hold streams: their groups have recovered); a restarted node is ready when its
+/healthz says so.
 """
 
 from __future__ import annotations
@@ -187,9 +188,8 @@ def start_nats_cluster(state_dir: Path, size: int = 3, timeout: float = 30.0, *,
             node.server = _start_node(node, config, cluster_ports, timeout)
         _wait(lambda: _agreed_leader(cluster) is not None, timeout, "the NATS cluster elected no JetStream leader")
         # On stores that hold streams (a restarted run): until every node has them current, requests time out.
-        _wait(
-            lambda: all(_healthy(n.server) for n in nodes), timeout, "the NATS nodes did not report JetStream current"
-        )
+        current = "the NATS nodes did not report JetStream current with a leader for every stream"
+        _wait(lambda: all(_healthy(n.server) for n in nodes) and _streams_led(cluster), timeout, current)
     except BaseException:
         cluster.stop()
         raise
@@ -218,6 +218,30 @@ def _jsz(server: EmbeddedServer | None, path: str = "/jsz") -> tuple[int, dict[s
 def _agreed_leader(cluster: NatsCluster) -> str | None:
     leaders = {meta_leader(_jsz(node.server)[1]) for node in cluster.nodes}
     return leaders.pop() if len(leaders) == 1 else None
+
+
+def streams_and_leaders(jsz: dict[str, object]) -> dict[str, str | None]:
+    """Stream name -> its leader's server name (None while it has none), from a node's /jsz with stream details."""
+    found: dict[str, str | None] = {}
+    accounts = jsz.get("account_details")
+    for account in accounts if isinstance(accounts, list) else []:
+        for stream in account.get("stream_detail") or []:
+            leader = (stream.get("cluster") or {}).get("leader")
+            found[str(stream.get("name"))] = str(leader) if leader else None
+    return found
+
+
+def _streams_led(cluster: NatsCluster) -> bool:
+    """Every node lists the same streams and each has a leader (after a restart of the whole cluster the stream
+    groups elect theirs only after the nodes report healthy; until then JetStream requests time out)."""
+    views = []
+    for node in cluster.nodes:
+        status, jsz = _jsz(node.server, "/jsz?accounts=true&streams=true")
+        if status != 200:
+            return False
+        views.append(streams_and_leaders(jsz))
+    names = set(views[0])
+    return all(set(view) == names and all(view.values()) for view in views)
 
 
 def _healthy(server: EmbeddedServer | None) -> bool:
