@@ -6,6 +6,9 @@ inside the fixtures, so unit tests pay nothing.
 - `nats_server` / `nats_url`: always a private nats-server (JetStream) for the session.
 - `secured_nats`: a private nats-server started from the configuration `btcbot up` generates (one user per
   identity of btcbot.contracts.access), and those users' credentials.
+- `nats_cluster`: three clustered nats-server nodes (JetStream on each, the secured server's users), for one
+  test module (`.ready_seconds`: its start-up time); `.url` is the comma-separated list of their client
+  URLs; `.kill(name)` / `.restart(name)` a node (n1, n2, n3).
 - `redis_url` / `redis_prefix`: TEST_REDIS_URL or REDIS_URL if usable, else 127.0.0.1:6379, else a
   testcontainers Redis when a Docker engine answers, else an embedded redis-server, else skip.
   Tests keep their keys under `redis_prefix` (`t-<hex>`); those keys are deleted at the end.
@@ -30,6 +33,7 @@ import pytest_asyncio
 
 if TYPE_CHECKING:
     from btcbot.devstack.infra import EmbeddedServer
+    from btcbot.devstack.natscluster import NatsCluster
     from btcbot.devstack.natsusers import NatsUser
 
 _LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -62,6 +66,16 @@ def secured_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emb
     server = start_secured_nats(state)
     yield server, load_users(state / "nats" / IDENTITIES_FILE)
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """A three-node NATS cluster for one test module, stopped at the end."""
+    from btcbot.devstack.natscluster import start_nats_cluster
+
+    cluster = start_nats_cluster(tmp_path_factory.mktemp("nats-cluster"), 3)
+    yield cluster
+    cluster.stop()
 
 
 async def _first_usable(

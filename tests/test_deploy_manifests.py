@@ -69,20 +69,9 @@ def env_names(cls: type[BaseSettings]) -> dict[str, bool]:
     return names
 
 
-# Settings of issue 13 that other branches add to the kit (`cluster`: BTCBOT_STREAM_REPLICAS; `sentinel`:
-# REDIS_SENTINELS, REDIS_SENTINEL_MASTER). The manifests set them already; once the kit reads them this set is
-# empty again and test_kit_pending_settings_are_not_yet_read_by_the_kit says so.
-KIT_PENDING = frozenset({"BTCBOT_STREAM_REPLICAS"})
-
-
 def all_env_names() -> set[str]:
     """Every variable some service reads."""
     return {name for svc in SERVICES for name in env_names(settings_class(svc))}
-
-
-def test_kit_pending_settings_are_not_yet_read_by_the_kit() -> None:
-    # Fails as soon as the kit reads one of them: then drop it from KIT_PENDING so it is checked like the rest.
-    assert not KIT_PENDING & all_env_names(), "the kit reads these now: remove them from KIT_PENDING"
 
 
 # --- the settings helper itself, so the checks below cannot pass vacuously -------------------------------
@@ -234,7 +223,7 @@ def test_compose_env_is_read_by_the_service(name: str, monkeypatch: pytest.Monke
 
         known |= dict.fromkeys(variables(), False)
     env = compose_env(name)
-    unknown = sorted(set(env) - set(known) - KIT_PENDING)
+    unknown = sorted(set(env) - set(known))
     assert not unknown, f"{name} is given variables its settings never read: {unknown}"
     missing = sorted(k for k, required in known.items() if required and k not in env)
     assert not missing, f"{name} lacks required settings: {missing}"
@@ -467,7 +456,7 @@ def test_configmap_and_generated_literals_are_settings() -> None:
         for gen in [*k.get("configMapGenerator", []), *k.get("secretGenerator", [])]:
             if gen["name"] in ("btcbot-config", "btcbot-exchange", "btcbot-database"):
                 keys |= {lit.split("=", 1)[0] for lit in gen.get("literals", [])}
-    unknown = sorted(keys - known - KIT_PENDING)
+    unknown = sorted(keys - known)
     assert not unknown, f"set in k8s but read by no service: {unknown}"
 
 

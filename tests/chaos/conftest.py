@@ -117,6 +117,13 @@ class Chaos:
     published: list[str] = field(default_factory=list)
     kills: list[str] = field(default_factory=list)
     risk_replicas: tuple[str, ...] = ("risk",)
+    ledger_replicas: tuple[str, ...] = ("ledger",)
+    # The front of the pipeline, off by default (the test is then the only source of intents): children named
+    # `<service>-<n>` of marketdata and strategy, with `front_env` on top of the common settings.
+    front_replicas: tuple[str, ...] = ()
+    front_env: dict[str, str] = field(default_factory=dict)
+    # The test's own connection: a cluster run keeps it across the loss of any node.
+    nats_reconnect_forever: bool = False
     risk_env: dict[str, str] = field(default_factory=lambda: dict(RISK_UNLIMITED))
     # This run's signing keys: risk signs orders, execution checks them; control events need the operator's key.
     keys: RunKeys = field(default_factory=RunKeys.generate)
@@ -129,7 +136,7 @@ class Chaos:
         from btcbot.contracts.streams import ALL_STREAMS
         from btcbot.runtime.jetstream import NatsPublisher, connect, provision
 
-        self.nc = await connect(self.nats.url, "chaos-test", 10, reconnect_forever=False)
+        self.nc = await connect(self.nats.url, "chaos-test", 10, reconnect_forever=self.nats_reconnect_forever)
         js = self.nc.jetstream()
         await provision(js, ALL_STREAMS)
         self.publisher = NatsPublisher(js)
@@ -157,9 +164,10 @@ class Chaos:
         }
         exchange = {"BTCTURK_BASE_URL": self.sim_url, "BTCTURK_API_KEY": self.api_key, "BTCTURK_API_SECRET": secret}
         # The ledger gets no exchange credentials: its own reconciliation must not paper over a lost fill.
-        self.sup.add("ledger", "btcbot.ledger", {**common, "LEDGER_OPENING_BALANCES": FUNDS,
-                                                  "LEDGER_RECONCILE_INTERVAL": "0",
-                                                  **self.keys.service_env("ledger")})  # fmt: skip
+        for name in self.ledger_replicas:
+            self.sup.add(name, "btcbot.ledger", {**common, "LEDGER_OPENING_BALANCES": FUNDS,
+                                                 "LEDGER_RECONCILE_INTERVAL": "0", "BTCBOT_INSTANCE": name,
+                                                 **self.keys.service_env("ledger")})  # fmt: skip
         # Intents come straight from the test, with no market data: risk's fresh-book check is off, and so is the
         # automatic budget (RISK_AUTO_MODE, docs/risk.md): with no marks the ledger's snapshots carry no PnL to judge,
         # and the test's intents are not the bot's trading. Each replica's instance name is fixed, so its fan-out
@@ -181,9 +189,16 @@ class Chaos:
                 "EXECUTION_SWEEP_SETTLE": "8",
                 **self.keys.service_env("execution"),
             })  # fmt: skip
-        for name in ("ledger", *self.risk_replicas, *REPLICAS):
+        ws_url = self.sim_url.replace("http://", "ws://") + "/ws"
+        for name in self.front_replicas:
+            service = name.rsplit("-", 1)[0]
+            self.sup.add(name, f"btcbot.{service}", {**common, **exchange, "BTCTURK_WS_URL": ws_url,
+                                                     "BTCBOT_INSTANCE": name, **self.keys.service_env(service),
+                                                     **self.front_env})  # fmt: skip
+        children = (*self.ledger_replicas, *self.risk_replicas, *REPLICAS, *self.front_replicas)
+        for name in children:
             await self.sup.start(name)
-        for name in ("ledger", *self.risk_replicas, *REPLICAS):
+        for name in children:
             await self.sup.wait_ready(name, 90)
 
     async def kill(self, name: str) -> None:
@@ -342,14 +357,17 @@ async def running_rig(pg_admin_url: str, **options: Any) -> AsyncIterator[Chaos]
 
     `redis_ha=True`: Redis is a master, a replica and three Sentinels (btcbot.devstack.redisha), which every
     service follows (REDIS_SENTINELS), with claims and tokens acknowledged by the replica.
+    `nats_cluster=N`: N clustered NATS nodes (the stream replicas then come from BTCBOT_STREAM_REPLICAS).
     """
     from btcbot.devstack.infra import drop_database, ensure_database, start_nats
+    from btcbot.devstack.natscluster import start_nats_cluster
     from btcbot.devstack.restarts import RestartPolicy
     from btcbot.devstack.supervisor import Supervisor
 
     base = Path(tempfile.mkdtemp(prefix="btcbot-chaos-"))
     base.chmod(0o711)
-    nats = start_nats(base / "nats")
+    nodes = options.pop("nats_cluster", 0)
+    nats = start_nats_cluster(base / "nats", nodes, secured=False) if nodes else start_nats(base / "nats")
     redis: Any
     if options.pop("redis_ha", False):
         from btcbot.devstack.redisha import RedisGroup

@@ -172,3 +172,31 @@ async def test_alarms_for_a_fill_held_too_long_and_for_a_persisting_mismatch(sto
                       ("control.alarm.ledger.reconcile_mismatch", False)]  # fmt: skip
     raised = [m for _, m in bus.published if isinstance(m, Alarm) and m.active]
     assert raised[0].detail == "1 confirmed differences: missing_fill"
+
+
+async def test_two_replicas_racing_an_acceptance_and_its_fill_leave_nothing_in_quarantine(
+    ledger_db: str, store: Store, db: asyncpg.Connection
+) -> None:
+    """Replica A records an order's acceptance while replica B applies its fill, at the same moment, 300 times:
+    every fill is booked (in B's transaction, or released by A's), none stays quarantined."""
+    import asyncio
+
+    other = await Store.open(ledger_db, min_size=1, max_size=3)
+    other.quarantine_unknown = True
+    try:
+        orders = [f"race-{k}" for k in range(300)]
+        await asyncio.gather(*(
+            task
+            for k, order in enumerate(orders)
+            for task in (
+                store.apply_order_event(accepted(order, "0.01"), ORIGIN, NOW),
+                other.apply_fill(filled(str(100 + k), "0.01", order=order), ORIGIN, NOW),
+            )
+        ))  # fmt: skip
+    finally:
+        await other.close()
+    stuck = await db.fetchval(
+        "SELECT count(*) FROM quarantined_fills WHERE resolved_at IS NULL AND client_order_id LIKE 'race-%'"
+    )
+    booked = await db.fetchval("SELECT count(*) FROM fills WHERE client_order_id LIKE 'race-%'")
+    assert (stuck, booked) == (0, len(orders))

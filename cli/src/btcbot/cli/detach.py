@@ -38,6 +38,10 @@ def child_argv(plan: RunPlan, args: argparse.Namespace) -> list[str]:
         argv += ["--profile", args.profile]
     if getattr(args, "strategies", None):
         argv += ["--strategies", args.strategies]
+    if getattr(args, "nats_cluster", 0):
+        argv += ["--nats-cluster", str(args.nats_cluster)]
+    if getattr(args, "replicas", 1) != 1:
+        argv += ["--replicas", str(args.replicas)]
     if getattr(args, "quiet", False):
         argv.append("--quiet")
     return argv

@@ -24,6 +24,7 @@ from btcbot.cli.runs import RUN_FILE, SIM_STATE_FILE, Found, Run, run_env
 from btcbot.cli.up import write_private
 from btcbot.devstack.embedded import start_postgres, start_redis, start_secured_nats
 from btcbot.devstack.endpoints import with_database
+from btcbot.devstack.natscluster import NatsCluster, start_nats_cluster
 from btcbot.devstack.procs import EmbeddedServer, ManagedProcess
 from btcbot.runtime.redact import register_env
 
@@ -37,7 +38,7 @@ def revived(run: Run, command: str) -> Iterator[Run]:
         yield run
         return
     scratch = Path(tempfile.mkdtemp(prefix=f"btcbot-{command}-"))
-    servers: list[EmbeddedServer] = []
+    servers: list[EmbeddedServer | NatsCluster] = []
     try:
         data = _start(run, scratch, servers)
         copy = scratch / RUN_FILE
@@ -51,12 +52,17 @@ def revived(run: Run, command: str) -> Iterator[Run]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _start(run: Run, scratch: Path, servers: list[EmbeddedServer]) -> dict[str, Any]:
+def _start(run: Run, scratch: Path, servers: list[EmbeddedServer | NatsCluster]) -> dict[str, Any]:
     data = dict(run.data)
     data["status"] = "revived"  # the copy is not live: its pid is gone
     infra_dir = Path(str(data.get("state_dir") or run.directory)) / "infra"
     infra = data.get("infra") or {}
-    if infra.get("nats", {}).get("embedded") and (infra_dir / "nats" / "jetstream").is_dir():
+    nodes = len(list(infra_dir.glob("node-*/nats/jetstream")))
+    if infra.get("nats", {}).get("embedded") and nodes:
+        # A `--nats-cluster` run: its nodes again, on their own stores (new ports; the routes follow).
+        servers.append(start_nats_cluster(infra_dir, nodes))
+        data["nats_url"] = servers[-1].url
+    elif infra.get("nats", {}).get("embedded") and (infra_dir / "nats" / "jetstream").is_dir():
         servers.append(start_secured_nats(infra_dir))
         data["nats_url"] = servers[-1].url
     if infra.get("postgres", {}).get("embedded") and (infra_dir / "postgres" / "data").is_dir():

@@ -36,6 +36,7 @@ from btcbot.cli.rundb import RunDatabase, prepare_database
 from btcbot.cli.runplan import RunPlan, plan_run
 from btcbot.cli.runs import SUMMARY_FILE, RunError, set_current
 from btcbot.cli.summary import check_trace_file, trading_summary
+from btcbot.cli.topology import Topology, plan_topology
 from btcbot.contracts import ids, subjects
 from btcbot.contracts.codec import decode
 from btcbot.contracts.messages import CancelOrder, OrderIntent
@@ -45,8 +46,16 @@ from btcbot.devstack.natsusers import IDENTITIES_FILE, NatsUser, load_users, use
 from btcbot.devstack.restarts import RestartPolicy, RestartSettingError
 from btcbot.devstack.supervisor import Supervisor
 from btcbot.ledger.queries import fill_count
+from btcbot.runtime.errors import SettingsError
 from btcbot.runtime.inspect import last_sequence, read_stream
-from btcbot.runtime.jetstream import NatsAuth, NatsPublisher, connect, nats_auth_from_env, provision
+from btcbot.runtime.jetstream import (
+    STREAM_REPLICAS_VARIABLE,
+    NatsAuth,
+    NatsPublisher,
+    connect,
+    nats_auth_from_env,
+    provision,
+)
 from btcbot.runtime.settings import CommonSettings, ExchangeSettings, env_name
 from btcbot.runtime.signing import RunKeys
 
@@ -89,6 +98,8 @@ class UpOptions:
     profile: str | None = None  # a named set of settings (cli/profiles.py)
     plan: RunPlan | None = None  # None: a run in state_dir with a generated name (what tests build)
     strategies: str | None = None  # STRATEGY_STRATEGIES for the strategy service (None: its default)
+    nats_cluster: int = 0  # --nats-cluster: clustered NATS nodes to start (0: one server)
+    replicas: int = 1  # --replicas: processes per service
 
 
 def say(text: str) -> None:
@@ -104,7 +115,8 @@ async def run_up(opts: UpOptions) -> int:
     state = plan.directory.resolve()
     try:
         policy = RestartPolicy.from_env(os.environ)
-    except RestartSettingError as exc:
+        topology = plan_topology(opts.nats_cluster, opts.replicas, os.environ)
+    except (RestartSettingError, SettingsError) as exc:
         say(f"btcbot up: {exc}")
         return 2
     if not (opts.keep_state or plan.resume):
@@ -125,7 +137,12 @@ async def run_up(opts: UpOptions) -> int:
     try:
         # The maintenance database first: the run's own is created (or found, on --resume) by prepare_database.
         infra = await resolve_infra(
-            state / "infra", os.environ, database="postgres", secure_nats=True, nats_auth=_given_admin_auth(os.environ)
+            state / "infra",
+            os.environ,
+            database="postgres",
+            secure_nats=True,
+            nats_auth=_given_admin_auth(os.environ),
+            nats_cluster=topology.nats_nodes,
         )
     except InfraError as exc:
         say(f"btcbot up: {exc}")
@@ -138,7 +155,7 @@ async def run_up(opts: UpOptions) -> int:
             say(f"btcbot up: {exc}")
             return 2
         infra.postgres = Dependency(infra.postgres.name, database.url, infra.postgres.embedded, infra.postgres.reason)
-        code = await _run(opts, plan, state, infra, database, supervisor, stop)
+        code = await _run(opts, plan, state, infra, database, supervisor, stop, topology)
     finally:
         await supervisor.close()
         infra.stop()
@@ -156,15 +173,17 @@ async def _run(
     database: RunDatabase,
     sup: Supervisor,
     stop: asyncio.Event,
+    topology: Topology,
 ) -> int:
     say(f"   run {plan.name}{' (resumed)' if plan.resume else ''}: {state}")
     for line in infra.describe():
         say(f"   {line}")
+    say(f"   {topology.describe()}")
     users = nats_users(infra, state, os.environ)
     # Reconnect forever: a NATS restart during the run must not cost the drain and the summary.
     nc = await connect(infra.nats_url, "btcbot-up", 10, reconnect_forever=True, auth=_up_auth(users, os.environ))
     js = nc.jetstream()
-    await provision(js, ALL_STREAMS)
+    await provision(js, ALL_STREAMS, replicas=topology.stream_replicas)
     start_seqs = {spec.name: await last_sequence(js, spec.name) for spec in ALL_STREAMS}
 
     api_key, api_secret, sim_admin = exchange_account(plan.previous)
@@ -199,21 +218,21 @@ async def _run(
         "EXECUTION_FILL_POLL_INTERVAL": os.environ.get("EXECUTION_FILL_POLL_INTERVAL", "1.5"),
         **({"STRATEGY_STRATEGIES": opts.strategies} if opts.strategies else {}),
         **profile.service_env,
+        **({STREAM_REPLICAS_VARIABLE: str(topology.stream_replicas)} if topology.stream_replicas else {}),
     }
     keys = RunKeys.generate()
-    for name in SERVICES_IN_START_ORDER:
-        sup.add(name, f"btcbot.{name}", {**common, **_signing_env(keys, name), **service_nats_env(users, name)})
+    children = _add_services(sup, topology, common, keys, users)
     started = time.monotonic()
     try:
-        for name in SERVICES_IN_START_ORDER:
-            await sup.start(name)
-        for name in SERVICES_IN_START_ORDER:
-            await sup.wait_ready(name)
+        for child in children:
+            await sup.start(child)
+        for child in children:
+            await sup.wait_ready(child)
     except RuntimeError as exc:
         say(f"btcbot up: {exc}")
         await nc.close()
         return 1
-    say(f"   services ready in {time.monotonic() - started:.1f}s: {', '.join(SERVICES_IN_START_ORDER)}")
+    say(f"   services ready in {time.monotonic() - started:.1f}s: {', '.join(children)}")
     _write_run_file(
         state / "run.json",
         {
@@ -244,7 +263,9 @@ async def _run(
     await sup.wait_for_stop(stop, opts.duration)
     say("   stopping: draining the pipeline from the front")
     async with BtcTurkClient(base_url, api_key, api_secret, timeout=5.0) as exchange:
-        await _drain_pipeline(js, sup, exchange, (base_url, sim_admin), api_key, opts.symbols, start_seqs["EXECUTION"])
+        await _drain_pipeline(
+            js, sup, exchange, (base_url, sim_admin), api_key, opts.symbols, start_seqs["EXECUTION"], topology
+        )
     await progress.stop()
     await asyncio.sleep(1.0)  # span exporters flush on their schedule
     summary = await _summarize(js, start_seqs, infra.database_url, trace_file)
@@ -258,6 +279,25 @@ async def _run(
     _save_summary(state, plan.name, summary)
     print(json.dumps(summary, sort_keys=False), flush=True)
     return sup.exit_code()
+
+
+def _add_services(
+    sup: Supervisor,
+    topology: Topology,
+    common: Mapping[str, str],
+    keys: RunKeys,
+    users: Mapping[str, NatsUser] | None,
+) -> list[str]:
+    """Declare every replica of every service, in start order; returns their children's names."""
+    children = []
+    for name in SERVICES_IN_START_ORDER:
+        env = {**common, **_signing_env(keys, name), **service_nats_env(users, name)}
+        for child in topology.children(name):
+            # A fixed instance per child: a restarted replica resumes its own fan-out durables and leases.
+            instance = {"BTCBOT_INSTANCE": child} if topology.service_replicas > 1 else {}
+            sup.add(child, f"btcbot.{name}", {**env, **instance})
+            children.append(child)
+    return children
 
 
 def _profile(name: str | None) -> Applied:
@@ -452,17 +492,26 @@ async def _drain_pipeline(
     api_key: str,
     symbols: tuple[str, ...],
     exec_start: int,
+    topology: Topology | None = None,
 ) -> None:
     """Stop from the front so every decision taken reaches the ledger (what a service that stayed down would have
-    consumed is left in its stream: waiting for it would only delay the verdict)."""
-    await sup.stop("marketdata")
-    await sup.stop("strategy")
-    if "risk" not in sup.failed:
+    consumed is left in its stream: waiting for it would only delay the verdict). Every replica of a service stops;
+    a service is drained while any of its replicas is still up."""
+    shape = topology or Topology()
+
+    def alive(service: str) -> bool:
+        return any(child not in sup.failed for child in shape.children(service))
+
+    for service in ("marketdata", "strategy"):
+        for child in shape.children(service):
+            await sup.stop(child)
+    if alive("risk"):
         await _drain(js, RISK_INTENTS.stream, RISK_INTENTS.durable, 20)
-    if "execution" not in sup.failed:
+    if alive("execution"):
         await _drain_execution(js, exchange, sim, api_key, symbols, exec_start)
-    await sup.stop("execution")
-    if "ledger" not in sup.failed:
+    for child in shape.children("execution"):
+        await sup.stop(child)
+    if alive("ledger"):
         await _drain(js, LEDGER_EXECUTION.stream, LEDGER_EXECUTION.durable, 30)
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from btcbot.cli.profiles import PROFILES
+from btcbot.cli.topology import nats_cluster_size, service_replicas
 
 HELP = "run the simulator and the five services on this machine (a named run under the state root)"
 
@@ -33,6 +34,20 @@ def add_arguments(up: argparse.ArgumentParser) -> None:
     up.add_argument("--quiet", action="store_true", help="no progress lines (trades and status) on stderr")
     up.add_argument(
         "--profile", choices=sorted(PROFILES), help="a named set of settings (demo: trades visibly; cli/profiles.py)"
+    )
+    up.add_argument(
+        "--nats-cluster",
+        type=nats_cluster_size,
+        default=0,
+        metavar="N",
+        help="start N clustered NATS nodes (3 or more) with R3 streams instead of one server",
+    )
+    up.add_argument(
+        "--replicas",
+        type=service_replicas,
+        default=1,
+        metavar="R",
+        help="run R processes of every service (instances <service>-1 .. -R, each with its own health port)",
     )
     up.add_argument(
         "--strategies",
@@ -83,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         profile=args.profile,
         strategies=strategies,
+        nats_cluster=args.nats_cluster,
+        replicas=args.replicas,
     )
     return asyncio.run(run_up(opts))
 

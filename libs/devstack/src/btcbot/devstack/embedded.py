@@ -13,6 +13,7 @@ import signal
 import socket
 import stat
 import subprocess
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -44,12 +45,18 @@ _BIND_FAILURES = ("Address already in use", "could not bind", "could not create 
 
 
 def start_nats(
-    state_dir: Path, timeout: float = 10.0, config: Path | None = None, *, port: int | None = None
+    state_dir: Path,
+    timeout: float = 10.0,
+    config: Path | None = None,
+    *,
+    port: int | None = None,
+    extra_args: Sequence[str] = (),
 ) -> EmbeddedServer:
     """Start nats-server with JetStream (store in `<state_dir>/nats/jetstream`) on a port it picks itself.
 
     `config`: a configuration file (users and permissions, JetStream sync); the flags here win over it.
     `port`: listen there instead (a restart of a stopped server where its clients expect it).
+    `extra_args`: more flags (a cluster node's name, cluster listen address and routes: natscluster.py).
     """
     binary = find_executable("nats-server")
     if binary is None:
@@ -71,7 +78,7 @@ def start_nats(
     args: list[str | Path] = [binary, "-js", "-sd", base / "jetstream", "-a", LOCALHOST]
     if config is not None:
         args += ["-c", config]
-    args += ["-p", str(port) if port is not None else "-1", "-m", "-1"]
+    args += ["-p", str(port) if port is not None else "-1", "-m", "-1", *extra_args]
     args += ["--ports_file_dir", ports_dir, "-l", log_path, "-P", pid_file]
     process = ManagedProcess("nats-server", args, log_path).start()
     ports_file = ports_dir / f"nats-server_{process.pid}.ports"

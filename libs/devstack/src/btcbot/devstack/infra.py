@@ -24,6 +24,7 @@ from pathlib import Path
 
 from btcbot.devstack.embedded import find_postgres_bindir, start_nats, start_postgres, start_redis, start_secured_nats
 from btcbot.devstack.endpoints import parse_version, redact_url, version_reason
+from btcbot.devstack.natscluster import NatsCluster, start_nats_cluster
 from btcbot.devstack.probes import (
     MIN_NATS_VERSION,
     MIN_POSTGRES_VERSION,
@@ -106,7 +107,7 @@ class Infra:
     nats: Dependency
     redis: Dependency
     postgres: Dependency
-    servers: list[EmbeddedServer] = field(default_factory=list)
+    servers: list[EmbeddedServer | NatsCluster] = field(default_factory=list)
 
     @property
     def nats_url(self) -> str:
@@ -144,21 +145,29 @@ async def resolve_infra(
     database: str = DEFAULT_DATABASE_NAME,
     secure_nats: bool = False,
     nats_auth: NatsAuth | None = None,
+    nats_cluster: int = 0,
 ) -> Infra:
     """Find or start NATS, Redis and Postgres as described in the module docstring.
 
     Raises InfraError when an environment URL is set but unusable, or an embedded server cannot start;
     servers already started by this call are stopped first. `secure_nats`: an embedded NATS admits only the
     identities of btcbot.contracts.access (credentials in `<state_dir>/nats/nats-identities.json`);
-    `nats_auth`: the identity that probes a NATS named by NATS_URL (one with authorization on).
+    `nats_auth`: the identity that probes a NATS named by NATS_URL (one with authorization on);
+    `nats_cluster`: start that many clustered NATS nodes (natscluster.py) rather than use a local server.
     """
+    start_nats_server: Callable[[Path], EmbeddedServer | NatsCluster] = (
+        partial(start_nats_cluster, size=nats_cluster, secured=secure_nats)
+        if nats_cluster
+        else (start_secured_nats if secure_nats else start_nats)
+    )
     specs = [
         _Spec(
             "NATS",
             "NATS_URL",
             DEFAULT_NATS_URL,
             partial(nats_usable, auth=nats_auth),
-            start_secured_nats if secure_nats else start_nats,
+            start_nats_server,
+            use_local=not nats_cluster,
         ),
         _Spec("Redis", "REDIS_URL", DEFAULT_REDIS_URL, redis_usable, start_redis),
         _Spec("Postgres", "DATABASE_URL", DEFAULT_PG_ADMIN_URL, pg_usable, start_postgres),
@@ -169,7 +178,7 @@ async def resolve_infra(
         url = configured[spec.variable]
         if url and (problem := await spec.probe(url)) is not None:
             raise InfraError(f"{spec.variable} is set but not usable: {problem}")
-    started: list[EmbeddedServer] = []
+    started: list[EmbeddedServer | NatsCluster] = []
     try:
         nats, redis, postgres = [await _resolve(spec, configured[spec.variable], state_dir, started) for spec in specs]
         if not configured["DATABASE_URL"]:
@@ -189,24 +198,31 @@ class _Spec:
     variable: str
     default_url: str
     probe: Probe
-    start: Callable[[Path], EmbeddedServer]
+    start: Callable[[Path], EmbeddedServer | NatsCluster]
+    use_local: bool = True  # False: always start our own (a cluster cannot be the one local server)
 
 
-async def _resolve(spec: _Spec, configured: str, state_dir: Path, started: list[EmbeddedServer]) -> Dependency:
+async def _resolve(
+    spec: _Spec, configured: str, state_dir: Path, started: list[EmbeddedServer | NatsCluster]
+) -> Dependency:
     if configured:
         return Dependency(spec.name, configured, embedded=False, reason=f"from {spec.variable}")
-    problem = await spec.probe(spec.default_url)
-    if problem is None:
+    problem = await spec.probe(spec.default_url) if spec.use_local else None
+    if problem is None and spec.use_local:
         reason = f"{spec.variable} unset; local server answers"
         return Dependency(spec.name, spec.default_url, embedded=False, reason=reason)
     server = await _start_in_thread(spec.start, state_dir)
     started.append(server)
     reason = f"{spec.variable} unset and the local default is not usable: {problem}"
+    if isinstance(server, NatsCluster):
+        reason = f"{len(server.nodes)}-node cluster ready in {server.ready_seconds:.1f}s"
     reason += f"; pid {server.pid}, log {server.log_path}"
     return Dependency(spec.name, server.url, embedded=True, reason=reason)
 
 
-async def _start_in_thread(start: Callable[[Path], EmbeddedServer], state_dir: Path) -> EmbeddedServer:
+async def _start_in_thread(
+    start: Callable[[Path], EmbeddedServer | NatsCluster], state_dir: Path
+) -> EmbeddedServer | NatsCluster:
     """Run a blocking start in a thread; if we are cancelled meanwhile, stop the server once it is up."""
     task = asyncio.ensure_future(asyncio.to_thread(start, state_dir))
     try:

@@ -95,6 +95,12 @@ class Consumer(Generic[M]):
                     await _sleep_or_stop(stop, 1.0)
                     continue
                 except (nats.js.errors.ServiceUnavailableError, nats.js.errors.NotFoundError) as exc:
+                    if not self.spec.fanout and isinstance(exc, nats.js.errors.ServiceUnavailableError):
+                        # In a cluster: the consumer's group is electing a new leader (a node was lost). It exists
+                        # on the surviving nodes; the next fetch reaches the new leader.
+                        log.warning("consumer.fetch_unavailable", consumer=self.spec.durable, error=repr(exc))
+                        await _sleep_or_stop(stop, 0.5)
+                        continue
                     if not self.spec.fanout:
                         raise
                     # A fan-out durable the server removed after `idle_cleanup` without a pull (a long outage, a
@@ -121,6 +127,8 @@ class Consumer(Generic[M]):
             return  # it exists: a transient error; the next fetch retries
         except nats.js.errors.NotFoundError:
             pass
+        except (nats.errors.TimeoutError, TimeoutError, nats.js.errors.ServiceUnavailableError):
+            return  # no answer while a cluster elects a leader: the next fetch asks again
         log.warning("consumer.recreated", consumer=self.spec.durable, cause=repr(cause))
         await self._js.add_consumer(self.spec.stream, consumer_config(self.spec))
         old, self._sub = self._sub, await self._js.pull_subscribe_bind(self.spec.durable, stream=self.spec.stream)

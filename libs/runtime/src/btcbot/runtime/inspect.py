@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import nats.errors
+import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -47,6 +51,24 @@ async def ephemeral_pull(
     return await js.pull_subscribe_bind(info.name, stream=stream)
 
 
+# How long a fetch answered "503 no responders" is retried: in a cluster a consumer created a moment ago (or one
+# whose node was lost) has no leader yet; elections take a few seconds.
+_UNAVAILABLE_RETRY_S = 10.0
+
+
+async def _fetch(sub: Any, batch: int, timeout: float) -> list[Any]:
+    """`sub.fetch`, retried while JetStream answers 503 (a consumer without a leader yet), up to 10 s."""
+    deadline = time.monotonic() + _UNAVAILABLE_RETRY_S
+    while True:
+        try:
+            msgs: list[Any] = await sub.fetch(batch=batch, timeout=timeout)
+            return msgs
+        except nats.js.errors.ServiceUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def read_stream(
     js: JetStreamContext, stream: str, start_seq: int = 1, subject: str = ">", batch: int = 500
 ) -> AsyncIterator[StoredMessage]:
@@ -65,7 +87,7 @@ async def read_stream(
     try:
         while True:
             try:
-                msgs = await sub.fetch(batch=batch, timeout=2)
+                msgs = await _fetch(sub, batch, 2)
             except (nats.errors.TimeoutError, TimeoutError):
                 return
             for msg in msgs:
@@ -94,7 +116,7 @@ async def read_since(js: JetStreamContext, stream: str, since_ns: int, subject: 
     try:
         while True:
             try:
-                msgs = await sub.fetch(batch=500, timeout=1)
+                msgs = await _fetch(sub, 500, 1)
             except (nats.errors.TimeoutError, TimeoutError):
                 return out
             out.extend(

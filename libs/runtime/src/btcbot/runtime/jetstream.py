@@ -7,6 +7,7 @@ reconnect afterwards, `add_consumer` as create-or-update, copied headers on publ
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ from btcbot.contracts.access import INBOX_ROOT
 from btcbot.contracts.codec import encode
 from btcbot.contracts.messages import Message
 from btcbot.contracts.streams import ConsumerSpec, StreamSpec
-from btcbot.runtime.errors import DependencyUnavailable
+from btcbot.runtime.errors import DependencyUnavailable, SettingsError
 from btcbot.runtime.logging import get_logger
 from btcbot.runtime.telemetry import inject
 
@@ -72,6 +73,32 @@ class NatsAuth:
         if prefix is not None:
             opts["inbox_prefix"] = prefix
         return opts
+
+
+STREAM_REPLICAS_VARIABLE = "BTCBOT_STREAM_REPLICAS"
+# JetStream allows at most 5 replicas of a stream.
+_MAX_REPLICAS = 5
+
+
+def stream_replicas(env: Mapping[str, str]) -> int | None:
+    """BTCBOT_STREAM_REPLICAS: how many servers keep each stream (1 on a single server, 3 in a cluster).
+
+    None when unset: provisioning then leaves existing streams' replicas alone and creates new ones with 1.
+    """
+    raw = (env.get(STREAM_REPLICAS_VARIABLE) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_REPLICAS:
+        raise SettingsError(f"{STREAM_REPLICAS_VARIABLE}={raw!r}: expected a whole number from 1 to {_MAX_REPLICAS}")
+    return int(raw)
+
+
+def server_urls(url: str) -> list[str]:
+    """The servers of a NATS_URL: one URL, or a comma-separated list (the nodes of a cluster)."""
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    if not urls:
+        raise SettingsError(f"NATS_URL={url!r}: no server URL in it")
+    return urls
 
 
 def nats_auth_from_env(env: Mapping[str, str]) -> NatsAuth | None:
@@ -137,7 +164,7 @@ async def connect(
         **(auth.options() if auth is not None else {}),
     }
     try:
-        await asyncio.wait_for(nc.connect(url, **options), timeout)
+        await asyncio.wait_for(nc.connect(server_urls(url), **options), timeout)
     except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
         why = f"no answer within {timeout:.0f}s" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
         raise DependencyUnavailable(f"NATS at {url} did not answer: {why}") from exc
@@ -145,8 +172,8 @@ async def connect(
     return nc
 
 
-def stream_config(spec: StreamSpec) -> StreamConfig:
-    """The JetStream config of a stream definition."""
+def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
+    """The JetStream config of a stream definition, kept by `replicas` servers."""
     return StreamConfig(
         name=spec.name,
         description=spec.description,
@@ -157,14 +184,16 @@ def stream_config(spec: StreamSpec) -> StreamConfig:
         max_msgs_per_subject=spec.max_msgs_per_subject,
         duplicate_window=spec.duplicate_window,
         discard=DiscardPolicy.OLD,
-        num_replicas=1,
+        num_replicas=replicas,
     )
 
 
-def stream_matches(found: StreamConfig, spec: StreamSpec) -> bool:
-    """Whether a stream's stored config already says what its definition says (the fields we set)."""
+def stream_matches(found: StreamConfig, spec: StreamSpec, replicas: int | None = 1) -> bool:
+    """Whether a stream's stored config already says what its definition says (the fields we set; replicas
+    only when given)."""
     return (
-        sorted(found.subjects or []) == sorted(spec.subjects)
+        (replicas is None or (found.num_replicas or 1) == replicas)
+        and sorted(found.subjects or []) == sorted(spec.subjects)
         and (found.description or "") == spec.description
         and abs((found.max_age or 0.0) - spec.max_age) < 1e-3
         and (found.max_msgs_per_subject if found.max_msgs_per_subject is not None else -1) == spec.max_msgs_per_subject
@@ -197,15 +226,24 @@ def consumer_config(spec: ConsumerSpec) -> ConsumerConfig:
 
 
 async def provision(
-    js: JetStreamContext, streams: Iterable[StreamSpec], consumers: Iterable[ConsumerSpec] = ()
+    js: JetStreamContext,
+    streams: Iterable[StreamSpec],
+    consumers: Iterable[ConsumerSpec] = (),
+    *,
+    replicas: int | None = None,
 ) -> None:
     """Create or update every stream and durable consumer; safe to run at every start of every replica.
 
     A stream already as defined is left alone, so an identity without stream rights (every service under
     authorization: the admin identity provisions streams) only reads its info; only a change needs the admin.
+    An existing stream that differs (its replicas, subjects, limits) is updated in place.
+    `replicas`: servers that keep each stream; None reads BTCBOT_STREAM_REPLICAS, and if that is unset too an
+    existing stream keeps its replicas (a tool run without the variable never shrinks a cluster's R3 streams)
+    and a new one gets 1.
     """
+    count = stream_replicas(os.environ) if replicas is None else replicas
     for spec in streams:
-        config = stream_config(spec)
+        config = stream_config(spec, count or 1)
         try:
             info = await js.stream_info(spec.name)
         except NotFoundError:
@@ -216,9 +254,12 @@ async def provision(
             except BadRequestError:
                 pass  # another replica created it between our two calls
         else:
-            if stream_matches(info.config, spec):
+            if stream_matches(info.config, spec, count):
                 continue
+            if count is None:
+                config = stream_config(spec, info.config.num_replicas or 1)
         await js.update_stream(config)
+        log.info("stream.updated", stream=spec.name, replicas=config.num_replicas)
     for consumer in consumers:
         await js.add_consumer(consumer.stream, consumer_config(consumer))
 
@@ -246,7 +287,14 @@ class NatsPublisher:
             headers = inject({"Nats-Msg-Id": message.id})
             try:
                 ack = await self._js.publish(subject, encode(message), timeout=self._timeout, headers=headers)
-            except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+            except (
+                TimeoutError,
+                nats.errors.TimeoutError,
+                nats.errors.NoRespondersError,
+                # In a cluster, while a stream's group elects a new leader (a node lost): transient too.
+                nats.js.errors.NoStreamResponseError,
+                nats.js.errors.ServiceUnavailableError,
+            ) as exc:
                 raise DependencyUnavailable(f"publish to {subject} not acknowledged: {exc!r}") from exc
             if ack.duplicate:
                 self.duplicates += 1
@@ -263,7 +311,7 @@ async def server_facts(url: str, timeout: float = 2.0, auth: NatsAuth | None = N
         # max_reconnect_attempts=0 would mean "forever", and connect can outlive its own timeout (nats-notes 2.7).
         await asyncio.wait_for(
             nc.connect(
-                url,
+                server_urls(url),
                 name="btcbot-probe",
                 connect_timeout=max(1, round(timeout)),
                 max_reconnect_attempts=1,

@@ -302,7 +302,9 @@ async def _main(name: str, settings: S, setup: Setup[S], consumers: tuple[Consum
     try:
         await setup(service, settings)
         specs = [c.spec for c in service._consumers]
-        await provision(service.js, ALL_STREAMS, specs if consumers is None else consumers)
+        await provision(
+            service.js, ALL_STREAMS, specs if consumers is None else consumers, replicas=settings.stream_replicas
+        )
         await service.start()
         await service.stopping.wait()
     except SettingsError as exc:

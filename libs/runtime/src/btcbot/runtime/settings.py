@@ -50,6 +50,9 @@ class CommonSettings(BaseSettings):
     # Replies come to `<prefix>.<id>`; the server lets an identity subscribe only below `_INBOX.<identity>`.
     # Unset: `_INBOX.<NATS_USER>` with a user, else nats-py's `_INBOX`.
     nats_inbox_prefix: str | None = Field(None, validation_alias=_alias("NATS_INBOX_PREFIX"), min_length=1)
+    # Servers that keep each stream: 1 on a single NATS server, 3 in a three-node cluster (JetStream R3).
+    # Unset: existing streams keep theirs, new ones get 1 (so a process without it never shrinks a cluster's).
+    stream_replicas: int | None = Field(None, ge=1, le=5, validation_alias=_alias("BTCBOT_STREAM_REPLICAS"))
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_alias("REDIS_URL"))
     # Redis behind Sentinel (docs/operations.md "Redis failover"): "host:port,host:port" and the master's name,
     # set together; then REDIS_URL gives only the database number and credentials, Sentinel gives the address.

@@ -57,7 +57,7 @@ async def setup(svc: Service, settings: LedgerSettings) -> None:
     # so the durable is provisioned here rather than through svc.consume.
     execution: Codec[ExecutionEvent] = Codec(OrderAccepted | OrderRejected | OrderCanceled | OrderFilled)
     spec = streams.LEDGER_EXECUTION.for_instance(settings.instance)
-    await provision(svc.js, streams.ALL_STREAMS, [spec])
+    await provision(svc.js, streams.ALL_STREAMS, [spec], replicas=settings.stream_replicas)
     consumer = Consumer(svc.name, svc.js, svc.bus, spec, execution, ledger.on_execution, svc.now_ns,
                         max_skew_ns=int(settings.max_clock_skew * 1e9),
                         base_name=streams.LEDGER_EXECUTION.durable)  # fmt: skip

@@ -64,6 +64,9 @@ _EQUITY_LOCK_KEY = 0x6274636571747920  # 'btceqty '
 _SEED_LOCK_KEY = 0x6274637365656420  # 'btcseed '
 # Serializes changes of the stored configuration (the trading-day offset) across replicas.
 _CONFIG_LOCK_KEY = 0x627463636F6E6667  # 'btcconfg'
+# Key space (first int of the two-int advisory lock) of the per-order locks of apply_batch; the second is the
+# client order id's hash. Two-int keys never collide with the one-bigint keys above.
+_ORDER_LOCK_SPACE = 0x62746F72  # 'btor'
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable, and TimeoutError
@@ -374,6 +377,15 @@ class Store:
             else:
                 first[item.event.id] = index
         async with self._tx() as conn:
+            # One order's events serialize across replicas: without it a fill applied by one replica while another
+            # records the order's acceptance sees no order (quarantined) while the acceptance sees no quarantined
+            # fill to release (neither committed yet), and the fill stays in quarantine. Sorted: no deadlock.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($2::int, hashtext(c))"
+                " FROM (SELECT DISTINCT unnest($1::text[]) AS c ORDER BY c) AS ids",
+                sorted({items[i].event.client_order_id for i in first.values()}),
+                _ORDER_LOCK_SPACE,
+            )
             claimed = await self._claim_many(conn, [items[i] for i in first.values()], now)
             fills: list[tuple[int, Incoming]] = []
             for message_id, index in first.items():
