@@ -21,6 +21,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -155,11 +156,11 @@ async def answers(url: str) -> bool:
 @pytest.mark.timeout(BUILD_TIMEOUT + 600)
 async def test_images_run_the_pipeline_and_book_a_fill(
     containers: tuple[str, str, list[str]],
-    nats_url: str,
     redis_url: str,
     redis_prefix: str,
-    database_url: str,
+    pg_admin_url: str,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     from btcbot.cli.profiles import apply_profile
     from btcbot.contracts.streams import ALL_STREAMS
@@ -178,6 +179,22 @@ async def test_images_run_the_pipeline_and_book_a_fill(
     assert build.returncode == 0, f"make images failed:\n{err.decode(errors='replace')[-4000:]}"
     built = time.monotonic() - started
 
+    # A NATS of its own: the session's carries other tests' control events (alarms, kill switches), which would
+    # rightly keep risk from approving anything here.
+    from btcbot.devstack.infra import drop_database, ensure_database, start_nats
+
+    nats = start_nats(tmp_path / "nats")
+    request.addfinalizer(nats.stop)
+    nats_url = nats.url
+    # And a database of its own: the ledger seeds opening balances, which other tests' ledgers must not see.
+    db_name = f"btcbot_smoke_{secrets.token_hex(4)}"
+    database_url = await ensure_database(pg_admin_url, db_name)
+
+    def drop() -> None:  # a finalizer runs outside the test's loop: drop from a loop of its own
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, drop_database(pg_admin_url, db_name)).result(timeout=60)
+
+    request.addfinalizer(drop)
     nc = await connect(nats_url, "container-smoke", 5, reconnect_forever=False)
     try:
         await provision(nc.jetstream(), ALL_STREAMS)
