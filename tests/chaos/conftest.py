@@ -398,3 +398,27 @@ async def running_rig(pg_admin_url: str, **options: Any) -> AsyncIterator[Chaos]
             shutil.rmtree(base, ignore_errors=True)
         else:
             print(f"chaos state kept in {base}")
+
+
+# Figures chaos tests measure (handover and recovery times), shown in a section of the terminal summary so that
+# a run's log (CI's) carries them even though pytest captures the output of passing tests.
+FIGURES: list[str] = []
+
+
+@pytest.fixture
+def figures() -> Callable[[str], None]:
+    """`figures(line)`: print a measured figure and keep it for the summary at the end of the run."""
+
+    def say(line: str) -> None:
+        print(line)
+        FIGURES.append(line)
+
+    return say
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The chaos tests' measured figures, after the results."""
+    if FIGURES:
+        terminalreporter.section("chaos figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

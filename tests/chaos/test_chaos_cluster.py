@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -62,7 +63,7 @@ def unexplained_pauses(
 
 
 async def test_cluster_survives_losing_a_nats_leader_partition_owners_and_replicas(
-    chaos_rig: Any, monkeypatch: pytest.MonkeyPatch
+    chaos_rig: Any, monkeypatch: pytest.MonkeyPatch, figures: Callable[[str], None]
 ) -> None:
     from redis.asyncio import Redis
 
@@ -84,7 +85,7 @@ async def test_cluster_survives_losing_a_nats_leader_partition_owners_and_replic
         front_replicas=FRONT,
         front_env={"STRATEGY_COOLDOWN": "1", "RISK_MAX_BOOK_AGE": "0"},
     ) as rig:
-        print(f"[cluster] rig of {len(rig.sup.children)} processes on 3 NATS nodes ready in "
+        figures(f"[cluster] rig of {len(rig.sup.children)} processes on 3 NATS nodes ready in "
               f"{time.monotonic() - rig_started:.1f}s (cluster {rig.nats.ready_seconds:.2f}s)")  # fmt: skip
         js = rig.nc.jetstream()
         quick = rig.nc.jetstream(timeout=1)
@@ -134,7 +135,7 @@ async def test_cluster_survives_losing_a_nats_leader_partition_owners_and_replic
                 await asyncio.sleep(0.05)
             handovers[service] = time.monotonic() - killed
             windows.append((killed_wall, time.time() + 2.0))
-            print(f"[cluster] {service} {SYMBOL}: {victim} killed, {now} took over in {handovers[service]:.2f}s")
+            figures(f"[cluster] {service} {SYMBOL}: {victim} killed, {now} took over in {handovers[service]:.2f}s")
             await restart_later(victim)
 
         async def kill_stream_leader() -> None:
@@ -168,14 +169,14 @@ async def test_cluster_survives_losing_a_nats_leader_partition_owners_and_replic
             # A publish in flight when its stream lost its leader waits out the kit's 5 s publish timeout before
             # the publisher tries again: books may pause that long after the new leaders are elected.
             windows.append((killed_wall, killed_wall + nats["elected"] + PUBLISH_TIMEOUT + 1.0))
-            print(f"[cluster] NATS node {leader} (leader of {leaders[leader]}/{len(ALL_STREAMS)} streams) killed; "
+            figures(f"[cluster] NATS node {leader} (leader of {leaders[leader]}/{len(ALL_STREAMS)} streams) killed; "
                   f"every stream led again in {nats['elected']:.2f}s, intents stored again in "
                   f"{nats['failover']:.2f}s")  # fmt: skip
 
         async def restart_node() -> None:
             took = await asyncio.to_thread(rig.nats.restart, nats["leader"])
             nats["rejoin"] = took
-            print(f"[cluster] NATS node {nats['leader']} restarted; JetStream current in {took:.2f}s")
+            figures(f"[cluster] NATS node {nats['leader']} restarted; JetStream current in {took:.2f}s")
 
         async def between(i: int) -> None:
             if i == NATS_KILL_AT:
@@ -187,7 +188,7 @@ async def test_cluster_survives_losing_a_nats_leader_partition_owners_and_replic
             elif i in REPLICA_KILLS:
                 name = REPLICA_KILLS[i]
                 await rig.kill(name)
-                print(f"[cluster] {name} killed at intent {i}")
+                figures(f"[cluster] {name} killed at intent {i}")
                 tasks.append(asyncio.create_task(restart_later(name)))
 
         publishing = time.monotonic()
@@ -214,7 +215,7 @@ async def test_cluster_survives_losing_a_nats_leader_partition_owners_and_replic
         evidence = await gather(rig.sources())
         await redis.aclose()
 
-    print(f"[cluster] {len(rig.published)} intents at {rate:.1f}/s; handovers "
+    figures(f"[cluster] {len(rig.published)} intents at {rate:.1f}/s; handovers "
           + ", ".join(f"{k} {v:.2f}s" for k, v in handovers.items())
           + f"; NATS leaders {nats.get('elected', -1):.2f}s, intents {nats.get('failover', -1):.2f}s, "
           f"rejoin {nats.get('rejoin', -1):.2f}s; "
@@ -248,6 +249,6 @@ async def test_cluster_survives_losing_a_nats_leader_partition_owners_and_replic
     assert all(a <= b for a, b in itertools.pairwise(sequences)), "a book went back in sequence"
     stamps = sorted(b.received_ts_ns for b in books)
     gaps = sorted((after - before) / 1e9 for before, after in itertools.pairwise(stamps))
-    print(f"[cluster] {len(books)} books of {SYMBOL}; longest pauses {[round(g, 2) for g in gaps[-3:]]}s")
+    figures(f"[cluster] {len(books)} books of {SYMBOL}; longest pauses {[round(g, 2) for g in gaps[-3:]]}s")
     unexplained = unexplained_pauses(stamps, windows, 2.0)
     assert not unexplained, f"book pauses outside any disruption (start, seconds): {unexplained}; windows {windows}"
