@@ -9,11 +9,8 @@ as tests/integration/test_k8s_redis_sentinel.py does for the Kubernetes scripts.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -21,24 +18,13 @@ import yaml
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+
 DRIVER = Path(__file__).with_name("compose_redis_driver.py")
 
 
-def missing_tools() -> str | None:
-    for tool in ("unshare", "ip", "mount", "redis-server"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    if os.geteuid() != 0:
-        return "unshare of mount and network namespaces needs root"
-    probe = subprocess.run(["unshare", "--mount", "--net", "true"], capture_output=True, timeout=10, check=False)
-    if probe.returncode != 0:
-        return f"unshare refused here: {probe.stderr.decode().strip()}"
-    return None
-
-
 @pytest.mark.timeout(180)
-def test_the_compose_sentinel_promotes_the_replica_and_demotes_the_returning_master(tmp_path: Path) -> None:
-    reason = missing_tools()
+def test_the_compose_sentinel_promotes_the_replica_and_demotes_the_returning_master(tmp_path: Path, pods: Any) -> None:
+    reason = pods.missing_tools("redis-server")
     if reason:
         pytest.skip(reason)
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
@@ -47,27 +33,7 @@ def test_the_compose_sentinel_promotes_the_replica_and_demotes_the_returning_mas
     }
     source = tmp_path / "commands.json"
     source.write_text(json.dumps(commands))
-    run = subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--net",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            sys.executable,
-            str(DRIVER),
-            str(tmp_path),
-            str(source),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert "error" not in result, json.dumps(result, indent=1)
+    result = pods.run_driver(DRIVER, str(tmp_path), str(source), timeout=150)
     print(
         f"compose Redis Sentinel failover: redis-replica promoted {result['failover_s']} s after redis was SIGKILLed; "
         f"the restarted redis followed it after {result['rejoined_s']} s"

