@@ -86,6 +86,7 @@ async def test_report_shows_the_bots_pnl_apart_from_opening_holdings(ledger: str
     assert position["avg_cost"] == D("1001.00")
     assert position["unrealized_pnl"] == D("299.00")
     assert report.totals["bot_pnl"] == D("397.00")
+    assert report.totals["bot_pnl"] == report.totals["realized_pnl"] + report.totals["unrealized_pnl"]
     assert report.totals["fees"] == D("3.00")
     assert report.totals["opening_holdings_value"] == D("1300.00")
     assert (report.totals["buys"], report.totals["sells"]) == (1, 1)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from btcbot.cli.verify import Evidence, LedgerFill, VerifyError, compare, sources_from
 from btcbot.contracts.messages import (
@@ -97,6 +98,19 @@ def test_each_problem_is_counted_with_examples() -> None:
     assert verdict["unresolved_orders"] == 1
     assert verdict["examples"]["missing_fills"] == ["BTCTRY:11:1"]
     assert not verdict["ok"]
+
+
+def test_on_a_live_run_young_unanswered_intents_and_orders_are_pending_not_lost() -> None:
+    evidence = healthy()
+    evidence.messages += [intent(3), submit(4), replace(intent(5), ts_ns=100), replace(submit(6), ts_ns=100)]
+    evidence.young_after_ns = 50  # stamped after 50: still in flight
+    verdict = compare(evidence)
+    assert (verdict["lost_intents"], verdict["pending_intents"]) == (1, 1)
+    assert (verdict["unresolved_orders"], verdict["pending_orders"]) == (1, 1)
+    assert verdict["examples"]["lost_intents"] == ["i3"]
+    evidence.young_after_ns = 0  # a stopped run: nothing is on its way any more
+    verdict = compare(evidence)
+    assert (verdict["lost_intents"], verdict["pending_intents"]) == (2, 0)
 
 
 def test_orders_in_flight_from_claims_and_from_events() -> None:

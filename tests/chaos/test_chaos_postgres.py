@@ -118,7 +118,9 @@ class Rig:
         self.sup.add("ledger", "btcbot.ledger", {**common, **ledger, **keys.service_env("ledger")})
         self.sup.add("execution", "btcbot.execution", {**common, "EXECUTION_FILL_POLL_INTERVAL": "0.5",
                                                         **keys.service_env("execution")})  # fmt: skip
-        self.sup.add("risk", "btcbot.risk", {**common, **keys.service_env("risk")})
+        # Risk's 60 s cooldown per symbol and side made "buy, sell, buy again" take over a minute of a random
+        # market; 3 s keeps the round trips coming (what is tested is the ledger's outage, not the cooldown).
+        self.sup.add("risk", "btcbot.risk", {**common, **keys.service_env("risk"), "RISK_ORDER_COOLDOWN": "3"})
         # Round trips every few seconds: a tight take-profit and stop-loss, a short order life and cooldown. The whole
         # position goes in one sell (the incident's shape; a quarter at a time would wait out risk's 60 s cooldown
         # per symbol and side between slices, and the outage would see no sell fill).

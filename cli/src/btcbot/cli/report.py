@@ -130,10 +130,13 @@ async def load_report(database_url: str, quote_asset: str) -> Report:
         )
     counts = count_trades(t.side for t in view.trades)
     v = view.valuation
+    realized, unrealized_ = at_scale(bot.realized, q), at_scale(bot.unrealized, q)
     totals_: dict[str, Any] = {
-        "realized_pnl": at_scale(bot.realized, q),
-        "unrealized_pnl": at_scale(bot.unrealized, q),
-        "bot_pnl": at_scale(bot.pnl, q),
+        "realized_pnl": realized,
+        "unrealized_pnl": unrealized_,
+        # The sum of the parts as shown, so the printed figures add up (rounding each part and the exact total
+        # separately can differ by a unit of the last decimal).
+        "bot_pnl": realized + unrealized_,
         "fees": at_scale(bot.fees, q),
         "fills": view.fills,
         "buys": counts.buys,
